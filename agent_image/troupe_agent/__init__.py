@@ -1,0 +1,1 @@
+"""Troupe agent runtime: LangGraph agents on OpenAI-compatible models, in task and serve modes."""
