@@ -1,0 +1,85 @@
+"""The Troupe API (group ``troupe.dev``, version ``v1alpha1``) as typed models.
+
+This package is the one place the shapes of Agent, Workflow and Tenant are
+defined. The CRDs are generated from it, the validator and the operator parse
+with it, and the agent runtime reads its Agent spec through it; nothing else
+redefines these shapes.
+"""
+
+from troupe_operator.api.agent import (
+    ROLE_DEFAULTS,
+    AgentPhase,
+    AgentSpec,
+    AgentStatus,
+    ModelSpec,
+    ResourceRequirements,
+    Role,
+    RoleDefaults,
+    SecretKeyRef,
+)
+from troupe_operator.api.common import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    ApiModel,
+    Condition,
+    ConditionStatus,
+    TokenUsage,
+)
+from troupe_operator.api.tenant import (
+    NetworkIsolation,
+    Owner,
+    OwnerKind,
+    PodSecurityLevel,
+    TenantLimits,
+    TenantPhase,
+    TenantQuota,
+    TenantSpec,
+    TenantStatus,
+    TenantUsage,
+)
+from troupe_operator.api.workflow import (
+    OutputRef,
+    TaskPhase,
+    TaskSpec,
+    TaskStatus,
+    WorkflowPhase,
+    WorkflowSpec,
+    WorkflowStatus,
+)
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "ROLE_DEFAULTS",
+    "VERSION",
+    "AgentPhase",
+    "AgentSpec",
+    "AgentStatus",
+    "ApiModel",
+    "Condition",
+    "ConditionStatus",
+    "ModelSpec",
+    "NetworkIsolation",
+    "OutputRef",
+    "Owner",
+    "OwnerKind",
+    "PodSecurityLevel",
+    "ResourceRequirements",
+    "Role",
+    "RoleDefaults",
+    "SecretKeyRef",
+    "TaskPhase",
+    "TaskSpec",
+    "TaskStatus",
+    "TenantLimits",
+    "TenantPhase",
+    "TenantQuota",
+    "TenantSpec",
+    "TenantStatus",
+    "TenantUsage",
+    "TokenUsage",
+    "WorkflowPhase",
+    "WorkflowSpec",
+    "WorkflowStatus",
+]

@@ -1,0 +1,104 @@
+"""Shapes shared by every Troupe kind: the wire conventions, names, conditions, usage.
+
+Kubernetes speaks camelCase and rejects names that are not DNS-1123; these
+types encode both once so the kinds only declare their own fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP: Final = "troupe.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN: Final = (
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+QUANTITY_PATTERN: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+"""A name that may also serve as a label value and a part of child object names."""
+
+DnsSubdomain = Annotated[
+    str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+]
+"""A name of an object that Troupe only refers to (a Secret, for instance)."""
+
+Quantity = Annotated[
+    int | str,
+    Field(union_mode="left_to_right"),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+"""A Kubernetes resource quantity such as ``2``, ``500m`` or ``4Gi``."""
+
+
+class ApiModel(BaseModel):
+    """A part of a Troupe object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+        validate_default=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as it is stored in Kubernetes: camelCase keys, no unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """One observation of an object's state, as Kubernetes API conventions define it."""
+
+    type: str = Field(description="The aspect observed, e.g. Ready, Succeeded or Failed.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        default="",
+        pattern=r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)?$",
+        description="A CamelCase word a program can switch on.",
+    )
+    message: str = Field(default="", description="What a person needs to know, in a sentence.")
+    last_transition_time: datetime | None = Field(
+        default=None, description="When status last changed value."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this condition was computed from."
+    )
+
+
+class TokenUsage(ApiModel):
+    """LLM tokens counted from the provider's replies."""
+
+    input_tokens: int = Field(default=0, ge=0, description="Prompt tokens sent to the model.")
+    output_tokens: int = Field(default=0, ge=0, description="Completion tokens the model returned.")
+    total_tokens: int = Field(default=0, ge=0, description="Input plus output tokens.")
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )

@@ -1,0 +1,139 @@
+"""The Workflow kind: a DAG of agent tasks and the status that tracks its run.
+
+Status is kept compact on purpose (Argo's workflows outgrow etcd's ~1.5 MB
+object limit): task outputs live in ConfigMaps and status holds a reference
+and a short preview of each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+from pydantic import Field
+
+from troupe_operator.api.common import ApiModel, Condition, DnsLabel, TokenUsage
+
+MAX_TASKS: Final = 1000
+PREVIEW_CHARS: Final = 200
+
+
+class TaskSpec(ApiModel):
+    """One step of a Workflow: an Agent run on a rendered prompt."""
+
+    name: DnsLabel = Field(description="Task name, unique in the Workflow (DNS-1123 label).")
+    agent: DnsLabel = Field(description="Name of an Agent in the Workflow's namespace.")
+    prompt: str = Field(
+        min_length=1,
+        max_length=65_536,
+        description=(
+            "Prompt template. It may use {{ inputs.NAME }} and {{ tasks.NAME.output }} "
+            "for any task this one depends on, directly or not."
+        ),
+    )
+    depends_on: list[DnsLabel] = Field(
+        default_factory=list, max_length=MAX_TASKS, description="Tasks that must succeed first."
+    )
+    retries: int = Field(
+        default=0, ge=0, le=10, description="Further attempts after a failed one, with backoff."
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=86_400, description="Limit on one attempt (activeDeadlineSeconds)."
+    )
+
+
+class WorkflowSpec(ApiModel):
+    """A DAG of tasks, its inputs and how it is run."""
+
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="Named values the prompts use as {{ inputs.NAME }}."
+    )
+    tasks: list[TaskSpec] = Field(
+        min_length=1, max_length=MAX_TASKS, description="The tasks; order does not matter."
+    )
+    parallelism: int | None = Field(
+        default=None, ge=1, le=MAX_TASKS, description="Most tasks running at once; unlimited if unset."
+    )
+    fail_fast: bool = Field(
+        default=False,
+        description=(
+            "Stop running tasks and start no more once a task has failed for good. "
+            "Otherwise independent branches run on and the Workflow fails at the end."
+        ),
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=604_800, description="Limit on the whole run, in seconds."
+    )
+    retry_backoff_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="Wait before a task's second attempt; doubles for each further one (max 10 min).",
+    )
+
+
+class WorkflowPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ERROR = "Error"
+
+
+class TaskPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"
+
+
+class OutputRef(ApiModel):
+    """Where a task's full output is kept."""
+
+    config_map: str = Field(description="ConfigMap in the Workflow's namespace.")
+    key: str = Field(default="output", description="Key of the output within the ConfigMap.")
+    bytes: int = Field(default=0, ge=0, description="Size of the output in bytes.")
+
+
+class TaskStatus(ApiModel):
+    """What the operator observed of one task."""
+
+    phase: TaskPhase = Field(default=TaskPhase.PENDING, description="The task's phase.")
+    attempts: int = Field(default=0, ge=0, description="Attempts started so far.")
+    job: str | None = Field(default=None, description="The Job of the latest attempt.")
+    started_at: datetime | None = Field(default=None, description="When the first attempt started.")
+    finished_at: datetime | None = Field(default=None, description="When the task ended, or its latest attempt failed.")
+    message: str | None = Field(default=None, description="Why the task is in this phase.")
+    model: str | None = Field(default=None, description="Model that produced the output.")
+    output: OutputRef | None = Field(default=None, description="Reference to the full output.")
+    preview: str | None = Field(
+        default=None, max_length=PREVIEW_CHARS, description="The output's first characters."
+    )
+    usage: TokenUsage | None = Field(default=None, description="Tokens this task used.")
+
+
+class WorkflowStatus(ApiModel):
+    """What the operator observed of a Workflow's run."""
+
+    phase: WorkflowPhase | None = Field(
+        default=None, description="Pending, Running, Succeeded, Failed, or Error (invalid spec)."
+    )
+    progress: str | None = Field(default=None, description="Succeeded tasks / all tasks, e.g. 3/5.")
+    started_at: datetime | None = Field(default=None, description="When the first task started.")
+    finished_at: datetime | None = Field(default=None, description="When the run ended.")
+    duration: str | None = Field(
+        default=None, description="Run time so far, or in all once finished, e.g. 1m05s."
+    )
+    message: str | None = Field(default=None, description="Why the Workflow is in this phase.")
+    tasks: dict[str, TaskStatus] = Field(default_factory=dict, description="Status of each task.")
+    usage: TokenUsage | None = Field(default=None, description="Tokens used by all tasks.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Succeeded and Failed."
+    )
