@@ -26,6 +26,18 @@ from troupe_operator.api.common import (
     ConditionStatus,
     TokenUsage,
 )
+from troupe_operator.api.task_io import (
+    EXIT_PERMANENT,
+    EXIT_RETRYABLE,
+    INPUT_KEY,
+    MAX_OUTPUT_BYTES,
+    OUTPUT_KEY,
+    RESULT_KEY,
+    SCRIPTED_MODEL_NAME,
+    OutputTarget,
+    TaskInput,
+    TaskResult,
+)
 from troupe_operator.api.tenant import (
     NetworkIsolation,
     Owner,
@@ -49,6 +61,16 @@ from troupe_operator.api.workflow import (
 )
 
 __all__ = [
+    "EXIT_PERMANENT",
+    "EXIT_RETRYABLE",
+    "INPUT_KEY",
+    "MAX_OUTPUT_BYTES",
+    "OUTPUT_KEY",
+    "RESULT_KEY",
+    "SCRIPTED_MODEL_NAME",
+    "OutputTarget",
+    "TaskInput",
+    "TaskResult",
     "API_VERSION",
     "GROUP",
     "ROLE_DEFAULTS",
