@@ -1,1 +1,1 @@
-"""Troupe operator: kopf handlers around a pure reconcile core, the API models, and the `troupe` CLI."""
+"""Troupe operator: kopf handlers around a pure reconcile core, the API, and the CLI."""

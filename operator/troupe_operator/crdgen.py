@@ -95,7 +95,10 @@ KINDS = [
 ]
 TRAILING_COLUMNS = {
     "Agent": [AGE_COLUMN],
-    "Workflow": [AGE_COLUMN, {"name": "Duration", "type": "string", "jsonPath": ".status.duration"}],
+    "Workflow": [
+        AGE_COLUMN,
+        {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+    ],
     "Tenant": [AGE_COLUMN],
 }
 

@@ -217,7 +217,9 @@ class AgentSpec(ApiModel):
 
     @property
     def effective_temperature(self) -> float:
-        return self.defaults.temperature if self.model.temperature is None else self.model.temperature
+        return (
+            self.defaults.temperature if self.model.temperature is None else self.model.temperature
+        )
 
     @property
     def effective_max_tokens(self) -> int:

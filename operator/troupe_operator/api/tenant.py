@@ -56,6 +56,7 @@ class NetworkIsolation(ApiModel):
     enabled: bool = Field(default=True, description="Create the NetworkPolicy.")
     model_egress_cidrs: list[str] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
+        alias="modelEgressCIDRs",
         max_length=64,
         description="Where model endpoints may be reached, as CIDRs.",
     )

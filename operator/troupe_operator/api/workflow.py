@@ -53,7 +53,10 @@ class WorkflowSpec(ApiModel):
         min_length=1, max_length=MAX_TASKS, description="The tasks; order does not matter."
     )
     parallelism: int | None = Field(
-        default=None, ge=1, le=MAX_TASKS, description="Most tasks running at once; unlimited if unset."
+        default=None,
+        ge=1,
+        le=MAX_TASKS,
+        description="Most tasks running at once; unlimited if unset.",
     )
     fail_fast: bool = Field(
         default=False,
@@ -69,7 +72,7 @@ class WorkflowSpec(ApiModel):
         default=10,
         ge=0,
         le=3600,
-        description="Wait before a task's second attempt; doubles for each further one (max 10 min).",
+        description="Wait before a task's second attempt; doubles for each further one, up to 10 min.",
     )
 
 
@@ -106,7 +109,9 @@ class TaskStatus(ApiModel):
     attempts: int = Field(default=0, ge=0, description="Attempts started so far.")
     job: str | None = Field(default=None, description="The Job of the latest attempt.")
     started_at: datetime | None = Field(default=None, description="When the first attempt started.")
-    finished_at: datetime | None = Field(default=None, description="When the task ended, or its latest attempt failed.")
+    finished_at: datetime | None = Field(
+        default=None, description="When the task ended, or its latest attempt failed."
+    )
     message: str | None = Field(default=None, description="Why the task is in this phase.")
     model: str | None = Field(default=None, description="Model that produced the output.")
     output: OutputRef | None = Field(default=None, description="Reference to the full output.")

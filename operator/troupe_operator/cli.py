@@ -1,0 +1,56 @@
+"""The ``troupe`` command: check manifests before they reach a cluster.
+
+Every problem is one line, ``FILE: Kind/name: message``; exit codes are
+0 (all valid), 1 (something invalid) and 2 (a file unreadable or not YAML),
+so the command slots into CI and pre-commit hooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from troupe_operator.manifests import ManifestError, load
+from troupe_operator.validation import check_manifests
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_UNREADABLE = 2
+
+
+def validate(paths: Sequence[str]) -> int:
+    try:
+        manifests = load(paths)
+    except ManifestError as error:
+        print(error, file=sys.stderr)
+        return EXIT_UNREADABLE
+    problems = check_manifests(manifests)
+    for manifest, message in problems:
+        print(f"{manifest.source}: {manifest.label}: {message}")
+    checked = sum(1 for manifest in manifests if manifest.is_troupe)
+    if problems:
+        invalid = len({id(manifest) for manifest, _ in problems})
+        print(f"{invalid} of {len(manifests)} objects invalid", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{checked} Troupe objects valid ({len(manifests) - checked} other objects not checked)")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="troupe", description="Multi-agent LLM workflows as Kubernetes custom resources."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "validate", help="check Agents, Workflows and Tenants in YAML files"
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="YAML files, many documents each")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return validate(args.files)
+    raise AssertionError(f"unhandled command {args.command}")
