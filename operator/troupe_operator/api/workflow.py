@@ -72,7 +72,7 @@ class WorkflowSpec(ApiModel):
         default=10,
         ge=0,
         le=3600,
-        description="Wait before a task's second attempt; doubles for each further one, up to 10 min.",
+        description="Wait before a retry; doubles for each further attempt, up to 10 min.",
     )
 
 
