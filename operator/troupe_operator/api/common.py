@@ -6,11 +6,12 @@ types encode both once so the kinds only declare their own fields.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP: Final = "troupe.dev"
@@ -30,9 +31,17 @@ DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_P
 DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 """A name of an object that Troupe only refers to (a Secret, for instance)."""
 
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a quantity such as 2, 500m or 4Gi")
+    return value
+
+
 Quantity = Annotated[
     int | str,
     Field(union_mode="left_to_right"),
+    AfterValidator(_check_quantity),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],

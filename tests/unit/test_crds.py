@@ -1,0 +1,105 @@
+"""The committed CRDs: generated from the models, structural, valid, and fit for the examples."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from troupe_operator import crdgen
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_DIR = ROOT / "crds"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+
+
+def committed(kind: crdgen.Kind) -> str:
+    return (CRD_DIR / f"{kind.plural}.troupe.dev.yaml").read_text()
+
+
+def schema_of(kind_name: str) -> dict[str, Any]:
+    kind = next(k for k in crdgen.KINDS if k.kind == kind_name)
+    crd = yaml.safe_load(committed(kind))
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, schema
+    for name, sub in schema.get("properties", {}).items():
+        yield from nodes(sub, f"{path}.{name}")
+    if "items" in schema:
+        yield from nodes(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from nodes(schema["additionalProperties"], f"{path}{{}}")
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_committed_crd_matches_the_models(kind: crdgen.Kind) -> None:
+    assert committed(kind) == crdgen.render(kind), "run `make crds` and commit crds/"
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_crd_passes_kubernetes_validate(kind: crdgen.Kind) -> None:
+    kubernetes_validate.validate(yaml.safe_load(committed(kind)), KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("kind", ["Agent", "Workflow", "Tenant"])
+def test_schema_is_structural_and_explained(kind: str) -> None:
+    for path, node in nodes(schema_of(kind)):
+        assert "$ref" not in node, path
+        if "anyOf" in node:
+            assert node.get("x-kubernetes-int-or-string") is True, path
+        else:
+            assert "type" in node, f"{path} has no type"
+        if path.startswith(".spec.") and not path.endswith(("[]", "{}")):
+            assert node.get("description"), f"{path} has no description for kubectl explain"
+
+
+def test_printer_columns_scope_and_category() -> None:
+    columns = {
+        kind.kind: [
+            c["name"].upper()
+            for c in crdgen.crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
+        ]
+        for kind in crdgen.KINDS
+    }
+    assert columns["Workflow"] == ["PHASE", "PROGRESS", "TOKENS", "AGE", "DURATION"]
+    assert columns["Agent"] == ["ROLE", "MODEL", "READY", "SUPERVISOR", "AGE"]
+    assert columns["Tenant"] == ["NAMESPACES", "RUNNING", "TOKENS", "AGE"]
+    scopes = {kind.kind: crdgen.crd(kind)["spec"]["scope"] for kind in crdgen.KINDS}
+    assert scopes == {"Agent": "Namespaced", "Workflow": "Namespaced", "Tenant": "Cluster"}
+    for kind in crdgen.KINDS:
+        version = crdgen.crd(kind)["spec"]["versions"][0]
+        assert version["subresources"] == {"status": {}}
+        assert "troupe" in crdgen.crd(kind)["spec"]["names"]["categories"]
+
+
+def example_documents() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{path.name}:{doc['kind']}/{doc['metadata']['name']}", doc)
+        for path in EXAMPLES
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+@pytest.mark.parametrize(("label", "document"), example_documents(), ids=lambda v: str(v)[:60])
+def test_example_fits_its_schema(label: str, document: dict[str, Any]) -> None:
+    if document["apiVersion"].startswith("troupe.dev/"):
+        jsonschema.validate(document, schema_of(document["kind"]))
+    else:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_schema_rejects_what_the_models_reject() -> None:
+    bad = {"apiVersion": "troupe.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"}}
+    bad["spec"] = {"tasks": [{"name": "Bad_Name", "agent": "a", "prompt": "p"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema_of("Workflow"))
