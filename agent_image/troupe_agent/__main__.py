@@ -1,0 +1,77 @@
+"""The ``troupe-agent`` command: ``task`` runs one workflow task, ``serve`` runs an agent pod.
+
+Only the chosen mode's modules are imported, and argument errors exit with
+``EXIT_PERMANENT`` (a wrong command line cannot be cured by a retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from troupe_agent.logs import configure_logging
+from troupe_operator.api import EXIT_PERMANENT
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_PERMANENT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="troupe-agent", description=__doc__)
+    modes = parser.add_subparsers(dest="mode", required=True)
+
+    task = modes.add_parser("task", help="run one workflow task and write its output")
+    task.add_argument("--input", required=True, type=Path, help="TaskInput JSON file")
+    task.add_argument(
+        "--output-file",
+        type=Path,
+        help="write the result here as JSON instead of to the output ConfigMap",
+    )
+    task.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path("/dev/termination-log"),
+        help="where the one-line failure reason goes (default: %(default)s)",
+    )
+
+    serve = modes.add_parser("serve", help="serve the agent over HTTP")
+    serve.add_argument(
+        "--agent", type=Path, help="AgentSpec JSON file (default: env TROUPE_AGENT_SPEC)"
+    )
+    serve.add_argument("--name", help="agent name (default: env TROUPE_AGENT_NAME)")
+    serve.add_argument(
+        "--api-key-env",
+        default="TROUPE_API_KEY",
+        help="environment variable holding the API key (default: %(default)s)",
+    )
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    if args.mode == "task":
+        from troupe_agent.task import TaskOptions, run_task_mode
+
+        return run_task_mode(TaskOptions(args.input, args.output_file, args.termination_log))
+    from troupe_agent.serve import ServeConfigError, ServeOptions, run_serve_mode
+
+    options = ServeOptions(args.agent, args.name, args.api_key_env, args.host, args.port)
+    try:
+        run_serve_mode(options)
+    except ServeConfigError as exc:
+        logging.getLogger("troupe_agent.serve").error("%s", exc)
+        raise SystemExit(EXIT_PERMANENT) from exc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""A runnable Agent: its model client and graph, built once, run many times.
+
+Task mode runs it once; serve mode builds it at start-up and runs it per
+request. :func:`run_task` is the in-process entry point (``troupe run`` can
+call it): a :class:`~troupe_operator.api.TaskInput` and a key in, the text and
+its :class:`~troupe_operator.api.TaskResult` out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from opentelemetry.context import Context
+
+from troupe_agent.graph import build_agent_graph, initial_state
+from troupe_agent.llm import ModelClient, gen_ai_system
+from troupe_agent.retry import Deadline
+from troupe_agent.telemetry import GenAITelemetry, parent_context_from_env
+from troupe_agent.usage import CallObserver
+from troupe_operator.api import AgentSpec, TaskInput, TaskResult
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How an Agent reports and waits; the defaults suit production."""
+
+    observers: Sequence[CallObserver] = ()
+    """Told about every model call (serve mode's Prometheus metrics)."""
+    telemetry: GenAITelemetry | None = None
+    """Spans and GenAI metrics; ``None`` uses the global OpenTelemetry providers."""
+    sleep: Callable[[float], None] = time.sleep
+    """How retries wait; tests pass a recorder."""
+
+
+class Agent:
+    """One Agent spec made runnable."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: AgentSpec,
+        api_key: str | None,
+        options: AgentOptions = AgentOptions(),
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self._telemetry = options.telemetry or GenAITelemetry(system=gen_ai_system(spec))
+        self.client = ModelClient(
+            name,
+            spec,
+            api_key,
+            observers=options.observers,
+            telemetry=self._telemetry,
+            sleep=options.sleep,
+        )
+        self.graph = build_agent_graph(spec, self.client)
+
+    def run(
+        self,
+        prompt: str,
+        context: Mapping[str, str],
+        deadline_seconds: float | None = None,
+        trace_parent: Context | None = None,
+    ) -> tuple[str, TaskResult]:
+        """The answer to ``prompt`` given ``context``; raises ModelCallError on failure."""
+        with self._telemetry.agent_span(self.name, parent=trace_parent):
+            state = self.graph.invoke(initial_state(prompt, context, Deadline(deadline_seconds)))
+        text = state["answer"]
+        stats = state["stats"]
+        return text, TaskResult(
+            model=self.client.model_name,
+            scripted=self.client.scripted,
+            usage=stats.usage,
+            calls=stats.calls,
+            latency_seconds=stats.latency_seconds,
+            bytes=len(text.encode()),
+        )
+
+
+def run_task(
+    task_input: TaskInput, api_key: str | None, options: AgentOptions = AgentOptions()
+) -> tuple[str, TaskResult]:
+    """Run one workflow task in-process: the output text and what it cost.
+
+    The task's spans join the trace named in ``TRACEPARENT`` when it is set.
+    """
+    agent = Agent(task_input.agent_name, task_input.agent, api_key, options)
+    return agent.run(
+        task_input.prompt,
+        task_input.upstream,
+        task_input.deadline_seconds,
+        trace_parent=parent_context_from_env(),
+    )

@@ -1,0 +1,157 @@
+"""One model call, done properly: the right model, our retry policy, usage and telemetry.
+
+The graph asks :class:`ModelClient` for a reply to a list of messages and gets
+text plus the call's tokens and latency. Everything else about talking to a
+provider lives here: choosing ``ChatOpenAI`` at ``model.baseURL`` or, only when
+no endpoint is configured, the offline scripted model; per-call timeouts cut
+to the task deadline; retries on 429/5xx/timeouts/connection errors with
+backoff and ``Retry-After``; fail-fast on everything else; metrics and spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from troupe_agent.errors import CallFailure, ModelCallError, classify
+from troupe_agent.retry import Deadline, RetryPolicy
+from troupe_agent.scrub import register_secret
+from troupe_agent.telemetry import GenAITelemetry
+from troupe_agent.usage import CallObserver, CallStats, usage_of
+from troupe_operator.api import SCRIPTED_MODEL_NAME, AgentSpec
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
+
+log = logging.getLogger(__name__)
+
+NO_API_KEY: Final = "no-key-configured"
+"""Sent as the key to endpoints configured without one (local servers that ignore it)."""
+
+
+def uses_scripted_model(spec: AgentSpec) -> bool:
+    """Whether the Agent runs on the offline scripted model: only when it has no endpoint."""
+    return spec.model.base_url is None
+
+
+def gen_ai_system(spec: AgentSpec) -> str:
+    """The ``gen_ai.system`` an Agent's calls are reported under."""
+    return "troupe-scripted" if uses_scripted_model(spec) else "openai"
+
+
+def build_chat_model(spec: AgentSpec, api_key: str | None) -> BaseChatModel:
+    """``ChatOpenAI`` at the Agent's endpoint, or the scripted model when it has none."""
+    if spec.model.base_url is None:
+        from troupe_agent.scripted import ScriptedChatModel
+
+        log.info("no model.baseURL configured: using the offline scripted model (no LLM is called)")
+        return ScriptedChatModel(role=spec.role)
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=spec.model.name,
+        base_url=spec.model.base_url,
+        api_key=api_key or NO_API_KEY,
+        temperature=spec.effective_temperature,
+        max_tokens=spec.effective_max_tokens,
+        timeout=spec.model.timeout_seconds,
+        max_retries=0,
+    )
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    stats: CallStats
+
+
+class ModelClient:
+    """Calls one Agent's model with retries, timeouts, usage accounting and telemetry."""
+
+    def __init__(
+        self,
+        agent_name: str,
+        spec: AgentSpec,
+        api_key: str | None,
+        *,
+        chat_model: BaseChatModel | None = None,
+        observers: Sequence[CallObserver] = (),
+        telemetry: GenAITelemetry | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        register_secret(api_key)
+        self.agent_name = agent_name
+        self.scripted = uses_scripted_model(spec)
+        self.model_name = SCRIPTED_MODEL_NAME if self.scripted else spec.model.name
+        self._timeout = float(spec.model.timeout_seconds)
+        self._chat_model = chat_model or build_chat_model(spec, api_key)
+        self._observers = observers
+        self._telemetry = telemetry or GenAITelemetry(system=gen_ai_system(spec))
+        self._sleep = sleep
+        self._retry_policy = retry_policy or RetryPolicy(max_retries=spec.model.max_retries)
+
+    def chat(self, messages: list[BaseMessage], deadline: Deadline) -> ChatReply:
+        """The model's reply, retried as the policy allows; raises :class:`ModelCallError`."""
+        retries = 0
+        while True:
+            if deadline.expired():
+                failure = CallFailure(
+                    status="deadline", detail="the task deadline passed", retryable=True
+                )
+                raise self._error(failure, attempts=retries, reason="task deadline")
+            outcome = self._call_once(messages, deadline.call_timeout(self._timeout))
+            if isinstance(outcome, ChatReply):
+                return outcome
+            attempts = retries + 1
+            if not outcome.retryable:
+                raise self._error(outcome, attempts, reason="not retryable")
+            if retries >= self._retry_policy.max_retries:
+                raise self._error(outcome, attempts, reason="retries exhausted")
+            delay = self._retry_policy.delay(retries, outcome.retry_after)
+            if not deadline.allows_wait(delay):
+                raise self._error(outcome, attempts, reason="task deadline leaves no time to retry")
+            log.warning(
+                "agent %s: model call failed (%s), retry %d/%d in %.2fs",
+                self.agent_name,
+                outcome.status,
+                attempts,
+                self._retry_policy.max_retries,
+                delay,
+            )
+            self._sleep(delay)
+            retries += 1
+
+    def _call_once(self, messages: list[BaseMessage], timeout: float) -> ChatReply | CallFailure:
+        started = time.monotonic()
+        with self._telemetry.chat_span(self.model_name) as span:
+            try:
+                reply = self._chat_model.invoke(messages, timeout=timeout)
+            except Exception as exc:
+                failure = classify(exc)
+                self._telemetry.record_failure(
+                    span, self.model_name, failure, time.monotonic() - started
+                )
+                for observer in self._observers:
+                    observer.call_failed(self.model_name, failure.status)
+                return failure
+            stats = CallStats(
+                usage=usage_of(reply), calls=1, latency_seconds=time.monotonic() - started
+            )
+            self._telemetry.record_success(span, self.model_name, stats)
+        for observer in self._observers:
+            observer.call_succeeded(self.model_name, stats)
+        return ChatReply(text=reply.text, stats=stats)
+
+    def _error(self, failure: CallFailure, attempts: int, reason: str) -> ModelCallError:
+        return ModelCallError(
+            agent=self.agent_name,
+            model=self.model_name,
+            failure=failure,
+            attempts=attempts,
+            reason=reason,
+        )

@@ -1,0 +1,58 @@
+"""Token usage and latency of model calls, as the provider reported them.
+
+Counts come only from the provider's reply (langchain's ``usage_metadata``,
+falling back to the raw ``token_usage`` in ``response_metadata``); nothing is
+estimated. A reply without usage (the offline scripted model, or a server that
+does not report it) counts as zero tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from troupe_operator.api import TokenUsage
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """Tokens, calls and time spent in model calls; adds up across calls."""
+
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    calls: int = 0
+    latency_seconds: float = 0.0
+
+    def __add__(self, other: CallStats) -> CallStats:
+        return CallStats(
+            usage=self.usage + other.usage,
+            calls=self.calls + other.calls,
+            latency_seconds=self.latency_seconds + other.latency_seconds,
+        )
+
+
+def usage_of(message: BaseMessage) -> TokenUsage:
+    """The tokens one reply used, as reported by the provider (zero when it reported none)."""
+    reported: Any = getattr(message, "usage_metadata", None)
+    if reported:
+        return _usage(reported.get("input_tokens"), reported.get("output_tokens"))
+    raw = message.response_metadata.get("token_usage") or message.response_metadata.get("usage")
+    if isinstance(raw, dict):
+        return _usage(raw.get("prompt_tokens"), raw.get("completion_tokens"))
+    return TokenUsage()
+
+
+def _usage(input_tokens: Any, output_tokens: Any) -> TokenUsage:
+    sent = int(input_tokens or 0)
+    received = int(output_tokens or 0)
+    return TokenUsage(input_tokens=sent, output_tokens=received, total_tokens=sent + received)
+
+
+class CallObserver(Protocol):
+    """Something that wants to know about every model call (metrics, for instance)."""
+
+    def call_succeeded(self, model: str, stats: CallStats) -> None: ...
+
+    def call_failed(self, model: str, status: str) -> None: ...
