@@ -1,0 +1,1 @@
+"""Test harness: a Kubernetes API emulator, a local Job runner and an OpenAI-compatible stub."""

@@ -1,0 +1,41 @@
+"""Pytest fixtures for the harness: emulator, kubeconfig, API client, job runner, LLM stub.
+
+Registered for the whole test suite by `tests/conftest.py` (`pytest_plugins`). Each fixture
+is function-scoped: every server starts in milliseconds and a test never sees another
+test's objects.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import kubernetes
+import pytest
+
+from tests.support.emulator import EmulatedCluster
+
+REPO_CRDS = pathlib.Path(__file__).resolve().parents[2] / "crds"
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatedCluster]:
+    """A running emulator with the repo's CRDs (`crds/*.yaml`) served and a `default` namespace."""
+    with EmulatedCluster() as cluster:
+        cluster.create_namespace("default")
+        for crd_file in sorted(REPO_CRDS.glob("*.yaml")):
+            cluster.load_crds(crd_file)
+        yield cluster
+
+
+@pytest.fixture
+def kubeconfig(emulator: EmulatedCluster, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A kubeconfig file pointing at the emulator (for kubectl, subprocesses, `config.load_*`)."""
+    return emulator.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def kube_api(kubeconfig: pathlib.Path) -> Iterator[kubernetes.client.ApiClient]:
+    """A `kubernetes` client configured for the emulator (wrap it in CoreV1Api etc.)."""
+    with kubernetes.config.new_client_from_config(str(kubeconfig)) as api_client:
+        yield api_client

@@ -1,0 +1,1 @@
+"""Kubernetes API semantics behind the emulator: store, selectors, patches, CRDs, watches."""

@@ -1,0 +1,51 @@
+"""A private asyncio event loop in a daemon thread, for servers that sync tests talk to.
+
+The emulator and the OpenAI stub must keep serving while a test blocks in synchronous code
+(the `kubernetes` client, `ChatOpenAI.invoke`, a subprocess), and while kopf runs its own
+loop in another thread; so each server gets its own loop here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run a coroutine on the loop and wait for its result from the calling thread."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def call(self, function: Any, *args: Any, timeout: float = 10.0) -> Any:
+        """Run a plain function on the loop's thread (where the server state lives)."""
+
+        async def invoke() -> Any:
+            return function(*args)
+
+        return self.run(invoke(), timeout)
+
+    def stop(self) -> None:
+        """Cancel what is left, stop the loop, join the thread and close the loop."""
+        self.run(self._cancel_remaining_tasks())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+    @staticmethod
+    async def _cancel_remaining_tasks() -> None:
+        current = asyncio.current_task()
+        remaining = [task for task in asyncio.all_tasks() if task is not current]
+        for task in remaining:
+            task.cancel()
+        await asyncio.gather(*remaining, return_exceptions=True)
