@@ -139,6 +139,11 @@ class WorkflowStatus(ApiModel):
     observed_generation: int | None = Field(
         default=None, ge=0, description="The metadata.generation last acted on."
     )
+    spec_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Hash of the spec the run started with; later spec changes are refused.",
+    )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Succeeded and Failed."
+        default_factory=list, description="Ready, Succeeded, Failed and SpecChangeRefused."
     )
