@@ -1,0 +1,64 @@
+"""Keeping a big Workflow's status inside a size budget.
+
+Full detail for every task is affordable for tens of tasks, not for a
+thousand: etcd caps objects near 1.5 MB, and every status write is sent and
+stored whole. When the status outgrows the budget, finished tasks are slimmed
+in steps, least useful detail first. Only finished tasks are touched, and the
+core never reads more than their phase again, so slimming changes nothing
+about the run. A slimmed task's output is still where naming says:
+``output_config_map_name(workflow, task, attempts)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Final
+
+from troupe_operator.api import TaskStatus, WorkflowStatus
+from troupe_operator.workflow.summary import brief
+from troupe_operator.workflow.tasks import FINISHED
+
+STATUS_BUDGET_BYTES: Final = 240 * 1024
+SLIM_MESSAGE_CHARS: Final = 100
+
+
+def wire_size(status: WorkflowStatus) -> int:
+    return len(json.dumps(status.to_wire()).encode())
+
+
+def fit_status(status: WorkflowStatus, budget: int = STATUS_BUDGET_BYTES) -> WorkflowStatus:
+    """``status`` unchanged if it fits; otherwise with its finished tasks slimmed."""
+    if wire_size(status) <= budget:
+        return status
+    slim = _map_finished(status, _without_references)
+    if wire_size(slim) <= budget:
+        return slim
+    return _map_finished(slim, _without_preview)
+
+
+def _map_finished(
+    status: WorkflowStatus, slim: Callable[[TaskStatus], TaskStatus]
+) -> WorkflowStatus:
+    tasks = {
+        name: slim(task) if task.phase in FINISHED else task for name, task in status.tasks.items()
+    }
+    return status.model_copy(update={"tasks": tasks})
+
+
+def _without_references(task: TaskStatus) -> TaskStatus:
+    """Drop what can be derived or looked up: Job and ConfigMap names, model, timestamps."""
+    return task.model_copy(
+        update={
+            "job": None,
+            "output": None,
+            "model": None,
+            "started_at": None,
+            "finished_at": None,
+            "message": brief(task.message, SLIM_MESSAGE_CHARS) if task.message else None,
+        }
+    )
+
+
+def _without_preview(task: TaskStatus) -> TaskStatus:
+    return task.model_copy(update={"preview": None})

@@ -1,0 +1,389 @@
+"""The reconcile core: one pure function from an Observation to a Decision.
+
+Everything a Workflow run does is decided here, from what exists (spec,
+status, Jobs, outputs, Agents) and the time given: which attempts to start,
+which Jobs to stop, the new status and the Events. The kopf shell and
+``troupe run`` only gather observations and execute decisions, so every DAG
+rule is tested without a cluster and both run the same rules.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Final
+
+from troupe_operator import dag
+from troupe_operator.api import (
+    Condition,
+    TaskPhase,
+    TaskSpec,
+    TaskStatus,
+    WorkflowPhase,
+    WorkflowSpec,
+    WorkflowStatus,
+)
+from troupe_operator.templates import TemplateError
+from troupe_operator.validation import check_workflow
+from troupe_operator.workflow.actions import (
+    Action,
+    CreateTask,
+    Decision,
+    DeleteJob,
+    Event,
+    EventType,
+    RecordSpec,
+)
+from troupe_operator.workflow.compaction import fit_status
+from troupe_operator.workflow.conditions import find_condition, remove_condition, set_condition
+from troupe_operator.workflow.launch import WorkflowRef, create_task
+from troupe_operator.workflow.naming import spec_config_map_name
+from troupe_operator.workflow.observation import JobState, Observation, ObservedJob
+from troupe_operator.workflow.revision import spec_hash
+from troupe_operator.workflow.summary import brief, preview_chars, progress, total_usage
+from troupe_operator.workflow.tasks import FINISHED, TaskContext, settle_task
+from troupe_operator.workflow.timing import after, format_duration, seconds_until
+from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
+
+AGENT_WAIT_SECONDS: Final = 30.0
+"""How often a run waiting for a missing Agent looks again."""
+
+SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
+
+
+def reconcile(observation: Observation) -> Decision:
+    """What to do next for one Workflow, and the status to write."""
+    # Kubernetes timestamps have whole seconds; finer ones would only bloat status.
+    observation = replace(observation, now=observation.now.replace(microsecond=0))
+    status = observation.status
+    if status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
+        return Decision(status=status, actions=list(_stop_jobs(observation.jobs, "run finished")))
+    if status.spec_hash is None:
+        problems = check_workflow(observation.name, observation.spec)
+        if problems:
+            return _invalid(observation, problems)
+        return _Run(observation, observation.spec).decide()
+    if spec_hash(observation.spec) == status.spec_hash:
+        return _Run(observation, observation.spec).decide()
+    recorded = observation.recorded_spec
+    if recorded is None or spec_hash(recorded) != status.spec_hash:
+        return _spec_lost(observation)
+    return _Run(observation, recorded, change_refused=True).decide()
+
+
+def _invalid(observation: Observation, problems: list[str]) -> Decision:
+    """An invalid spec: phase Error and one Warning Event, until the spec is fixed."""
+    previous = observation.status
+    message = brief("invalid spec: " + "; ".join(problems))
+    verdict = Verdict(WorkflowPhase.ERROR, "InvalidSpec", message)
+    status = WorkflowStatus(
+        phase=WorkflowPhase.ERROR,
+        message=message,
+        observed_generation=observation.generation,
+        conditions=verdict_conditions(
+            previous.conditions, verdict, observation.now, observation.generation
+        ),
+    )
+    actions: list[Action] = []
+    if previous.phase != WorkflowPhase.ERROR or previous.message != message:
+        actions.append(Event(EventType.WARNING, "InvalidSpec", message))
+    return Decision(status=status, actions=actions)
+
+
+def _spec_lost(observation: Observation) -> Decision:
+    """The spec changed mid-run and the recorded one is gone: the run cannot go on."""
+    previous = observation.status
+    message = (
+        "the spec changed while running and the spec recorded at start is gone; "
+        "the run is stopped (re-create the Workflow to run the new spec)"
+    )
+    verdict = Verdict(WorkflowPhase.FAILED, "SpecLost", message)
+    tasks = {
+        name: _cancelled(task, "cancelled: the run was stopped")
+        for name, task in previous.tasks.items()
+    }
+    status = previous.model_copy(
+        update={
+            "phase": verdict.phase,
+            "message": message,
+            "tasks": tasks,
+            "finished_at": observation.now,
+            "observed_generation": observation.generation,
+            "conditions": verdict_conditions(
+                previous.conditions, verdict, observation.now, observation.generation
+            ),
+        }
+    )
+    actions: list[Action] = [*_stop_jobs(observation.jobs, "run stopped")]
+    actions.append(Event(EventType.WARNING, "WorkflowFailed", message))
+    return Decision(status=status, actions=actions)
+
+
+def _stop_jobs(jobs: Iterable[ObservedJob], reason: str) -> Iterable[DeleteJob]:
+    for job in jobs:
+        if job.state == JobState.ACTIVE:
+            yield DeleteJob(name=job.name, task=job.task, reason=reason)
+
+
+def _cancelled(task: TaskStatus, message: str) -> TaskStatus:
+    """An unfinished task stopped from outside: Cancelled if it ever ran, else Skipped."""
+    if task.phase in FINISHED:
+        return task
+    phase = TaskPhase.CANCELLED if task.attempts else TaskPhase.SKIPPED
+    text = message if task.attempts else "not run: the run was stopped"
+    return task.model_copy(update={"phase": phase, "message": text})
+
+
+class _Run:
+    """One reconcile of a valid run: settle every task, stop or schedule, sum up."""
+
+    def __init__(
+        self, observation: Observation, spec: WorkflowSpec, change_refused: bool = False
+    ) -> None:
+        self.observation = observation
+        self.spec = spec
+        self.change_refused = change_refused
+        self.now = observation.now
+        self.previous = observation.status
+        self.task_specs = {task.name: task for task in spec.tasks}
+        self.tasks: dict[str, TaskStatus] = {}
+        self.actions: list[Action] = []
+        self.wake_times: list[datetime] = []
+        self.missing_agents: dict[str, str] = {}
+
+    def decide(self) -> Decision:
+        wanted = self._settle_tasks()
+        stop = self._stop_reason(self._started_at())
+        if stop is not None:
+            self._stop(stop)
+        else:
+            self._schedule(wanted)
+        started_at = self._started_at()
+        if started_at and self.spec.timeout_seconds:
+            self.wake_times.append(after(started_at, self.spec.timeout_seconds))
+        verdict = stop or self._verdict(started_at)
+        return Decision(
+            status=self._status(verdict, started_at),
+            actions=self._spec_actions(started_at) + self.actions,
+            requeue_after=None if verdict.finished else self._requeue_after(),
+        )
+
+    def _settle_tasks(self) -> list[tuple[str, int]]:
+        """Every task's new status; returns the attempts wanted, in a stable order."""
+        jobs: dict[str, dict[int, ObservedJob]] = defaultdict(dict)
+        for job in self.observation.jobs:
+            jobs[job.task][job.attempt] = job
+        context = TaskContext(
+            workflow=self.observation.name,
+            retry_backoff_seconds=self.spec.retry_backoff_seconds,
+            preview_chars=preview_chars(len(self.spec.tasks)),
+            now=self.now,
+        )
+        order = dag.topological_order({task.name: task.depends_on for task in self.spec.tasks})
+        wanted = []
+        for name in order:
+            spec = self.task_specs[name]
+            outcome = settle_task(
+                spec,
+                self.previous.tasks.get(name) or TaskStatus(),
+                jobs.get(name, {}),
+                {dependency: self.tasks[dependency].phase for dependency in spec.depends_on},
+                self.observation.outputs,
+                context,
+            )
+            self.tasks[name] = outcome.status
+            if outcome.event:
+                self.actions.append(outcome.event)
+            if outcome.start_attempt:
+                wanted.append((name, outcome.start_attempt))
+            if outcome.retry_at:
+                self.wake_times.append(outcome.retry_at)
+        # Attempts already under way (recreations, retries) go before first attempts.
+        return sorted(wanted, key=lambda item: item[1] == 1)
+
+    def _started_at(self) -> datetime | None:
+        if self.previous.started_at:
+            return self.previous.started_at
+        starts = [job.started_at or self.now for job in self.observation.jobs]
+        if any(isinstance(action, CreateTask) for action in self.actions):
+            starts.append(self.now)
+        return min(starts, default=None)
+
+    def _stop_reason(self, started_at: datetime | None) -> Verdict | None:
+        """The verdict that ends the run early: its timeout, or a failure under failFast."""
+        limit = self.spec.timeout_seconds
+        if limit and started_at:
+            deadline = after(started_at, limit)
+            if self.now >= deadline:
+                message = f"timed out after {format_duration(limit)} (timeoutSeconds)"
+                return Verdict(WorkflowPhase.FAILED, "Timeout", message)
+        failed = self._failed_tasks()
+        if failed and self.spec.fail_fast:
+            message = brief(f"{self._failure_summary(failed)}; failFast stopped the run")
+            return Verdict(WorkflowPhase.FAILED, "TaskFailed", message)
+        return None
+
+    def _stop(self, verdict: Verdict) -> None:
+        note = f"cancelled: {(verdict.reason == 'Timeout' and 'workflow timed out') or 'failFast'}"
+        for name, task in self.tasks.items():
+            self.tasks[name] = _cancelled(task, note)
+        self.actions.extend(_stop_jobs(self.observation.jobs, verdict.reason))
+
+    def _schedule(self, wanted: list[tuple[str, int]]) -> None:
+        active = sum(1 for job in self.observation.jobs if job.state == JobState.ACTIVE)
+        limit = self.spec.parallelism
+        capacity = len(wanted) if limit is None else max(0, limit - active)
+        workflow = WorkflowRef(
+            self.observation.namespace, self.observation.name, self.observation.uid
+        )
+        for name, attempt in wanted:
+            if capacity == 0:
+                break
+            spec = self.task_specs[name]
+            agent = self.observation.agents.get(spec.agent)
+            if agent is None:
+                self.missing_agents[name] = spec.agent
+                continue
+            try:
+                action = create_task(
+                    workflow, self.spec, spec, attempt, agent, self.observation.outputs
+                )
+            except TemplateError as error:
+                self._fail_unrenderable(spec, str(error))
+                continue
+            capacity -= 1
+            self._started(spec, action)
+
+    def _started(self, spec: TaskSpec, action: CreateTask) -> None:
+        previous = self.tasks[spec.name]
+        self.tasks[spec.name] = previous.model_copy(
+            update={
+                "phase": TaskPhase.RUNNING,
+                "attempts": action.attempt,
+                "job": action.job_name,
+                "started_at": previous.started_at or self.now,
+                "finished_at": None,
+                "message": previous.message if action.attempt > 1 else None,
+            }
+        )
+        self.actions.append(action)
+        if action.attempt > previous.attempts:
+            message = f"task '{spec.name}' attempt {action.attempt} started (Job {action.job_name})"
+            self.actions.append(Event(EventType.NORMAL, "TaskStarted", message))
+
+    def _fail_unrenderable(self, spec: TaskSpec, problem: str) -> None:
+        message = brief(f"prompt cannot be rendered: {problem}")
+        self.tasks[spec.name] = self.tasks[spec.name].model_copy(
+            update={"phase": TaskPhase.FAILED, "message": message, "finished_at": self.now}
+        )
+        self.actions.append(
+            Event(EventType.WARNING, "TaskFailed", f"task '{spec.name}' failed: {message}")
+        )
+        self.wake_times.append(self.now)
+
+    def _failed_tasks(self) -> list[str]:
+        return [name for name, task in self.tasks.items() if task.phase == TaskPhase.FAILED]
+
+    def _failure_summary(self, failed: list[str]) -> str:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return f"task '{first}' failed{more}: {self.tasks[first].message or 'no message'}"
+
+    def _verdict(self, started_at: datetime | None) -> Verdict:
+        total = len(self.tasks)
+        if all(task.phase in FINISHED for task in self.tasks.values()):
+            failed = self._failed_tasks()
+            if failed:
+                return Verdict(WorkflowPhase.FAILED, "TaskFailed", self._failure_summary(failed))
+            return Verdict(WorkflowPhase.SUCCEEDED, "Succeeded", f"all {total} tasks succeeded")
+        waiting = self._waiting_message()
+        phase = WorkflowPhase.RUNNING if started_at else WorkflowPhase.PENDING
+        if waiting:
+            return Verdict(phase, "AgentNotFound", waiting, blocked=True)
+        counts = Counter(task.phase for task in self.tasks.values())
+        if phase == WorkflowPhase.PENDING:
+            return Verdict(phase, "Pending", "waiting to start")
+        parts = [f"{counts[p]} {p.value.lower()}" for p in TaskPhase if counts[p]]
+        return Verdict(phase, "Running", ", ".join(parts))
+
+    def _waiting_message(self) -> str | None:
+        if not self.missing_agents:
+            return None
+        agents = sorted(set(self.missing_agents.values()))
+        names = ", ".join(f"'{agent}'" for agent in agents)
+        return brief(
+            f"waiting for Agent {names} in namespace '{self.observation.namespace}' "
+            f"(needed by {len(self.missing_agents)} ready task(s))"
+        )
+
+    def _status(self, verdict: Verdict, started_at: datetime | None) -> WorkflowStatus:
+        finished_at = self.previous.finished_at or (self.now if verdict.finished else None)
+        conditions = verdict_conditions(
+            self.previous.conditions, verdict, self.now, self.observation.generation
+        )
+        conditions = self._spec_change_condition(conditions)
+        self._announce(verdict, conditions)
+        status = WorkflowStatus(
+            phase=verdict.phase,
+            progress=progress(self.tasks, len(self.tasks)),
+            started_at=started_at,
+            finished_at=finished_at,
+            duration=(
+                format_duration(((finished_at or self.now) - started_at).total_seconds())
+                if started_at
+                else None
+            ),
+            message=verdict.message,
+            tasks=self.tasks,
+            usage=total_usage(self.tasks.values()),
+            observed_generation=self.observation.generation,
+            spec_hash=spec_hash(self.spec) if started_at else None,
+            conditions=conditions,
+        )
+        return fit_status(status)
+
+    def _spec_change_condition(self, conditions: list[Condition]) -> list[Condition]:
+        if not self.change_refused:
+            return remove_condition(conditions, SPEC_CHANGE_REFUSED)
+        message = (
+            "the spec changed while the run is in progress; the run goes on with the spec "
+            "it started with (re-create the Workflow to run the new spec)"
+        )
+        return set_condition(
+            conditions,
+            SPEC_CHANGE_REFUSED,
+            True,
+            SPEC_CHANGE_REFUSED,
+            message,
+            self.now,
+            self.observation.generation,
+        )
+
+    def _announce(self, verdict: Verdict, conditions: list[Condition]) -> None:
+        """Events for what changed at the workflow level since the last status."""
+        ended = verdict_event(self.previous.phase, verdict)
+        if ended:
+            self.actions.append(ended)
+        previous_ready = find_condition(self.previous.conditions, "Ready")
+        if verdict.blocked and (previous_ready is None or previous_ready.reason != verdict.reason):
+            self.actions.append(Event(EventType.WARNING, verdict.reason, verdict.message))
+        refused = find_condition(self.previous.conditions, SPEC_CHANGE_REFUSED)
+        current = find_condition(conditions, SPEC_CHANGE_REFUSED)
+        if current and (
+            refused is None or refused.observed_generation != current.observed_generation
+        ):
+            self.actions.append(Event(EventType.WARNING, SPEC_CHANGE_REFUSED, current.message))
+
+    def _spec_actions(self, started_at: datetime | None) -> list[Action]:
+        """Record the spec the run is bound to, once it has started and until it is kept."""
+        if started_at is None or self.observation.recorded_spec is not None:
+            return []
+        return [RecordSpec(config_map=spec_config_map_name(self.observation.name), spec=self.spec)]
+
+    def _requeue_after(self) -> float | None:
+        waits = [seconds_until(moment, self.now) for moment in self.wake_times]
+        if self.missing_agents:
+            waits.append(AGENT_WAIT_SECONDS)
+        return min(waits, default=None)

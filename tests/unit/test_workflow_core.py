@@ -1,0 +1,560 @@
+"""The reconcile core's rules, each driven through a small simulated cluster."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from troupe_operator.api import (
+    AgentSpec,
+    ConditionStatus,
+    TaskPhase,
+    TaskResult,
+    TokenUsage,
+    WorkflowPhase,
+    WorkflowSpec,
+    WorkflowStatus,
+)
+from troupe_operator.workflow import (
+    CreateTask,
+    Decision,
+    DeleteJob,
+    Event,
+    JobState,
+    Observation,
+    ObservedJob,
+    RecordSpec,
+    TaskOutput,
+    reconcile,
+)
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def workflow(*tasks: dict[str, Any], **settings: Any) -> WorkflowSpec:
+    """A spec from short task dicts: {"name": ..., "deps": [...]}."""
+    return WorkflowSpec.model_validate(
+        {
+            "inputs": {"topic": "vector databases"},
+            "retryBackoffSeconds": 0,
+            **settings,
+            "tasks": [
+                {
+                    "name": task["name"],
+                    "agent": task.get("agent", "agent"),
+                    "prompt": task.get("prompt", f"Do {task['name']} on {{{{ inputs.topic }}}}"),
+                    "dependsOn": task.get("deps", []),
+                    **{
+                        k: v
+                        for k, v in task.items()
+                        if k not in ("name", "agent", "prompt", "deps")
+                    },
+                }
+                for task in tasks
+            ],
+        }
+    )
+
+
+SERIAL = workflow(
+    {"name": "research"},
+    {"name": "plan", "deps": ["research"], "prompt": "Plan from {{ tasks.research.output }}"},
+    {"name": "write", "deps": ["plan"], "prompt": "Write {{ tasks.plan.output }}"},
+    {"name": "review", "deps": ["write"], "prompt": "Review {{ tasks.write.output }}"},
+)
+FAN = workflow(
+    {"name": "a"},
+    {"name": "b"},
+    {"name": "c"},
+    {"name": "join", "deps": ["a", "b", "c"]},
+)
+
+
+class Cluster:
+    """Plays the API server and the Job controller for the core, with a fake clock."""
+
+    def __init__(self, spec: WorkflowSpec, agents: dict[str, AgentSpec] | None = None) -> None:
+        self.spec = spec
+        self.generation = 1
+        self.status = WorkflowStatus()
+        self.jobs: dict[str, ObservedJob] = {}
+        self.outputs: dict[str, TaskOutput] = {}
+        self.recorded: WorkflowSpec | None = None
+        self.agents = {"agent": AgentSpec()} if agents is None else agents
+        self.now = T0
+        self.created: list[CreateTask] = []
+        self.events: list[Event] = []
+        self.last: Decision | None = None
+
+    def observe(self) -> Observation:
+        return Observation(
+            namespace="team",
+            name="wf",
+            uid="uid-1",
+            generation=self.generation,
+            spec=self.spec,
+            status=self.status,
+            now=self.now,
+            jobs=list(self.jobs.values()),
+            outputs=self.outputs,
+            agents=self.agents,
+            recorded_spec=self.recorded,
+        )
+
+    def step(self) -> Decision:
+        decision = reconcile(self.observe())
+        for action in decision.actions:
+            if isinstance(action, CreateTask) and action.job_name not in self.jobs:
+                self.created.append(action)
+                self.jobs[action.job_name] = ObservedJob(
+                    action.job_name, action.task, action.attempt, JobState.ACTIVE, self.now
+                )
+            elif isinstance(action, DeleteJob):
+                self.jobs.pop(action.name, None)
+            elif isinstance(action, Event):
+                self.events.append(action)
+            elif isinstance(action, RecordSpec):
+                self.recorded = action.spec
+        self.status = decision.status
+        self.last = decision
+        return decision
+
+    def running(self, task: str) -> ObservedJob:
+        return next(
+            job for job in self.jobs.values() if job.task == task and job.state == JobState.ACTIVE
+        )
+
+    def succeed(self, task: str, text: str | None = None, tokens: int = 10) -> None:
+        job = self.running(task)
+        self.jobs[job.name] = replace(job, state=JobState.SUCCEEDED, finished_at=self.now)
+        usage = TokenUsage(input_tokens=tokens, output_tokens=tokens, total_tokens=2 * tokens)
+        self.outputs[task] = TaskOutput(
+            text or f"output of {task}", TaskResult(model="test-model", usage=usage)
+        )
+
+    def fail(self, task: str, message: str = "model unreachable", **flags: bool) -> None:
+        job = self.running(task)
+        self.jobs[job.name] = replace(
+            job, state=JobState.FAILED, finished_at=self.now, message=message, **flags
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def task(self, name: str) -> Any:
+        return self.status.tasks[name]
+
+    def events_of(self, reason: str) -> list[Event]:
+        return [event for event in self.events if event.reason == reason]
+
+    def condition(self, type_: str) -> Any:
+        return next(c for c in self.status.conditions if c.type == type_)
+
+
+def created_tasks(decision: Decision) -> list[tuple[str, int]]:
+    return [(action.task, action.attempt) for action in decision.of_type(CreateTask)]
+
+
+def test_a_serial_run_starts_each_task_after_its_dependency_succeeded() -> None:
+    cluster = Cluster(SERIAL)
+    first = cluster.step()
+    assert created_tasks(first) == [("research", 1)]
+    assert first.of_type(RecordSpec)
+    assert cluster.status.phase == WorkflowPhase.RUNNING
+    assert cluster.status.started_at == T0
+    assert cluster.status.progress == "0/4"
+    assert cluster.task("research").job == "wf-research-1"
+    assert [event.reason for event in first.of_type(Event)] == ["TaskStarted"]
+
+    cluster.advance(5)
+    cluster.succeed("research", "FACTS")
+    second = cluster.step()
+    assert created_tasks(second) == [("plan", 1)]
+    plan_input = second.of_type(CreateTask)[0].task_input
+    assert plan_input.prompt == "Plan from FACTS"
+    assert plan_input.upstream == {"research": "FACTS"}
+    assert cluster.task("research").phase == TaskPhase.SUCCEEDED
+    assert cluster.status.progress == "1/4"
+
+
+def test_a_finished_run_has_progress_usage_previews_and_conditions() -> None:
+    cluster = Cluster(SERIAL)
+    for task in ("research", "plan", "write", "review"):
+        cluster.step()
+        cluster.advance(20)
+        cluster.succeed(task, "x" * 500, tokens=5)
+    cluster.step()
+    status = cluster.status
+    assert status.phase == WorkflowPhase.SUCCEEDED
+    assert status.progress == "4/4"
+    assert status.finished_at == T0 + timedelta(seconds=80)
+    assert status.duration == "1m20s"
+    assert status.usage == TokenUsage(input_tokens=20, output_tokens=20, total_tokens=40)
+    review = cluster.task("review")
+    assert review.usage.total_tokens == 10
+    assert review.preview is not None and len(review.preview) == 200
+    assert review.output.config_map == "wf-review-1-out"
+    assert review.output.bytes == 500
+    assert review.model == "test-model"
+    assert cluster.condition("Succeeded").status == ConditionStatus.TRUE
+    assert cluster.condition("Failed").status == ConditionStatus.FALSE
+    assert cluster.condition("Ready").status == ConditionStatus.TRUE
+    assert cluster.condition("Succeeded").observed_generation == 1
+    assert len(cluster.events_of("WorkflowSucceeded")) == 1
+    assert len(cluster.events_of("TaskSucceeded")) == 4
+
+
+def test_condition_transition_times_move_only_when_the_status_flips() -> None:
+    cluster = Cluster(SERIAL)
+    cluster.step()
+    failed_since = cluster.condition("Failed").last_transition_time
+    cluster.advance(30)
+    cluster.succeed("research")
+    cluster.step()
+    assert cluster.condition("Failed").last_transition_time == failed_since
+    assert cluster.condition("Ready").last_transition_time == T0
+
+
+def test_the_same_observation_never_creates_an_attempt_twice() -> None:
+    cluster = Cluster(FAN)
+    stale = cluster.observe()
+    first = cluster.step()
+    assert created_tasks(first) == [("a", 1), ("b", 1), ("c", 1)]
+    again = reconcile(replace(stale, jobs=list(cluster.jobs.values())))
+    assert again.of_type(CreateTask) == []
+    assert reconcile(cluster.observe()).of_type(CreateTask) == []
+
+
+def test_an_attempt_whose_job_vanished_is_created_again_under_the_same_name() -> None:
+    cluster = Cluster(SERIAL)
+    cluster.step()
+    cluster.jobs.clear()
+    decision = cluster.step()
+    assert [a.job_name for a in decision.of_type(CreateTask)] == ["wf-research-1"]
+    assert cluster.events_of("TaskStarted") and len(cluster.events_of("TaskStarted")) == 1
+
+
+def test_a_failed_attempt_is_retried_with_exponential_backoff() -> None:
+    cluster = Cluster(workflow({"name": "flaky", "retries": 3}, retryBackoffSeconds=10))
+    cluster.step()
+    cluster.advance(3)
+    cluster.fail("flaky", "HTTP 503 from the model")
+    decision = cluster.step()
+    assert created_tasks(decision) == []
+    assert decision.requeue_after == 10
+    assert cluster.task("flaky").phase == TaskPhase.RETRYING
+    assert "attempt 1 failed: HTTP 503" in cluster.task("flaky").message
+    assert "attempt 2 of 4 in 10s" in cluster.events_of("RetryScheduled")[0].message
+
+    cluster.advance(9)
+    assert created_tasks(cluster.step()) == []
+    assert len(cluster.events_of("RetryScheduled")) == 1
+    cluster.advance(1)
+    assert created_tasks(cluster.step()) == [("flaky", 2)]
+    assert cluster.task("flaky").phase == TaskPhase.RUNNING
+
+    cluster.fail("flaky")
+    assert cluster.step().requeue_after == 20
+    cluster.advance(20)
+    assert created_tasks(cluster.step()) == [("flaky", 3)]
+
+
+def test_backoff_doubles_and_is_capped_at_ten_minutes() -> None:
+    from troupe_operator.workflow.timing import backoff_seconds
+
+    assert [backoff_seconds(10, attempt) for attempt in (1, 2, 3, 4, 5)] == [0, 10, 20, 40, 80]
+    assert backoff_seconds(100, 10) == 600
+    assert backoff_seconds(0, 5) == 0
+
+
+def test_retries_run_out_and_the_task_fails_with_the_reason() -> None:
+    cluster = Cluster(workflow({"name": "only", "retries": 1}))
+    cluster.step()
+    cluster.fail("only", "first")
+    assert created_tasks(cluster.step()) == [("only", 2)]
+    cluster.fail("only", "quota exhausted")
+    decision = cluster.step()
+    assert created_tasks(decision) == []
+    assert cluster.task("only").phase == TaskPhase.FAILED
+    assert cluster.status.phase == WorkflowPhase.FAILED
+    assert "attempt 2 failed: quota exhausted" in cluster.status.message
+    assert cluster.condition("Failed").status == ConditionStatus.TRUE
+    assert cluster.condition("Failed").reason == "TaskFailed"
+    assert decision.requeue_after is None
+    assert [e.reason for e in decision.of_type(Event)] == ["TaskFailed", "WorkflowFailed"]
+
+
+def test_a_permanent_failure_is_never_retried() -> None:
+    cluster = Cluster(workflow({"name": "only", "retries": 5}))
+    cluster.step()
+    cluster.fail("only", "invalid API key", permanent=True)
+    assert created_tasks(cluster.step()) == []
+    assert cluster.task("only").phase == TaskPhase.FAILED
+    assert cluster.task("only").attempts == 1
+    assert "permanent, not retried" in cluster.task("only").message
+
+
+def test_a_task_past_its_deadline_counts_as_a_failed_attempt() -> None:
+    cluster = Cluster(workflow({"name": "slow", "timeoutSeconds": 30, "retries": 1}))
+    first = cluster.step()
+    assert first.of_type(CreateTask)[0].active_deadline_seconds == 30
+    assert first.of_type(CreateTask)[0].task_input.deadline_seconds == 27
+    cluster.fail("slow", "DeadlineExceeded", deadline_exceeded=True)
+    assert created_tasks(cluster.step()) == [("slow", 2)]
+    assert "timed out after 30s" in cluster.task("slow").message
+
+
+def test_a_job_that_succeeded_without_output_is_a_failed_attempt() -> None:
+    cluster = Cluster(workflow({"name": "only", "retries": 1}))
+    cluster.step()
+    job = cluster.running("only")
+    cluster.jobs[job.name] = replace(job, state=JobState.SUCCEEDED, finished_at=cluster.now)
+    assert created_tasks(cluster.step()) == [("only", 2)]
+    assert "output is missing" in cluster.task("only").message
+
+
+def test_the_workflow_timeout_stops_running_jobs_and_fails_the_run() -> None:
+    cluster = Cluster(
+        workflow({"name": "a"}, {"name": "b", "deps": ["a"]}, {"name": "c"}, timeoutSeconds=60)
+    )
+    assert cluster.step().requeue_after == 60
+    cluster.advance(10)
+    cluster.succeed("c")
+    assert cluster.step().requeue_after == 50
+    cluster.advance(50)
+    decision = cluster.step()
+    assert [a.name for a in decision.of_type(DeleteJob)] == ["wf-a-1"]
+    assert cluster.status.phase == WorkflowPhase.FAILED
+    assert cluster.condition("Failed").reason == "Timeout"
+    assert "timed out after 1m00s" in cluster.status.message
+    assert cluster.task("a").phase == TaskPhase.CANCELLED
+    assert cluster.task("b").phase == TaskPhase.SKIPPED
+    assert cluster.task("c").phase == TaskPhase.SUCCEEDED
+    assert decision.requeue_after is None
+
+
+def test_fail_fast_cancels_running_siblings_and_starts_nothing_more() -> None:
+    cluster = Cluster(
+        workflow({"name": "a"}, {"name": "b"}, {"name": "c", "deps": ["a"]}, failFast=True)
+    )
+    cluster.step()
+    cluster.fail("b", "bad request", permanent=True)
+    decision = cluster.step()
+    assert [a.name for a in decision.of_type(DeleteJob)] == ["wf-a-1"]
+    assert created_tasks(decision) == []
+    assert cluster.task("a").phase == TaskPhase.CANCELLED
+    assert cluster.task("c").phase == TaskPhase.SKIPPED
+    assert cluster.status.phase == WorkflowPhase.FAILED
+    assert "failFast" in cluster.status.message
+
+
+def test_without_fail_fast_independent_branches_run_on() -> None:
+    cluster = Cluster(
+        workflow({"name": "a"}, {"name": "b"}, {"name": "c", "deps": ["b"]}, {"name": "d"})
+    )
+    cluster.step()
+    cluster.fail("b")
+    decision = cluster.step()
+    assert decision.of_type(DeleteJob) == []
+    assert cluster.task("c").phase == TaskPhase.SKIPPED
+    assert "upstream task 'b' failed" in cluster.task("c").message
+    assert cluster.status.phase == WorkflowPhase.RUNNING
+    cluster.succeed("a")
+    cluster.succeed("d")
+    cluster.step()
+    assert cluster.status.phase == WorkflowPhase.FAILED
+    assert cluster.status.progress == "2/4"
+
+
+def test_parallelism_caps_running_jobs_including_unknown_ones() -> None:
+    cluster = Cluster(workflow(*({"name": f"t{i}"} for i in range(5)), parallelism=2))
+    assert len(cluster.step().of_type(CreateTask)) == 2
+    assert cluster.step().of_type(CreateTask) == []
+    cluster.succeed("t0")
+    assert len(cluster.step().of_type(CreateTask)) == 1
+
+    fresh = Cluster(workflow(*({"name": f"t{i}"} for i in range(5)), parallelism=2))
+    fresh.jobs["wf-t4-1"] = ObservedJob("wf-t4-1", "t4", 1, JobState.ACTIVE, T0)
+    assert created_tasks(fresh.step()) == [("t0", 1)]
+    assert fresh.task("t4").phase == TaskPhase.RUNNING
+
+
+def test_an_invalid_spec_is_an_error_with_one_warning_and_no_actions() -> None:
+    spec = workflow({"name": "a", "prompt": "{{ inputs.missing }}"})
+    cluster = Cluster(spec)
+    decision = cluster.step()
+    assert [type(a) for a in decision.actions] == [Event]
+    assert cluster.status.phase == WorkflowPhase.ERROR
+    assert "unknown input 'missing'" in cluster.status.message
+    assert cluster.condition("Failed").reason == "InvalidSpec"
+    assert decision.requeue_after is None
+    assert cluster.step().actions == []
+
+    cluster.spec = workflow({"name": "a"})
+    cluster.generation = 2
+    assert created_tasks(cluster.step()) == [("a", 1)]
+    assert cluster.status.phase == WorkflowPhase.RUNNING
+
+
+def test_a_missing_agent_keeps_the_run_pending_until_it_appears() -> None:
+    cluster = Cluster(SERIAL, agents={})
+    decision = cluster.step()
+    assert decision.of_type(CreateTask) == []
+    assert decision.requeue_after == 30
+    assert cluster.status.phase == WorkflowPhase.PENDING
+    assert cluster.condition("Ready").reason == "AgentNotFound"
+    assert "'agent'" in cluster.status.message
+    cluster.step()
+    assert len(cluster.events_of("AgentNotFound")) == 1
+
+    cluster.agents = {"agent": AgentSpec()}
+    assert created_tasks(cluster.step()) == [("research", 1)]
+    assert cluster.condition("Ready").status == ConditionStatus.TRUE
+
+
+def test_a_spec_change_while_running_is_refused_and_the_run_goes_on() -> None:
+    cluster = Cluster(SERIAL)
+    cluster.step()
+    cluster.spec = workflow({"name": "other"})
+    cluster.generation = 2
+    cluster.succeed("research")
+    decision = cluster.step()
+    assert created_tasks(decision) == [("plan", 1)]
+    assert cluster.condition("SpecChangeRefused").status == ConditionStatus.TRUE
+    assert len(cluster.events_of("SpecChangeRefused")) == 1
+    cluster.step()
+    assert len(cluster.events_of("SpecChangeRefused")) == 1
+    assert set(cluster.status.tasks) == {"research", "plan", "write", "review"}
+
+    cluster.spec = SERIAL
+    cluster.step()
+    assert not [c for c in cluster.status.conditions if c.type == "SpecChangeRefused"]
+
+
+def test_a_spec_change_without_the_recorded_spec_stops_the_run() -> None:
+    cluster = Cluster(SERIAL)
+    cluster.step()
+    cluster.spec = workflow({"name": "other"})
+    cluster.recorded = None
+    decision = cluster.step()
+    assert [a.name for a in decision.of_type(DeleteJob)] == ["wf-research-1"]
+    assert cluster.status.phase == WorkflowPhase.FAILED
+    assert cluster.task("research").phase == TaskPhase.CANCELLED
+
+
+def test_a_finished_run_only_stops_leftover_jobs() -> None:
+    cluster = Cluster(workflow({"name": "a"}, {"name": "b"}, failFast=True))
+    cluster.step()
+    cluster.fail("a")
+    cluster.step()
+    cluster.jobs["wf-b-1"] = ObservedJob("wf-b-1", "b", 1, JobState.ACTIVE, T0)
+    decision = cluster.step()
+    assert [type(a) for a in decision.actions] == [DeleteJob]
+    assert cluster.step().actions == []
+
+
+def test_the_api_key_variable_is_named_only_for_agents_with_a_secret() -> None:
+    keyed = AgentSpec.model_validate(
+        {"model": {"baseURL": "http://llm/v1", "apiKeySecretRef": {"name": "openai"}}}
+    )
+    cluster = Cluster(
+        workflow({"name": "a", "agent": "keyed"}, {"name": "b"}),
+        agents={"keyed": keyed, "agent": AgentSpec()},
+    )
+    inputs = {a.task: a.task_input for a in cluster.step().of_type(CreateTask)}
+    assert inputs["a"].api_key_env == "TROUPE_API_KEY"
+    assert inputs["b"].api_key_env is None
+    assert inputs["a"].output.config_map == "wf-a-1-out"
+    assert inputs["a"].output.owner_references[0]["uid"] == "uid-1"
+
+
+@pytest.mark.parametrize("phase", [TaskPhase.FAILED, TaskPhase.SKIPPED])
+def test_tasks_below_a_task_that_did_not_succeed_are_skipped(phase: TaskPhase) -> None:
+    cluster = Cluster(
+        workflow({"name": "a"}, {"name": "b", "deps": ["a"]}, {"name": "c", "deps": ["b"]})
+    )
+    cluster.step()
+    cluster.fail("a")
+    cluster.step()
+    assert cluster.task("b").phase == TaskPhase.SKIPPED
+    assert cluster.task("c").phase == phase.SKIPPED
+    assert cluster.status.phase == WorkflowPhase.FAILED
+
+
+# Property tests: random DAGs, random outcomes, the rules must hold throughout.
+
+Outcome = str  # "ok", "fail", "permanent", "deadline"
+OUTCOMES = st.sampled_from(["ok", "ok", "ok", "fail", "permanent", "deadline"])
+
+
+@st.composite
+def random_runs(draw: st.DrawFn) -> tuple[WorkflowSpec, dict[tuple[str, int], Outcome], int]:
+    count = draw(st.integers(1, 7))
+    names = [f"t{i}" for i in range(count)]
+    tasks = []
+    for index, name in enumerate(names):
+        deps = draw(st.lists(st.sampled_from(names[:index]), unique=True)) if index else []
+        tasks.append({"name": name, "deps": deps, "retries": draw(st.integers(0, 2))})
+    spec = workflow(
+        *tasks,
+        parallelism=draw(st.none() | st.integers(1, 3)),
+        failFast=draw(st.booleans()),
+        retryBackoffSeconds=draw(st.integers(0, 5)),
+    )
+    outcomes = {(name, attempt): draw(OUTCOMES) for name in names for attempt in range(1, 4)}
+    return spec, outcomes, draw(st.integers(0, 2**16))
+
+
+def check_step(cluster: Cluster, decision: Decision) -> None:
+    """The invariants of one decision, checked before the cluster applies it."""
+    deps = {task.name: task.depends_on for task in cluster.spec.tasks}
+    for action in decision.of_type(CreateTask):
+        assert action.job_name not in cluster.jobs, f"{action.job_name} created twice"
+        for dependency in deps[action.task]:
+            assert any(
+                job.task == dependency and job.state == JobState.SUCCEEDED
+                for job in cluster.jobs.values()
+            ), f"{action.task} started before {dependency} succeeded"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_runs())
+def test_random_dags_respect_dependencies_parallelism_and_terminate(
+    run: tuple[WorkflowSpec, dict[tuple[str, int], Outcome], int],
+) -> None:
+    spec, outcomes, seed = run
+    chooser = random.Random(seed)
+    cluster = Cluster(spec)
+    for _ in range(200):
+        decision = reconcile(cluster.observe())
+        check_step(cluster, decision)
+        cluster.step()
+        active = [job for job in cluster.jobs.values() if job.state == JobState.ACTIVE]
+        if spec.parallelism is not None:
+            assert len(active) <= spec.parallelism
+        if cluster.status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
+            break
+        for job in active:
+            if chooser.random() < 0.6:
+                outcome = outcomes[(job.task, job.attempt)]
+                if outcome == "ok":
+                    cluster.succeed(job.task)
+                else:
+                    cluster.fail(
+                        job.task,
+                        permanent=outcome == "permanent",
+                        deadline_exceeded=outcome == "deadline",
+                    )
+        cluster.advance(decision.requeue_after or 1)
+    phase = cluster.status.phase
+    assert phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED), "run did not finish"
+    assert not [job for job in cluster.jobs.values() if job.state == JobState.ACTIVE]
+    succeeded = {n for n, t in cluster.status.tasks.items() if t.phase == TaskPhase.SUCCEEDED}
+    assert (phase == WorkflowPhase.SUCCEEDED) == (succeeded == {t.name for t in spec.tasks})
+    assert cluster.status.progress == f"{len(succeeded)}/{len(spec.tasks)}"
