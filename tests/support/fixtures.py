@@ -14,6 +14,7 @@ import kubernetes
 import pytest
 
 from tests.support.emulator import EmulatedCluster
+from tests.support.jobrunner import JobRunner
 
 REPO_CRDS = pathlib.Path(__file__).resolve().parents[2] / "crds"
 
@@ -35,7 +36,18 @@ def kubeconfig(emulator: EmulatedCluster, tmp_path: pathlib.Path) -> pathlib.Pat
 
 
 @pytest.fixture
-def kube_api(kubeconfig: pathlib.Path) -> Iterator[kubernetes.client.ApiClient]:
+def kube_api(emulator: EmulatedCluster) -> Iterator[kubernetes.client.ApiClient]:
     """A `kubernetes` client configured for the emulator (wrap it in CoreV1Api etc.)."""
-    with kubernetes.config.new_client_from_config(str(kubeconfig)) as api_client:
+    with kubernetes.client.ApiClient(
+        kubernetes.client.Configuration(host=emulator.url)
+    ) as api_client:
         yield api_client
+
+
+@pytest.fixture
+def job_runner(
+    emulator: EmulatedCluster, kubeconfig: pathlib.Path, tmp_path: pathlib.Path
+) -> Iterator[JobRunner]:
+    """Runs the emulator's Jobs as local processes (see `tests.support.jobrunner`)."""
+    with JobRunner(emulator.url, kubeconfig, tmp_path / "pods") as runner:
+        yield runner

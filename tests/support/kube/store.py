@@ -16,7 +16,8 @@ store fills the gaps an operator depends on:
   away when the last finalizer is removed (as kmock does);
 - garbage collection by `ownerReferences` uid, transitively, when the owner goes away;
   deleting a Namespace deletes what is in it; deleting a CRD deletes its objects;
-- CRDs created through the API start being served at once (status `Established`).
+- CRDs created through the API start being served at once (status `Established`);
+- Secret `stringData` is folded into base64 `data`, as the API server does.
 
 Lookups are by resource, namespace and name in nested dicts, so a list costs the number of
 objects of that resource in that namespace, never the whole cluster.
@@ -24,6 +25,7 @@ objects of that resource in that namespace, never the whole cluster.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import random
@@ -41,6 +43,7 @@ from tests.support.kube.watches import Change, WatchHub
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _CRDS_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 _NAMESPACES_KEY = ("", "namespaces")
+_SECRETS_KEY = ("", "secrets")
 _SERVER_OWNED_METADATA = (
     "name",
     "namespace",
@@ -248,6 +251,13 @@ class ObjectStore:
         return new
 
     def _admitted(self, rtype: ResourceType, obj: KubeObject) -> KubeObject:
+        if rtype.key == _SECRETS_KEY and "stringData" in obj:
+            encoded = {
+                key: base64.b64encode(value.encode()).decode()
+                for key, value in obj["stringData"].items()
+            }
+            obj = {key: value for key, value in obj.items() if key != "stringData"}
+            obj["data"] = {**(obj.get("data") or {}), **encoded}
         if rtype.schema is None:
             return obj
         pruned = rtype.schema.prune(obj)
