@@ -44,7 +44,7 @@ from troupe_operator.workflow.observation import JobState, Observation, Observed
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import brief, preview_chars, progress, total_usage
 from troupe_operator.workflow.tasks import FINISHED, TaskContext, settle_task
-from troupe_operator.workflow.timing import after, format_duration, seconds_until
+from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
 AGENT_WAIT_SECONDS: Final = 30.0
@@ -56,7 +56,18 @@ SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
 def reconcile(observation: Observation) -> Decision:
     """What to do next for one Workflow, and the status to write."""
     # Kubernetes timestamps have whole seconds; finer ones would only bloat status.
-    observation = replace(observation, now=observation.now.replace(microsecond=0))
+    observation = replace(
+        observation,
+        now=whole_seconds(observation.now),
+        jobs=[
+            replace(
+                job,
+                started_at=job.started_at and whole_seconds(job.started_at),
+                finished_at=job.finished_at and whole_seconds(job.finished_at),
+            )
+            for job in observation.jobs
+        ],
+    )
     status = observation.status
     if status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
         return Decision(status=status, actions=list(_stop_jobs(observation.jobs, "run finished")))

@@ -26,6 +26,11 @@ def seconds_until(moment: datetime, now: datetime) -> float:
     return max(0.0, (moment - now).total_seconds())
 
 
+def whole_seconds(moment: datetime) -> datetime:
+    """Kubernetes timestamps have whole seconds; finer ones would only bloat status."""
+    return moment.replace(microsecond=0)
+
+
 def after(moment: datetime, seconds: float) -> datetime:
     return moment + timedelta(seconds=seconds)
 
