@@ -1,8 +1,9 @@
-"""The ``troupe`` command: check manifests before they reach a cluster.
+"""The ``troupe`` command: check manifests before they reach a cluster, or run them here.
 
-Every problem is one line, ``FILE: Kind/name: message``; exit codes are
-0 (all valid), 1 (something invalid) and 2 (a file unreadable or not YAML),
-so the command slots into CI and pre-commit hooks.
+``validate``: every problem is one line, ``FILE: Kind/name: message``; exit
+codes are 0 (all valid), 1 (something invalid) and 2 (a file unreadable or
+not YAML), so the command slots into CI and pre-commit hooks.
+``run``: see :mod:`troupe_operator.local.command`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check Agents, Workflows and Tenants in YAML files"
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="YAML files, many documents each")
+    run = commands.add_parser(
+        "run", help="run the Workflows in YAML files on this machine, with their Agents"
+    )
+    run.add_argument("files", nargs="+", metavar="FILE", help="YAML files, many documents each")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        dest="overrides",
+        help="override a workflow input (repeatable)",
+    )
+    run.add_argument(
+        "--output-dir",
+        default="troupe-output",
+        metavar="DIR",
+        help="where DIR/<workflow>/<task>.md and status.json go (default: %(default)s)",
+    )
+    run.add_argument("--workflow", metavar="NAME", help="run only this Workflow")
     return parser
 
 
@@ -53,4 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         return validate(args.files)
+    if args.command == "run":
+        from troupe_operator.local.command import run_command
+
+        return run_command(args.files, args.overrides, args.output_dir, args.workflow)
     raise AssertionError(f"unhandled command {args.command}")

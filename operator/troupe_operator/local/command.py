@@ -1,0 +1,83 @@
+"""The ``troupe run`` command from parsed arguments to exit code.
+
+Exit codes: 0 every Workflow succeeded, 1 one failed, 2 bad input (said in
+one line per problem, like ``troupe validate``), 130 interrupted (every task
+process killed first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from rich.console import Console
+
+from troupe_operator.api import WorkflowPhase, WorkflowStatus
+from troupe_operator.local.plan import RunInputError, RunPlan, plan_run
+from troupe_operator.local.runner import DEFAULT_TASK_COMMAND, run_plan
+from troupe_operator.local.view import make_view
+
+EXIT_SUCCEEDED: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_BAD_INPUT: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+SCRIPTED_NOTE: Final = (
+    "Agents without model.baseURL use the offline scripted model: placeholder text, no LLM called"
+)
+
+
+def run_command(
+    files: Sequence[str],
+    overrides: Sequence[str] = (),
+    output_dir: str = "troupe-output",
+    only: str | None = None,
+    task_command: Sequence[str] = DEFAULT_TASK_COMMAND,
+    console: Console | None = None,
+) -> int:
+    try:
+        plan = plan_run(files, overrides, only)
+    except RunInputError as error:
+        for line in error.lines:
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    console = console or Console()
+    scripted = sorted({agent for wf in plan.workflows for agent in wf.scripted_agents})
+    if scripted:
+        console.print(
+            f"{SCRIPTED_NOTE} ({', '.join(scripted)})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    view = make_view(console)
+    directory = Path(output_dir)
+    try:
+        statuses = asyncio.run(run_plan(plan, directory, view, task_command))
+    except KeyboardInterrupt:
+        view.close({})
+        print("interrupted: every task process was killed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    view.close(statuses)
+    _summarise(console, plan, statuses, directory)
+    succeeded = all(s.phase == WorkflowPhase.SUCCEEDED for s in statuses.values())
+    return EXIT_SUCCEEDED if succeeded else EXIT_FAILED
+
+
+def _summarise(
+    console: Console, plan: RunPlan, statuses: dict[str, WorkflowStatus], directory: Path
+) -> None:
+    for workflow in plan.workflows:
+        status = statuses[workflow.name]
+        phase = status.phase.value if status.phase else "?"
+        tokens = status.usage.total_tokens if status.usage else 0
+        line = (
+            f"{workflow.name}: {phase}, {status.progress} tasks in {status.duration or '0s'}, "
+            f"{tokens} tokens; outputs in {directory / workflow.name}"
+        )
+        if status.phase != WorkflowPhase.SUCCEEDED and status.message:
+            line += f" ({status.message})"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

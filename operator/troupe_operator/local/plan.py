@@ -1,0 +1,133 @@
+"""What ``troupe run`` will run, checked before anything starts.
+
+Reads the files, refuses what ``troupe validate`` would refuse (with the
+same lines), picks the Workflows, applies ``--set`` and finds each
+Workflow's Agents and API keys in the same files. Every problem here is bad
+input (exit 2) and is said in one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from troupe_operator.api import AgentSpec, WorkflowSpec
+from troupe_operator.manifests import Manifest, ManifestError, load, parse_spec, secret_value
+from troupe_operator.validation import check_manifests, check_workflow
+
+FALLBACK_KEY_ENV = "OPENAI_API_KEY"
+"""Where an API key comes from when the Secret an Agent names is not in the files."""
+
+
+class RunInputError(Exception):
+    """Input that cannot be run; ``lines`` are the problems, one per line."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+@dataclass(frozen=True)
+class LocalWorkflow:
+    """One Workflow to run, with the Agents of its namespace and their API keys."""
+
+    namespace: str
+    name: str
+    spec: WorkflowSpec
+    agents: dict[str, AgentSpec]
+    api_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    """Agent name → API key, for the Agents that name a Secret and have a key."""
+
+    @property
+    def scripted_agents(self) -> list[str]:
+        used = sorted({task.agent for task in self.spec.tasks})
+        return [name for name in used if self.agents[name].model.base_url is None]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    workflows: list[LocalWorkflow]
+
+
+def plan_run(
+    paths: Sequence[str],
+    overrides: Sequence[str] = (),
+    only: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> RunPlan:
+    """The checked plan; RunInputError with one line per problem otherwise."""
+    try:
+        manifests = load(paths)
+    except ManifestError as error:
+        raise RunInputError([str(error)]) from None
+    problems = check_manifests(manifests)
+    if problems:
+        raise RunInputError([f"{m.source}: {m.label}: {message}" for m, message in problems])
+    chosen = [m for m in manifests if m.kind == "Workflow" and only in (None, m.name)]
+    if not chosen:
+        wanted = f"Workflow '{only}'" if only else "Workflow"
+        raise RunInputError([f"no {wanted} in {', '.join(paths)}"])
+    values = _parse_overrides(overrides)
+    workflows = [_local_workflow(m, manifests, values, environ) for m in chosen]
+    _check_overrides_used(values, workflows)
+    return RunPlan(workflows)
+
+
+def _parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    values = {}
+    for item in overrides:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise RunInputError([f"--set {item!r}: expected name=value"])
+        values[name.strip()] = value
+    return values
+
+
+def _check_overrides_used(values: Mapping[str, str], workflows: Sequence[LocalWorkflow]) -> None:
+    known = {name for workflow in workflows for name in workflow.spec.inputs}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        names = ", ".join(sorted(known)) or "none"
+        raise RunInputError(
+            [
+                f"--set {name}: no Workflow run has an input '{name}' (inputs: {names})"
+                for name in unknown
+            ]
+        )
+
+
+def _local_workflow(
+    manifest: Manifest,
+    manifests: Sequence[Manifest],
+    values: Mapping[str, str],
+    environ: Mapping[str, str],
+) -> LocalWorkflow:
+    spec, _ = parse_spec(manifest)
+    assert isinstance(spec, WorkflowSpec)  # check_manifests found no problem
+    inputs = {**spec.inputs, **{k: v for k, v in values.items() if k in spec.inputs}}
+    spec = spec.model_copy(update={"inputs": inputs})
+    namespace = manifest.namespace or "default"
+    agents = _agents(manifests, namespace)
+    problems = check_workflow(manifest.name, spec, agents)
+    if problems:
+        raise RunInputError([f"{manifest.source}: {manifest.label}: {p}" for p in problems])
+    keys = {}
+    for name, agent in agents.items():
+        ref = agent.model.api_key_secret_ref
+        if ref is None:
+            continue
+        key = secret_value(manifests, namespace, ref.name, ref.key) or environ.get(FALLBACK_KEY_ENV)
+        if key:
+            keys[name] = key
+    return LocalWorkflow(namespace, manifest.name, spec, agents, keys)
+
+
+def _agents(manifests: Sequence[Manifest], namespace: str) -> dict[str, AgentSpec]:
+    agents = {}
+    for manifest in manifests:
+        if manifest.kind == "Agent" and manifest.namespace == namespace:
+            spec, _ = parse_spec(manifest)
+            if isinstance(spec, AgentSpec):
+                agents[manifest.name] = spec
+    return agents

@@ -1,0 +1,74 @@
+"""``troupe run`` with the real agent runtime (offline scripted model) on the shipped examples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def troupe_run(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "troupe_operator", "run", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("example", "workflow", "tasks"),
+    [
+        ("serial-pipeline.yaml", "launch-brief", ["research", "plan", "write", "review"]),
+        (
+            "fan-out-fan-in.yaml",
+            "vendor-assessment",
+            ["financial-analysis", "security-analysis", "product-analysis", "assessment"],
+        ),
+    ],
+)
+def test_an_example_runs_with_the_scripted_model(
+    tmp_path: Path, example: str, workflow: str, tasks: list[str]
+) -> None:
+    finished = troupe_run(str(EXAMPLES / example), "--output-dir", str(tmp_path))
+    assert finished.returncode == 0, finished.stderr
+    notes = [line for line in finished.stdout.splitlines() if "offline scripted model" in line]
+    assert len(notes) == 1
+    status = json.loads((tmp_path / workflow / "status.json").read_text())
+    assert status["phase"] == "Succeeded"
+    assert status["progress"] == f"{len(tasks)}/{len(tasks)}"
+    for task in tasks:
+        assert status["tasks"][task]["model"].startswith("troupe-scripted")
+        assert (tmp_path / workflow / f"{task}.md").read_text().strip()
+
+
+def test_an_unreachable_model_fails_the_run(tmp_path: Path) -> None:
+    manifest = tmp_path / "unreachable.yaml"
+    manifest.write_text(
+        """
+apiVersion: troupe.dev/v1alpha1
+kind: Agent
+metadata: {name: remote}
+spec:
+  model: {baseURL: "http://127.0.0.1:9/v1", maxRetries: 0, timeoutSeconds: 2}
+---
+apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {name: doomed}
+spec:
+  tasks:
+    - {name: only, agent: remote, prompt: "Say hello"}
+"""
+    )
+    finished = troupe_run(str(manifest), "--output-dir", str(tmp_path / "out"))
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    status = json.loads((tmp_path / "out" / "doomed" / "status.json").read_text())
+    assert status["phase"] == "Failed"
+    assert status["tasks"]["only"]["message"]
+    assert "Traceback" not in finished.stdout + finished.stderr

@@ -1,0 +1,255 @@
+"""``troupe run`` end to end with a fake task command standing in for the agent runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from troupe_operator.cli import main
+from troupe_operator.local.command import run_command
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SECRET_KEY = "sk-test-5f1e2d3c4b5a"
+
+FAKE_TASK = textwrap.dedent(
+    """
+    import argparse, json, os, sys, time
+    parser = argparse.ArgumentParser()
+    for flag in ("--input", "--output-file", "--termination-log"):
+        parser.add_argument(flag)
+    args = parser.parse_args()
+    task = json.load(open(args.input))
+    name = task["task"]
+    mode = os.environ.get("FAKE_" + name.upper().replace("-", "_"), "ok")
+    record = os.environ.get("FAKE_RECORD")
+    if record:
+        with open(record, "a") as out:
+            env = task.get("apiKeyEnv")
+            out.write(json.dumps({
+                "task": name, "attempt": task["attempt"], "pid": os.getpid(),
+                "key": os.environ.get(env) if env else None,
+                "openai": os.environ.get("OPENAI_API_KEY"),
+            }) + "\\n")
+    def fail(message, code):
+        open(args.termination_log, "w").write(message + "\\n")
+        sys.exit(code)
+    if mode == "permanent":
+        fail("bad request: model 'nope' does not exist", 3)
+    if mode == "flaky" and task["attempt"] == 1:
+        fail("HTTP 503 from the model", 1)
+    if mode == "sleep":
+        time.sleep(60)
+    text = f"{name} done; prompt was: {task['prompt']}"
+    result = {"model": "fake-model", "usage": {"inputTokens": 3, "outputTokens": 4,
+              "totalTokens": 7}, "bytes": len(text.encode()), "output": text}
+    json.dump(result, open(args.output_file, "w"))
+    """
+)
+
+PIPELINE = """
+apiVersion: troupe.dev/v1alpha1
+kind: Agent
+metadata: {name: worker}
+spec:
+  role: executor
+  model: {baseURL: "http://127.0.0.1:9/v1", apiKeySecretRef: {name: llm, key: api-key}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: llm}
+stringData: {api-key: SECRET}
+---
+apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {name: pipe}
+spec:
+  inputs: {topic: tea}
+  retryBackoffSeconds: 0
+  tasks:
+    - {name: first, agent: worker, prompt: "About {{ inputs.topic }}", retries: 1,
+       timeoutSeconds: 2}
+    - {name: second, agent: worker, dependsOn: [first], prompt: "Use {{ tasks.first.output }}"}
+    - {name: side, agent: worker, prompt: "Side task"}
+""".replace("SECRET", SECRET_KEY)
+
+
+@pytest.fixture
+def fake_command(tmp_path: Path) -> list[str]:
+    script = tmp_path / "fake_task.py"
+    script.write_text(FAKE_TASK, encoding="utf-8")
+    return [sys.executable, str(script)]
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> str:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(PIPELINE, encoding="utf-8")
+    return str(path)
+
+
+def read_status(directory: Path) -> dict:
+    return json.loads((directory / "status.json").read_text())
+
+
+def run_pipeline(
+    tmp_path: Path, pipeline: str, command: list[str], *overrides: str
+) -> tuple[int, dict]:
+    """Run the pipeline; its exit code and the written status."""
+    out = tmp_path / "out"
+    code = run_command([pipeline], overrides, output_dir=str(out), task_command=command)
+    return code, read_status(out / "pipe")
+
+
+def test_the_serial_example_runs_to_the_end(
+    tmp_path: Path, fake_command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = run_command(
+        [str(EXAMPLES / "serial-pipeline.yaml")], output_dir=str(out), task_command=fake_command
+    )
+    assert code == 0
+    files = sorted(p.name for p in (out / "launch-brief").iterdir())
+    assert files == ["plan.md", "research.md", "review.md", "status.json", "write.md"]
+    status = read_status(out / "launch-brief")
+    assert status["phase"] == "Succeeded"
+    assert status["progress"] == "4/4"
+    assert status["usage"]["totalTokens"] == 28
+    assert "research done" in (out / "launch-brief" / "plan.md").read_text()
+    printed = capsys.readouterr().out
+    scripted_lines = [line for line in printed.splitlines() if "offline scripted model" in line]
+    assert len(scripted_lines) == 1
+    assert "TaskStarted" in printed
+
+
+def test_a_permanent_failure_fails_the_run_with_its_reason(
+    tmp_path: Path, pipeline: str, fake_command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_FIRST", "permanent")
+    code, status = run_pipeline(tmp_path, pipeline, fake_command)
+    assert code == 1
+    assert status["phase"] == "Failed"
+    assert "model 'nope' does not exist" in status["message"]
+    assert status["tasks"]["first"]["attempts"] == 1
+    assert status["tasks"]["second"]["phase"] == "Skipped"
+    assert status["tasks"]["side"]["phase"] == "Succeeded"
+    assert not (tmp_path / "out" / "pipe" / "second.md").exists()
+
+
+def test_a_retryable_failure_is_retried(
+    tmp_path: Path, pipeline: str, fake_command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_FIRST", "flaky")
+    code, status = run_pipeline(tmp_path, pipeline, fake_command)
+    assert code == 0
+    assert status["tasks"]["first"]["attempts"] == 2
+
+
+def test_a_task_is_killed_at_its_timeout(
+    tmp_path: Path, pipeline: str, fake_command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_FIRST", "sleep")
+    started = time.monotonic()
+    code, status = run_pipeline(tmp_path, pipeline, fake_command)
+    assert code == 1
+    assert time.monotonic() - started < 15
+    first = status["tasks"]["first"]
+    assert first["attempts"] == 2
+    assert "timed out after 2s" in first["message"]
+
+
+def test_set_overrides_an_input(tmp_path: Path, pipeline: str, fake_command: list[str]) -> None:
+    code, status = run_pipeline(tmp_path, pipeline, fake_command, "topic=coffee")
+    assert (code, status["phase"]) == (0, "Succeeded")
+    assert "About coffee" in (tmp_path / "out" / "pipe" / "first.md").read_text()
+
+
+def test_the_api_key_reaches_only_the_task_env(
+    tmp_path: Path, pipeline: str, fake_command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    out = tmp_path / "out"
+    assert run_command([pipeline], output_dir=str(out), task_command=fake_command) == 0
+    seen = [json.loads(line) for line in record.read_text().splitlines()]
+    assert {entry["key"] for entry in seen} == {SECRET_KEY}
+    assert {entry["openai"] for entry in seen} == {None}
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET_KEY not in path.read_text(), path
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["missing.yaml"], "cannot read"),
+        (["{pipeline}", "--set", "colour=red"], "--set colour: no Workflow run has an input"),
+        (["{pipeline}", "--set", "topic"], "expected name=value"),
+        (["{pipeline}", "--workflow", "other"], "no Workflow 'other'"),
+        (["{agents_only}"], "no Workflow in"),
+        (["{invalid}"], "invalid.yaml: Workflow/pipe: spec.tasks[0].retries: "),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    tmp_path: Path,
+    pipeline: str,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    expected: str,
+) -> None:
+    agents_only = tmp_path / "agents.yaml"
+    agents_only.write_text(PIPELINE.split("---")[0])
+    invalid = tmp_path / "invalid.yaml"
+    invalid.write_text(PIPELINE.replace("retries: 1,", "retries: 99,"))
+    paths = {"pipeline": pipeline, "agents_only": str(agents_only), "invalid": str(invalid)}
+    argv = ["run", *(argument.format(**paths) for argument in arguments)]
+    argv += ["--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert expected in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_kills_the_task_processes_and_exits_130(
+    tmp_path: Path, pipeline: str, fake_command: list[str]
+) -> None:
+    record = tmp_path / "record.jsonl"
+    program = (
+        "import sys; from troupe_operator.local.command import run_command; "
+        f"sys.exit(run_command([{pipeline!r}], output_dir={str(tmp_path / 'out')!r}, "
+        f"task_command={fake_command!r}))"
+    )
+    env = {**os.environ, "FAKE_FIRST": "sleep", "FAKE_SIDE": "sleep", "FAKE_RECORD": str(record)}
+    runner = subprocess.Popen([sys.executable, "-c", program], env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(_lines(record)) < 2:
+        time.sleep(0.1)
+    pids = [json.loads(line)["pid"] for line in _lines(record)]
+    assert len(pids) == 2
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=20) == 130
+    for pid in pids:
+        assert not _alive(pid)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
