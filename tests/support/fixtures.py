@@ -7,14 +7,19 @@ test's objects.
 
 from __future__ import annotations
 
+import functools
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
+import kopf
 import kubernetes
 import pytest
 
 from tests.support.emulator import EmulatedCluster
 from tests.support.jobrunner import JobRunner
+from tests.support.kopf_runner import running_operator
+from tests.support.openai_stub import OpenAIStub
 
 REPO_CRDS = pathlib.Path(__file__).resolve().parents[2] / "crds"
 
@@ -51,3 +56,19 @@ def job_runner(
     """Runs the emulator's Jobs as local processes (see `tests.support.jobrunner`)."""
     with JobRunner(emulator.url, kubeconfig, tmp_path / "pods") as runner:
         yield runner
+
+
+@pytest.fixture
+def openai_stub() -> Iterator[OpenAIStub]:
+    """An OpenAI-compatible server: `.base_url`, `.script()`, `.inject(Fault...)`, `.requests`."""
+    with OpenAIStub() as stub:
+        yield stub
+
+
+RunOperator = Callable[..., AbstractContextManager[kopf.OperatorSettings]]
+
+
+@pytest.fixture
+def run_operator(emulator: EmulatedCluster) -> RunOperator:
+    """`with run_operator(registry, namespaces=..., settings=...):` runs kopf on the emulator."""
+    return functools.partial(running_operator, api_url=emulator.url)

@@ -1,0 +1,96 @@
+"""langchain-openai's ChatOpenAI works against the stub, including faults and streaming."""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
+
+from tests.support.openai_stub import Fault, OpenAIStub
+
+
+def _chat(stub: OpenAIStub, **options: object) -> ChatOpenAI:
+    settings: dict[str, object] = {
+        "model": "stub-model",
+        "base_url": stub.base_url,
+        "api_key": "sk-test-dummy",
+    }
+    return ChatOpenAI(**(settings | options))  # type: ignore[arg-type]
+
+
+def test_reply_with_usage_and_recorded_request(openai_stub: OpenAIStub) -> None:
+    chat = _chat(openai_stub, temperature=0.3, max_tokens=1500)
+    reply = chat.invoke([SystemMessage("be brief"), HumanMessage("what is a DAG?")])
+    assert reply.content == "stub reply to: what is a DAG?"
+    assert reply.usage_metadata is not None
+    assert reply.usage_metadata["input_tokens"] == 6
+    assert reply.usage_metadata["output_tokens"] == 7
+    assert reply.usage_metadata["total_tokens"] == 13
+    [request] = openai_stub.chat_requests
+    assert request.body is not None
+    assert request.body["temperature"] == 0.3
+    assert request.body.get("max_completion_tokens", request.body.get("max_tokens")) == 1500
+    assert request.body["messages"][-1] == {"role": "user", "content": "what is a DAG?"}
+    assert request.headers["Authorization"] == "Bearer sk-test-dummy"
+
+
+def test_scripted_replies_are_consumed_in_order(openai_stub: OpenAIStub) -> None:
+    openai_stub.script("first", lambda body: f"second ({len(body['messages'])} messages)")
+    chat = _chat(openai_stub)
+    assert [chat.invoke("a").content, chat.invoke("b").content, chat.invoke("c").content] == [
+        "first",
+        "second (1 messages)",
+        "stub reply to: c",
+    ]
+
+
+def test_rate_limit_with_retry_after_is_retried_by_the_client(openai_stub: OpenAIStub) -> None:
+    openai_stub.inject(Fault.rate_limited(retry_after=1))
+    started = time.monotonic()
+    reply = _chat(openai_stub, max_retries=2).invoke("hello")
+    assert reply.content == "stub reply to: hello"
+    assert time.monotonic() - started >= 0.9, "Retry-After: 1 is honoured"
+    assert len(openai_stub.chat_requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault.unauthorized(), openai.AuthenticationError),
+        (Fault.context_length_exceeded(), openai.BadRequestError),
+        (Fault.server_error(), openai.InternalServerError),
+    ],
+)
+def test_errors_reach_the_client(
+    openai_stub: OpenAIStub, fault: Fault, error: type[Exception]
+) -> None:
+    openai_stub.inject(fault)
+    with pytest.raises(error):
+        _chat(openai_stub, max_retries=0).invoke("hello")
+
+
+def test_slow_and_malformed_replies(openai_stub: OpenAIStub) -> None:
+    openai_stub.inject(Fault.slow(5))
+    with pytest.raises(openai.APITimeoutError):
+        _chat(openai_stub, max_retries=0, timeout=0.3).invoke("hello")
+    openai_stub.inject(Fault.malformed())
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises on a broken body
+        _chat(openai_stub, max_retries=0).invoke("hello")
+
+
+def test_streaming_with_usage(openai_stub: OpenAIStub) -> None:
+    chat = _chat(openai_stub, stream_usage=True)
+    chunks = list(chat.stream("tell me a story"))
+    assert "".join(str(chunk.content) for chunk in chunks) == "stub reply to: tell me a story"
+    usage = [chunk.usage_metadata for chunk in chunks if chunk.usage_metadata]
+    assert usage and usage[-1]["total_tokens"] == 4 + 7
+    assert openai_stub.chat_requests[0].body == openai_stub.chat_requests[0].body | {"stream": True}
+
+
+def test_models_endpoint(openai_stub: OpenAIStub) -> None:
+    client = openai.OpenAI(base_url=openai_stub.base_url, api_key="sk-test-dummy")
+    assert [model.id for model in client.models.list()] == ["stub-model"]
+    client.close()

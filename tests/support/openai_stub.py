@@ -1,0 +1,251 @@
+"""An OpenAI-compatible chat server on loopback with scripted replies and injected faults.
+
+Serves `POST /v1/chat/completions` (plain JSON, or SSE with `stream: true`, ending with a
+usage chunk when `stream_options.include_usage` is set) and `GET /v1/models`.
+
+- Replies are deterministic: `"stub reply to: <first 200 chars of the last user message>"`,
+  unless a test scripts them with `stub.script("text", lambda body: "text", ...)`, consumed
+  one per request in order (then back to the default).
+- `usage` counts whitespace-separated words: prompt = all message contents, completion =
+  the reply.
+- Faults are queued with `stub.inject(Fault.rate_limited(retry_after=1), Fault.server_error())`
+  and consumed by the next requests, one each: 429 with `Retry-After`, 500, 401, 400
+  `context_length_exceeded`, slow replies (`Fault.slow(seconds)`), malformed bodies.
+- Every request is recorded in `stub.requests` (path, headers including `Authorization`,
+  JSON body), so tests can assert what a client sent and search for leaked secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp.web
+
+from tests.support.loopback import BackgroundLoop
+
+ChatBody = dict[str, Any]
+Reply = str | Callable[[ChatBody], str]
+MODEL_ID = "stub-model"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: ChatBody | None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the next request gets instead of (or before) a normal reply."""
+
+    status: int = 200
+    error: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    raw_body: bytes | None = None
+
+    @classmethod
+    def rate_limited(cls, retry_after: float = 1) -> Fault:
+        error = {
+            "message": "Rate limit reached (stub)",
+            "type": "requests",
+            "code": "rate_limit_exceeded",
+        }
+        return cls(429, error, {"Retry-After": f"{retry_after:g}"})
+
+    @classmethod
+    def server_error(cls) -> Fault:
+        return cls(
+            500, {"message": "The server had an error (stub)", "type": "server_error", "code": None}
+        )
+
+    @classmethod
+    def unauthorized(cls) -> Fault:
+        error = {
+            "message": "Incorrect API key provided (stub)",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+        return cls(401, error)
+
+    @classmethod
+    def context_length_exceeded(cls) -> Fault:
+        error = {
+            "message": "This model's maximum context length is 8192 tokens (stub)",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+        return cls(400, error)
+
+    @classmethod
+    def slow(cls, seconds: float) -> Fault:
+        """A normal reply, after `seconds`."""
+        return cls(delay=seconds)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        return cls(raw_body=b'{"id": "chatcmpl-broken", "choices": [')
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _text_of(content: Any) -> str:
+    """Message content as text: a string, or the text parts of a content list."""
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def default_reply(body: ChatBody) -> str:
+    user_messages = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    last = _text_of(user_messages[-1].get("content")) if user_messages else ""
+    return f"stub reply to: {last[:200]}"
+
+
+class OpenAIStub:
+    def __init__(self, reply: Callable[[ChatBody], str] = default_reply) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._default_reply = reply
+        self._scripted: collections.deque[Reply] = collections.deque()
+        self._faults: collections.deque[Fault] = collections.deque()
+        self._loop = BackgroundLoop("openai-stub")
+        self._served = 0
+        self.url = ""
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI client takes as `base_url` (ends in `/v1`)."""
+        return f"{self.url}/v1"
+
+    def script(self, *replies: Reply) -> None:
+        self._scripted.extend(replies)
+
+    def inject(self, *faults: Fault) -> None:
+        self._faults.extend(faults)
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/v1/chat/completions"]
+
+    def start(self) -> Self:
+        self._loop.start()
+        self.url = self._loop.run(self._serve())
+        return self
+
+    def stop(self) -> None:
+        self._loop.run(self._runner.cleanup())
+        self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def _serve(self) -> str:
+        app = aiohttp.web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = aiohttp.web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def _models(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.requests.append(RecordedRequest(request.path, dict(request.headers), None))
+        model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "troupe-stub"}
+        return aiohttp.web.json_response({"object": "list", "data": [model]})
+
+    async def _chat(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        body: ChatBody = await request.json()
+        self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
+        fault = self._faults.popleft() if self._faults else Fault()
+        await asyncio.sleep(fault.delay)
+        if fault.raw_body is not None:
+            return aiohttp.web.Response(body=fault.raw_body, content_type="application/json")
+        if fault.error is not None:
+            error = {"param": None, **fault.error}
+            return aiohttp.web.json_response(
+                {"error": error}, status=fault.status, headers=fault.headers
+            )
+        scripted = self._scripted.popleft() if self._scripted else self._default_reply
+        reply = scripted if isinstance(scripted, str) else scripted(body)
+        self._served += 1
+        completion_id = f"chatcmpl-stub-{self._served}"
+        prompt_tokens = sum(_words(_text_of(m.get("content"))) for m in body.get("messages", []))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": _words(reply),
+            "total_tokens": prompt_tokens + _words(reply),
+        }
+        envelope = {
+            "id": completion_id,
+            "created": int(time.time()),
+            "model": body.get("model", MODEL_ID),
+        }
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(request, envelope, reply, usage if include_usage else None)
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": reply},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+        return aiohttp.web.json_response(
+            {
+                **envelope,
+                "object": "chat.completion",
+                "choices": [choice],
+                "usage": usage,
+                "system_fingerprint": "stub",
+            }
+        )
+
+    @staticmethod
+    async def _stream(
+        request: aiohttp.web.Request,
+        envelope: dict[str, Any],
+        reply: str,
+        usage: dict[str, int] | None,
+    ) -> aiohttp.web.StreamResponse:
+        response = aiohttp.web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        pieces = [word + " " for word in reply.split(" ")]
+        pieces[-1] = pieces[-1].rstrip(" ")
+        deltas: list[tuple[dict[str, Any], str | None]] = [
+            ({"role": "assistant", "content": ""}, None)
+        ]
+        deltas += [({"content": piece}, None) for piece in pieces]
+        deltas.append(({}, "stop"))
+        extra = {"usage": None} if usage is not None else {}
+        for delta, finish_reason in deltas:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            chunk = {**envelope, "object": "chat.completion.chunk", "choices": [choice], **extra}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if usage is not None:
+            chunk = {**envelope, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
