@@ -16,7 +16,10 @@ from tests.support.kube.resources import ResourceType
 
 
 def _error(code: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
-    return kmock.KubernetesError(status=code, reason=reason, message=message, details=details)
+    # kmock replaces empty details with a Python traceback; an empty causes list keeps it clean.
+    return kmock.KubernetesError(
+        status=code, reason=reason, message=message, details=details or {"causes": []}
+    )
 
 
 def _details(rtype: ResourceType, name: str) -> dict[str, str]:

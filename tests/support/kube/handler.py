@@ -26,7 +26,7 @@ import attrs
 import kmock
 from typing_extensions import override
 
-from tests.support.kube.errors import bad_request, method_not_allowed
+from tests.support.kube.errors import bad_request, method_not_allowed, unsupported_media_type
 from tests.support.kube.patches import apply_patch
 from tests.support.kube.paths import ApiPath
 from tests.support.kube.resources import BUILTIN_TYPES, KubeObject, ResourceRegistry, ResourceType
@@ -49,6 +49,8 @@ def _resource_not_found() -> kmock.KubernetesError:
 
 
 async def _json_body(request: aiohttp.web.BaseRequest) -> Any:
+    if "protobuf" in request.content_type or "cbor" in request.content_type:
+        raise unsupported_media_type(request.content_type)
     try:
         return json.loads(await request.read())
     except ValueError as exc:
@@ -84,14 +86,21 @@ class KubeEmulator(kmock.KubernetesScaffold):
             return await super().__call__(raw_request)
         try:
             return await self._serve_resource(raw_request, path)
-        except kmock.KubernetesError as exc:
+        except Exception as exc:  # kmock renders any failure as a `Status` body (500 if unknown)
             return await self._render_error(exc)
 
     @override
     async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
+        """kmock's APIResourceList, with core's groupVersion `v1` (not `/v1`) and subresources
+        listed as a real server does: no shortNames or categories (kubectl would match them)."""
         document = await super()._serve_version(request)
         assert isinstance(document, dict)  # kmock builds the APIResourceList as a dict
-        document["groupVersion"] = document["groupVersion"].lstrip("/")  # kmock says "/v1" for core
+        document["groupVersion"] = document["groupVersion"].lstrip("/")
+        for entry in document["resources"]:
+            if "/" in entry["name"]:
+                entry.update(
+                    shortNames=[], categories=[], singularName="", verbs=["get", "patch", "update"]
+                )
         return document
 
     async def _serve_resource(
@@ -170,11 +179,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             include_object = request.query.get("includeObject", "Metadata")
             table = render_table(rtype, objects, include_object, revision)
             return aiohttp.web.Response(
-                text=json.dumps(table),
-                content_type="application/json",
-                headers={
-                    "Content-Type": _TABLE_CONTENT_TYPE,
-                },
+                text=json.dumps(table), headers={"Content-Type": _TABLE_CONTENT_TYPE}
             )
         return _respond(
             {
