@@ -31,8 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import pathlib
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import kmock
 import yaml
@@ -40,45 +39,28 @@ import yaml
 from tests.support.kube.handler import KubeEmulator
 from tests.support.kube.resources import KubeObject
 from tests.support.kube.selectors import ObjectFilter
-from tests.support.loopback import BackgroundLoop
+from tests.support.loopback import BackgroundService
 
 
-class EmulatedCluster:
+class EmulatedCluster(BackgroundService):
     """The emulator served on 127.0.0.1 (a free port) from its own thread and event loop."""
 
     def __init__(self, *, bookmark_interval: float = 1.0, history_limit: int = 20_000) -> None:
+        super().__init__("kube-emulator")
         self.handler = KubeEmulator(
             bookmark_interval=bookmark_interval, history_limit=history_limit
         )
-        self._loop = BackgroundLoop("kube-emulator")
         self._stack = contextlib.AsyncExitStack()
         self.url = ""
 
-    def start(self) -> Self:
-        self._loop.start()
-        self.url = self._loop.run(self._serve())
-        return self
-
-    def stop(self) -> None:
-        self._loop.call(self.handler.watches.close_all)
-        self._loop.run(self._stack.aclose())
-        self._loop.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def _serve(self) -> str:
+    async def _start(self) -> None:
         await self._stack.enter_async_context(self.handler)
         server = await self._stack.enter_async_context(kmock.Server(self.handler))
-        return f"http://{server.host}:{server.port}"
+        self.url = f"http://{server.host}:{server.port}"
+
+    async def _stop(self) -> None:
+        self.handler.watches.close_all()
+        await self._stack.aclose()
 
     def write_kubeconfig(self, path: pathlib.Path, namespace: str = "default") -> pathlib.Path:
         """A kubeconfig whose current context points at this emulator (no credentials)."""
@@ -100,7 +82,7 @@ class EmulatedCluster:
 
     def create(self, obj: KubeObject) -> KubeObject:
         """Create any object of a served kind, as a POST would (for test set-up)."""
-        return self._loop.call(self._create, obj)  # type: ignore[no-any-return]
+        return self._loop.call(self._create, obj)
 
     def load_crds(self, source: KubeObject | pathlib.Path) -> list[KubeObject]:
         """Serve the CRDs in a dict or a YAML file (several documents allowed)."""
@@ -123,7 +105,7 @@ class EmulatedCluster:
     def objects(self, api_version: str, plural: str) -> list[dict[str, Any]]:
         """A snapshot of every stored object of one resource (for assertions)."""
         group, _, version = api_version.rpartition("/")
-        return self._loop.call(self._objects, group, version, plural)  # type: ignore[no-any-return]
+        return self._loop.call(self._objects, group, version, plural)
 
     def _objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
         rtype = self.handler.registry.find(group, version, plural)

@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.kube_http import KubeHttp, KubeHttpError, KubeObject
-from tests.support.loopback import BackgroundLoop
+from tests.support.loopback import BackgroundService
 from tests.support.pod_sandbox import PodSandbox
 
 
@@ -80,7 +80,7 @@ def _policy_action(job: KubeObject, exit_code: int) -> tuple[str, int] | None:
     return None
 
 
-class JobRunner:
+class JobRunner(BackgroundService):
     """Runs the emulator's Jobs as local processes, from its own thread and event loop."""
 
     def __init__(
@@ -92,29 +92,14 @@ class JobRunner:
         max_parallel: int | None = None,
         retry_delay: float = 0.0,
     ) -> None:
+        super().__init__("job-runner")
         self._api_url = api_url
         self._kubeconfig = kubeconfig
         self._workdir = workdir
         self._max_parallel = max_parallel
         self._retry_delay = retry_delay
-        self._loop = BackgroundLoop("job-runner")
         self._running: dict[str, asyncio.Task[None]] = {}
         self._seen: set[str] = set()
-
-    def start(self) -> JobRunner:
-        self._loop.start()
-        self._loop.run(self._start())
-        return self
-
-    def stop(self) -> None:
-        self._loop.run(self._stop())
-        self._loop.stop()
-
-    def __enter__(self) -> JobRunner:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def running_jobs(self) -> int:

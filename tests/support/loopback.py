@@ -1,16 +1,18 @@
 """A private asyncio event loop in a daemon thread, for servers that sync tests talk to.
 
-The emulator and the OpenAI stub must keep serving while a test blocks in synchronous code
-(the `kubernetes` client, `ChatOpenAI.invoke`, a subprocess), and while kopf runs its own
-loop in another thread; so each server gets its own loop here.
+The emulator, the OpenAI stub and the Job runner must keep working while a test blocks in
+synchronous code (the `kubernetes` client, `ChatOpenAI.invoke`, a subprocess), and while
+kopf runs its own loop in another thread; so each gets its own loop here.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -27,10 +29,10 @@ class BackgroundLoop:
         """Run a coroutine on the loop and wait for its result from the calling thread."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def call(self, function: Any, *args: Any, timeout: float = 10.0) -> Any:
+    def call(self, function: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
         """Run a plain function on the loop's thread (where the server state lives)."""
 
-        async def invoke() -> Any:
+        async def invoke() -> T:
             return function(*args)
 
         return self.run(invoke(), timeout)
@@ -49,3 +51,36 @@ class BackgroundLoop:
         for task in remaining:
             task.cancel()
         await asyncio.gather(*remaining, return_exceptions=True)
+
+
+class BackgroundService(abc.ABC):
+    """Something started and stopped on its own `BackgroundLoop`; also a context manager."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = BackgroundLoop(name)
+
+    @abc.abstractmethod
+    async def _start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _stop(self) -> None: ...
+
+    def start(self) -> Self:
+        self._loop.start()
+        self._loop.run(self._start())
+        return self
+
+    def stop(self) -> None:
+        self._loop.run(self._stop())
+        self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

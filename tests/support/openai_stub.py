@@ -23,12 +23,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp.web
 
-from tests.support.loopback import BackgroundLoop
+from tests.support.loopback import BackgroundService
 
 ChatBody = dict[str, Any]
 Reply = str | Callable[[ChatBody], str]
@@ -113,13 +112,13 @@ def default_reply(body: ChatBody) -> str:
     return f"stub reply to: {last[:200]}"
 
 
-class OpenAIStub:
+class OpenAIStub(BackgroundService):
     def __init__(self, reply: Callable[[ChatBody], str] = default_reply) -> None:
+        super().__init__("openai-stub")
         self.requests: list[RecordedRequest] = []
         self._default_reply = reply
         self._scripted: collections.deque[Reply] = collections.deque()
         self._faults: collections.deque[Fault] = collections.deque()
-        self._loop = BackgroundLoop("openai-stub")
         self._served = 0
         self.url = ""
 
@@ -138,27 +137,7 @@ class OpenAIStub:
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == "/v1/chat/completions"]
 
-    def start(self) -> Self:
-        self._loop.start()
-        self.url = self._loop.run(self._serve())
-        return self
-
-    def stop(self) -> None:
-        self._loop.run(self._runner.cleanup())
-        self._loop.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def _serve(self) -> str:
+    async def _start(self) -> None:
         app = aiohttp.web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
@@ -167,7 +146,10 @@ class OpenAIStub:
         site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        return f"http://{host}:{port}"
+        self.url = f"http://{host}:{port}"
+
+    async def _stop(self) -> None:
+        await self._runner.cleanup()
 
     async def _models(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         self.requests.append(RecordedRequest(request.path, dict(request.headers), None))
