@@ -8,8 +8,8 @@ Prints Markdown; ``docs/performance.md`` ("Agent cold start") quotes it.
 
     .venv/bin/python bench/agent_cold_start.py [--runs 7]
 
-The stub is a minimal one written here (the harness's ``tests.support.openai_stub``
-did not exist when this was written); it answers every chat completion at once.
+The model endpoint is the test harness's OpenAI stub (``tests.support.openai_stub``),
+which answers every chat completion at once, so the figures are the runtime's own.
 """
 
 from __future__ import annotations
@@ -22,63 +22,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.support
+from tests.support.openai_stub import OpenAIStub
+
 AGENT_EXTRA_ROOT = "troupe"
 BIN = Path(sys.executable).parent
 TARGET_SECONDS = 1.5
-
-
-class _ChatCompletionHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", 0))
-        request = json.loads(self.rfile.read(length))
-        body = json.dumps(
-            {
-                "id": "chatcmpl-bench",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": request["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "Benchmark answer."},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 42, "completion_tokens": 3, "total_tokens": 45},
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def openai_stub() -> Iterator[str]:
-    """A loopback OpenAI-compatible server; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatCompletionHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def task_input(base_url: str | None) -> dict[str, Any]:
@@ -170,8 +126,8 @@ def directory_bytes(directory: Path) -> int:
 
 
 def markdown_report(runs: int) -> str:
-    with tempfile.TemporaryDirectory() as tmp, openai_stub() as base_url:
-        real = time_task_runs(base_url, runs, Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, OpenAIStub() as stub:
+        real = time_task_runs(stub.base_url, runs, Path(tmp))
         scripted = time_task_runs(None, runs, Path(tmp))
     lines = [
         f"Start → output written, `troupe-agent task --output-file`, {runs} runs each "
