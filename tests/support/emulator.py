@@ -19,11 +19,12 @@ from a real API server and kmock leaves out. The gaps filled, module by module:
   bookmarks, `timeoutSeconds`, per-selector ADDED/DELETED;
 - `kube.tables`: `Table` output with CRD printer columns, so `kubectl get workflows` works.
 
-kubectl works for `get` (tables, `-o yaml/json`, `-l`, `--field-selector`), `create`,
-`apply --validate=false` (client-side apply), `delete`, `patch`, `label`/`annotate`.
+kubectl works for `get` (tables, `-o yaml/json`, `-l`, `--field-selector`), `create -f`,
+`apply --validate=false` (client-side apply), `delete`, `patch`, `label`/`annotate`, `wait`.
 It does not work for: `get -w` (no watch in `Table` form), `apply` with validation or
-`--server-side` (no OpenAPI documents, no server-side apply), `explain`, `logs`, `exec`,
-`port-forward`, `scale`, `top`, `auth can-i`, `--dry-run=server`.
+`--server-side` (no OpenAPI documents, no server-side apply), generator forms such as
+`create namespace x` (they send protobuf), `explain`, `logs`, `exec`, `port-forward`,
+`scale`, `top`, `auth can-i`, `--dry-run=server`.
 """
 
 from __future__ import annotations
