@@ -22,13 +22,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import Field
 
+from troupe_agent.agent import AgentOptions, run_task
 from troupe_agent.errors import ModelCallError
 from troupe_agent.graph import build_agent_graph, initial_state
 from troupe_agent.llm import ModelClient
 from troupe_agent.retry import Deadline, RetryPolicy
 from troupe_agent.telemetry import GenAITelemetry
 from troupe_agent.usage import CallStats
-from troupe_operator.api import AgentSpec, TokenUsage
+from troupe_operator.api import AgentSpec, TaskInput, TokenUsage
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 
@@ -249,3 +250,28 @@ def test_spans_and_gen_ai_metrics_follow_the_semantic_conventions() -> None:
     assert metrics["gen_ai.client.operation.duration"].unit == "s"
     assert observer.failures == [("test-model", "503")]
     assert observer.successes[0][1].usage.total_tokens == 10
+
+
+def test_task_spans_join_the_trace_named_in_traceparent(monkeypatch: pytest.MonkeyPatch) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    monkeypatch.setenv("TRACEPARENT", f"00-{trace_id}-00f067aa0ba902b7-01")
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    telemetry = GenAITelemetry("troupe-scripted", tracer_provider=tracer_provider)
+    task_input = TaskInput.model_validate(
+        {
+            "workflow": "wf",
+            "namespace": "ns",
+            "task": "t",
+            "attempt": 1,
+            "agentName": "a",
+            "agent": {},
+            "prompt": "p",
+        }
+    )
+    run_task(task_input, None, AgentOptions(telemetry=telemetry))
+    chat, agent_span = spans.get_finished_spans()
+    assert agent_span.name == "invoke_agent a"
+    assert {format(s.context.trace_id, "032x") for s in (chat, agent_span)} == {trace_id}
+    assert chat.parent is not None and chat.parent.span_id == agent_span.context.span_id
