@@ -23,7 +23,10 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="troupe-agent", description=__doc__)
+    parser = _ArgumentParser(
+        prog="troupe-agent",
+        description="Troupe agent runtime: run one workflow task, or serve an agent over HTTP.",
+    )
     modes = parser.add_subparsers(dest="mode", required=True)
 
     task = modes.add_parser("task", help="run one workflow task and write its output")
