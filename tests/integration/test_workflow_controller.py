@@ -8,6 +8,7 @@ through langchain-openai and writing its output ConfigMap through the API.
 from __future__ import annotations
 
 import json
+import pathlib
 import threading
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from tests.integration.troupe_driver import Troupe, agent, reply_naming_the_task
 from tests.support.emulator import EmulatedCluster
 from tests.support.fixtures import RunOperator
 from tests.support.jobrunner import JobRunner
+from tests.support.kubectl import kubectl
 from tests.support.openai_stub import Fault, OpenAIStub
 from tests.support.waiting import wait_for
 
@@ -304,3 +306,19 @@ def test_long_prompts_leave_no_kopf_annotation(troupe: Troupe, stub: OpenAIStub)
     metadata = troupe.workflow("verbose")["metadata"]
     assert not (metadata.get("annotations") or {})
     assert not metadata.get("finalizers")
+
+
+def test_kubectl_applies_the_example_and_shows_its_run(
+    troupe: Troupe, kubeconfig: pathlib.Path
+) -> None:
+    example = pathlib.Path(__file__).parents[2] / "examples" / "serial-pipeline.yaml"
+    kubectl(kubeconfig, "apply", "--validate=false", "-f", str(example))
+    with troupe.operator():
+        status = troupe.wait_for_phase("launch-brief", "Succeeded", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded", status.get("message")
+    [header, row] = [line.split() for line in kubectl(kubeconfig, "get", "workflows").splitlines()]
+    assert header == ["NAME", "PHASE", "PROGRESS", "TOKENS", "AGE", "DURATION"]
+    assert row[:3] == ["launch-brief", "Succeeded", "4/4"]
+    assert row[5] == status["duration"]
+    preview = status["tasks"]["review"]["preview"]
+    assert preview.startswith("[scripted placeholder")
