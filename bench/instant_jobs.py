@@ -1,0 +1,195 @@
+"""An "instant kubelet": finishes every task Job the moment it appears.
+
+The harness's ``JobRunner`` runs each task's real process, which costs a second or more per
+task; the controller benchmark needs tasks that take no time, so that what it measures is
+the operator. This plays the Job controller and the task pod at once: for each new Job
+carrying Troupe's labels it writes the task's output ConfigMap (text plus a ``TaskResult``
+with small fixed token counts, as the agent's task mode would) and marks the Job
+``Complete`` through the ``status`` subresource. It records, in this process's monotonic
+clock, when each Job's ADDED event arrived and when it was marked Complete, which is what
+the dispatch latency is computed from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from counting_cluster import BENCH_AGENT_PREFIX
+from troupe_operator.api import OUTPUT_KEY, RESULT_KEY, TaskResult, TokenUsage
+from troupe_operator.workflow.naming import (
+    LABEL_ATTEMPT,
+    LABEL_TASK,
+    LABEL_WORKFLOW,
+    output_config_map_name,
+)
+
+KubeObject = dict[str, Any]
+JobKey = tuple[str, str]  # namespace, Job name
+
+OUTPUT_TEXT = "Done: the instant kubelet finished this task at once."
+RESULT_JSON = TaskResult(
+    model="bench-instant",
+    usage=TokenUsage(input_tokens=12, output_tokens=8, total_tokens=20),
+    calls=1,
+    bytes=len(OUTPUT_TEXT.encode()),
+).model_dump_json(by_alias=True)
+
+
+def session(base_url: str, role: str) -> aiohttp.ClientSession:
+    """An API session whose requests the emulator counts as the bench's, not the operator's."""
+    return aiohttp.ClientSession(
+        base_url,
+        headers={"User-Agent": f"{BENCH_AGENT_PREFIX}-{role}"},
+        connector=aiohttp.TCPConnector(limit=64),
+    )
+
+
+async def check(response: aiohttp.ClientResponse) -> KubeObject:
+    body = await response.text()
+    if response.status >= 400:
+        raise RuntimeError(f"{response.method} {response.url.path}: HTTP {response.status} {body}")
+    result: KubeObject = json.loads(body)
+    return result
+
+
+async def watch_events(
+    api: aiohttp.ClientSession, path: str, resource_version: str
+) -> AsyncIterator[KubeObject]:
+    """Events of one watch request, read in chunks (a Workflow's status can exceed
+    aiohttp's 128 KiB line limit)."""
+    params = {"watch": "true", "resourceVersion": resource_version}
+    async with api.get(path, params=params, timeout=aiohttp.ClientTimeout()) as response:
+        if response.status >= 400:
+            raise RuntimeError(f"watch {path}: HTTP {response.status} {await response.text()}")
+        pending = b""
+        async for chunk in response.content.iter_any():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class JobRecord:
+    """What the instant kubelet saw of one task Job (monotonic seconds)."""
+
+    namespace: str
+    workflow: str
+    task: str
+    attempt: int
+    added_at: float
+    completed_at: float | None = None
+
+
+class InstantKubelet:
+    """Completes task Jobs as soon as their ADDED event arrives; see the module docstring."""
+
+    def __init__(self, base_url: str) -> None:
+        self._base_url = base_url
+        self.jobs: dict[JobKey, JobRecord] = {}
+        self.errors: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
+        self._api: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Start watching; returns once the watch is established from the current state."""
+        self._api = session(self._base_url, "instant-kubelet")
+        async with self._api.get("/apis/batch/v1/jobs") as response:
+            revision = (await check(response))["metadata"]["resourceVersion"]
+        self._watch = asyncio.create_task(self._follow(self._api, revision))
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._api is not None:
+            await self._api.close()
+
+    async def _follow(self, api: aiohttp.ClientSession, revision: str) -> None:
+        while True:  # the server may end a watch; resume from the last revision seen
+            async for event in watch_events(api, "/apis/batch/v1/jobs", revision):
+                obj = event["object"]
+                revision = obj["metadata"].get("resourceVersion", revision)
+                if event["type"] == "ADDED":
+                    self._job_added(api, obj)
+
+    def _job_added(self, api: aiohttp.ClientSession, job: KubeObject) -> None:
+        metadata = job["metadata"]
+        labels = metadata.get("labels") or {}
+        if LABEL_WORKFLOW not in labels or LABEL_TASK not in labels:
+            return
+        record = JobRecord(
+            namespace=metadata["namespace"],
+            workflow=labels[LABEL_WORKFLOW],
+            task=labels[LABEL_TASK],
+            attempt=int(labels.get(LABEL_ATTEMPT, "1")),
+            added_at=time.monotonic(),
+        )
+        self.jobs[(record.namespace, metadata["name"])] = record
+        task = asyncio.create_task(self._complete(api, job, record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _complete(
+        self, api: aiohttp.ClientSession, job: KubeObject, record: JobRecord
+    ) -> None:
+        metadata = job["metadata"]
+        namespace = record.namespace
+        output = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": output_config_map_name(record.workflow, record.task, record.attempt),
+                "namespace": namespace,
+                "labels": metadata.get("labels") or {},
+                "ownerReferences": metadata.get("ownerReferences") or [],
+            },
+            "data": {OUTPUT_KEY: OUTPUT_TEXT, RESULT_KEY: RESULT_JSON},
+        }
+        now = _now()
+        status = {
+            "status": {
+                "startTime": now,
+                "completionTime": now,
+                "active": 0,
+                "succeeded": 1,
+                "conditions": [
+                    {
+                        "type": "Complete",
+                        "status": "True",
+                        "reason": "CompletionsReached",
+                        "lastTransitionTime": now,
+                    }
+                ],
+            }
+        }
+        job_status = f"/apis/batch/v1/namespaces/{namespace}/jobs/{metadata['name']}/status"
+        try:
+            async with api.post(f"/api/v1/namespaces/{namespace}/configmaps", json=output) as r:
+                await check(r)
+            headers = {"Content-Type": "application/merge-patch+json"}
+            async with api.patch(job_status, data=json.dumps(status), headers=headers) as r:
+                await check(r)
+        except (RuntimeError, aiohttp.ClientError) as error:
+            self.errors.append(f"{namespace}/{metadata['name']}: {error}")
+            return
+        record.completed_at = time.monotonic()
