@@ -137,3 +137,15 @@ async def test_triggers_coalesce_a_burst_into_few_reconciles() -> None:
     await asyncio.gather(*(triggers.trigger(("ns", "wf")) for _ in range(10)))
     assert 1 <= len(runs) <= 2
     triggers.close()
+
+
+def test_a_created_job_never_overwrites_a_newer_watch_event() -> None:
+    index = ClusterIndex()
+    complete = job_body([{"type": "Complete", "status": "True"}])
+    index.job_changed(complete)
+    index.job_created(job_body())
+    [kept] = index.jobs(("team", "brief"))
+    observed = observe.observed_job(kept)
+    assert observed is not None and observed.state is JobState.SUCCEEDED
+    index.job_created({**job_body(), "metadata": {**job_body()["metadata"], "name": "other"}})
+    assert len(index.jobs(("team", "brief"))) == 2

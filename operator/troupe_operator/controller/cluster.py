@@ -22,6 +22,29 @@ Body = Mapping[str, Any]
 WorkflowKey = tuple[str, str]
 
 
+def _workflow_of(job: Body) -> WorkflowKey | None:
+    metadata = job.get("metadata", {})
+    workflow = (metadata.get("labels") or {}).get(LABEL_WORKFLOW)
+    return (metadata["namespace"], workflow) if workflow else None
+
+
+def _observable(job: Body) -> Body:
+    """Only what observing a Job reads: a Job's full spec is kilobytes, times thousands."""
+    metadata, status = job.get("metadata", {}), job.get("status") or {}
+    return {
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "labels": metadata.get("labels") or {},
+        },
+        "status": {
+            key: status[key]
+            for key in ("startTime", "completionTime", "conditions", "succeeded")
+            if key in status
+        },
+    }
+
+
 class ClusterIndex:
     """Thread-safe maps of the Jobs of each Workflow and the Agents of each namespace."""
 
@@ -33,17 +56,26 @@ class ClusterIndex:
 
     def job_changed(self, body: Body, deleted: bool = False) -> WorkflowKey | None:
         """Record a Job event; the Workflow it belongs to, if it is a task Job."""
-        metadata = body.get("metadata", {})
-        workflow = (metadata.get("labels") or {}).get(LABEL_WORKFLOW)
-        if not workflow:
-            return None
-        key = (metadata["namespace"], workflow)
-        with self._lock:
-            if deleted:
-                self._jobs[key].pop(metadata["name"], None)
-            else:
-                self._jobs[key][metadata["name"]] = body
+        key = _workflow_of(body)
+        if key is not None:
+            name = body["metadata"]["name"]
+            with self._lock:
+                if deleted:
+                    self._jobs[key].pop(name, None)
+                else:
+                    self._jobs[key][name] = _observable(body)
         return key
+
+    def job_created(self, body: Body) -> None:
+        """Record a Job this operator just created, unless the watch already told of it.
+
+        The watch may deliver a newer version (even the Job's completion) before
+        the create call returns; the create's answer must not overwrite it.
+        """
+        key = _workflow_of(body)
+        if key is not None:
+            with self._lock:
+                self._jobs[key].setdefault(body["metadata"]["name"], _observable(body))
 
     def jobs(self, key: WorkflowKey) -> list[Body]:
         with self._lock:

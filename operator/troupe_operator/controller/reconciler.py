@@ -81,7 +81,7 @@ class WorkflowReconciler:
         self._locks: dict[WorkflowKey, threading.Lock] = defaultdict(threading.Lock)
         self._outputs = OutputCache()
         self._recorded_specs: dict[str, WorkflowSpec] = {}
-        self._failure_pods: dict[tuple[str, str], list[Body]] = {}
+        self._failure_pods: dict[WorkflowKey, dict[str, list[Body]]] = defaultdict(dict)
         self._identities: set[str] = set()
 
     # -- entry points ---------------------------------------------------------
@@ -102,7 +102,13 @@ class WorkflowReconciler:
     def forget(self, key: WorkflowKey) -> None:
         """Drop what is kept in memory for a deleted Workflow."""
         self.index.forget_workflow(key)
+        self._release(key)
         self._locks.pop(key, None)
+
+    def _release(self, key: WorkflowKey) -> None:
+        """Drop the outputs and pods read for a Workflow that needs them no more."""
+        self._outputs.forget(key)
+        self._failure_pods.pop(key, None)
 
     # -- observing ------------------------------------------------------------
 
@@ -116,7 +122,7 @@ class WorkflowReconciler:
         jobs = []
         succeeded: dict[str, str] = {}
         for job in self.index.jobs(key):
-            pods = self._pods_of_failed(namespace, job)
+            pods = self._pods_of_failed(key, job)
             observed = observe.observed_job(job, pods)
             if observed is None:
                 continue
@@ -134,21 +140,21 @@ class WorkflowReconciler:
             status=WorkflowStatus.model_validate(body.get("status") or {}),
             now=self.clock(),
             jobs=jobs,
-            outputs=LazyOutputs(namespace, succeeded, self._outputs, self._load_output(namespace)),
+            outputs=LazyOutputs(key, succeeded, self._outputs, self._load_output(namespace)),
             agents=self.index.agents(namespace, lambda: self._list_agents(namespace)),
             recorded_spec=self._recorded_spec(namespace, name, metadata["uid"]),
         )
 
-    def _pods_of_failed(self, namespace: str, job: Mapping[str, Any]) -> list[Body]:
+    def _pods_of_failed(self, key: WorkflowKey, job: Mapping[str, Any]) -> list[Body]:
         """A failed Job's pods, read once: they hold the task's termination message."""
         if not observe.is_finished(job) or (job.get("status") or {}).get("succeeded"):
             return []
-        key = (namespace, job["metadata"]["name"])
-        if key not in self._failure_pods:
-            self._failure_pods[key] = self.kube.list(
-                path("v1", "pods", namespace), label_selector=f"job-name={key[1]}"
+        name, known = job["metadata"]["name"], self._failure_pods[key]
+        if name not in known:
+            known[name] = self.kube.list(
+                path("v1", "pods", key[0]), label_selector=f"job-name={name}"
             )
-        return self._failure_pods[key]
+        return known[name]
 
     def _load_output(self, namespace: str) -> Callable[[str], TaskOutput | None]:
         def load(config_map: str) -> TaskOutput | None:
@@ -191,8 +197,10 @@ class WorkflowReconciler:
         self._write_status(key, body, decision.status)
         if decision.requeue_after is not None:
             return decision.requeue_after
-        finished = decision.status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED)
-        return None if finished else self.config.resync_seconds
+        if decision.status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
+            self._release(key)
+            return None
+        return self.config.resync_seconds
 
     def _execute(self, key: WorkflowKey, body: Body, decision: Decision) -> None:
         namespace, _ = key
@@ -235,7 +243,7 @@ class WorkflowReconciler:
             path("batch/v1", "jobs", namespace), children.task_job(action, uid, self.config)
         )
         if created is not None:
-            self.index.job_changed(created)
+            self.index.job_created(created)
 
     def _delete_job(self, namespace: str, action: DeleteJob) -> None:
         self.kube.delete(path("batch/v1", "jobs", namespace, action.name))
