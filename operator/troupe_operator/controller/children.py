@@ -43,8 +43,8 @@ def input_config_map(action: CreateTask, workflow_uid: str) -> dict[str, Any]:
     }
 
 
-def _environment(action: CreateTask, config: OperatorConfig) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in config.extra_task_env.items()]
+def _environment(action: CreateTask) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
     secret = action.agent.model.api_key_secret_ref
     if secret is not None and action.task_input.api_key_env:
         env.append(
@@ -69,7 +69,7 @@ def task_job(action: CreateTask, workflow_uid: str, config: OperatorConfig) -> d
             "--termination-log",
             TERMINATION_LOG,
         ],
-        "env": _environment(action, config),
+        "env": _environment(action),
         "volumeMounts": [{"name": "input", "mountPath": INPUT_MOUNT, "readOnly": True}],
         "resources": action.agent.resources.to_wire(),
         "terminationMessagePath": TERMINATION_LOG,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,6 @@ class OperatorConfig:
 
     resync_seconds: float = 30.0
     """How often every Workflow is reconciled even without an event (missed-event net)."""
-
-    extra_task_env: dict[str, str] = field(default_factory=dict)
-    """Literal environment added to every task container (e.g. OTel exporter settings)."""
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
