@@ -31,7 +31,6 @@ class Kube:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
-        self.requests = 0
 
     def _call(
         self,
@@ -41,7 +40,6 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> Body:
-        self.requests += 1
         api = cast(Any, self.api)
         method, url, headers, payload, _ = api.param_serialize(
             method,

@@ -1,16 +1,16 @@
 """One reconcile of one Workflow: observe, ask the core, execute, write status.
 
-Reconciles of the same Workflow never overlap (a lock per Workflow), and each
-starts from a fresh read of the Workflow, so a stale watch event can never
-roll its status back. Every action is idempotent: AlreadyExists on create and
-NotFound on delete are success, which is what makes a restarted operator
-adopt the Jobs it finds instead of duplicating them.
+Reconciles of the same Workflow never overlap (``Triggers`` runs one at a
+time per Workflow), and each starts from a fresh read of the Workflow, so a
+stale watch event can never roll its status back. Every action is
+idempotent: AlreadyExists on create and NotFound on delete are success, which
+is what makes a restarted operator adopt the Jobs it finds instead of
+duplicating them.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -78,7 +78,6 @@ class WorkflowReconciler:
         self.index = index or ClusterIndex()
         self.clock = clock
         self.kube = Kube(api)
-        self._locks: dict[WorkflowKey, threading.Lock] = defaultdict(threading.Lock)
         self._outputs = OutputCache()
         self._recorded_specs: dict[str, WorkflowSpec] = {}
         self._failure_pods: dict[WorkflowKey, dict[str, list[Body]]] = defaultdict(dict)
@@ -91,19 +90,19 @@ class WorkflowReconciler:
 
         An unfinished run is looked at again at least every ``resync_seconds``
         even when no event comes: a missed watch event cannot leave it stuck.
+        Callers must not reconcile one Workflow twice at once (``Triggers``
+        guarantees it).
         """
-        with self._locks[key]:
-            workflow = self._read_workflow(key)
-            if workflow is None:
-                self.forget(key)
-                return None
-            return self._reconcile(key, workflow)
+        workflow = self._read_workflow(key)
+        if workflow is None:
+            self.forget(key)
+            return None
+        return self._reconcile(key, workflow)
 
     def forget(self, key: WorkflowKey) -> None:
         """Drop what is kept in memory for a deleted Workflow."""
         self.index.forget_workflow(key)
         self._release(key)
-        self._locks.pop(key, None)
 
     def _release(self, key: WorkflowKey) -> None:
         """Drop the outputs and pods read for a Workflow that needs them no more."""
