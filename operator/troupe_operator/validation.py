@@ -1,94 +1,19 @@
-"""Semantic checks the CRD schema cannot express, shared by the operator and the CLI.
+"""Checks of a set of manifests, as ``troupe validate`` and ``troupe run`` read them.
 
-The schema already guarantees types, bounds and name patterns. What remains
-needs the whole object: task names unique, dependencies that exist and form
-no cycle, templates that only read inputs that exist and tasks that are
-upstream, agents that exist, and object names short enough to label children
-with. Each check returns plain sentences, so the operator can put them in a
-condition and the CLI can print them, unchanged.
+Each object is checked on its own (schema, then ``spec_checks``) and against
+the others: a Workflow's agents among the Agents given, no object twice, no
+namespace claimed by two Tenants. One sentence per problem, with the object
+it belongs to.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
-from troupe_operator import dag
 from troupe_operator.api import TenantSpec, WorkflowSpec
 from troupe_operator.manifests import Manifest, parse_spec
-from troupe_operator.templates import TemplateError, references
-
-LABEL_VALUE_MAX = 63
-
-
-def check_name(name: str) -> list[str]:
-    """Names end up as label values on every child (``troupe.dev/workflow=NAME``)."""
-    if len(name) > LABEL_VALUE_MAX:
-        return [
-            f"name is {len(name)} characters; at most {LABEL_VALUE_MAX} fit in the "
-            "labels of the objects Troupe creates for it"
-        ]
-    return []
-
-
-def check_workflow(
-    name: str, spec: WorkflowSpec, known_agents: Collection[str] | None = None
-) -> list[str]:
-    """Every semantic problem of a Workflow, in the order a person would fix them.
-
-    ``known_agents`` are the Agents in the Workflow's namespace; None skips that
-    check (the Agents may be applied later or live only in the cluster).
-    """
-    problems = check_name(name)
-    counts = Counter(task.name for task in spec.tasks)
-    problems += [f"task name '{n}' is used {c} times" for n, c in counts.items() if c > 1]
-    names = set(counts)
-
-    dependencies: dict[str, list[str]] = {}
-    for task in spec.tasks:
-        for dependency in task.depends_on:
-            if dependency == task.name:
-                problems.append(f"task '{task.name}' depends on itself")
-            elif dependency not in names:
-                problems.append(f"task '{task.name}' depends on unknown task '{dependency}'")
-        dependencies[task.name] = [d for d in task.depends_on if d in names and d != task.name]
-
-    cycle = dag.find_cycle(dependencies)
-    if cycle:
-        problems.append("dependency cycle: " + " -> ".join(cycle))
-        upstream: dict[str, frozenset[str]] | None = None
-    else:
-        upstream = dag.ancestors(dependencies)
-
-    for task in spec.tasks:
-        problems += _check_template(task.name, task.prompt, spec.inputs.keys(), upstream)
-        if known_agents is not None and task.agent not in known_agents:
-            problems.append(f"task '{task.name}' uses agent '{task.agent}', which is not defined")
-    return problems
-
-
-def _check_template(
-    task: str,
-    template: str,
-    inputs: Collection[str],
-    upstream: dict[str, frozenset[str]] | None,
-) -> list[str]:
-    try:
-        refs = references(template)
-    except TemplateError as error:
-        return [f"task '{task}' prompt: {error}"]
-    problems = [
-        f"task '{task}' prompt uses unknown input '{name}'"
-        for name in sorted(refs.inputs)
-        if name not in inputs
-    ]
-    if upstream is not None:
-        problems += [
-            f"task '{task}' prompt uses the output of '{name}', which is not upstream of it"
-            for name in sorted(refs.tasks)
-            if name not in upstream.get(task, frozenset())
-        ]
-    return problems
+from troupe_operator.spec_checks import check_name, check_workflow
 
 
 def check_manifests(manifests: Sequence[Manifest]) -> list[tuple[Manifest, str]]:

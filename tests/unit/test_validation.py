@@ -6,7 +6,7 @@ from typing import Any
 
 from troupe_operator import dag
 from troupe_operator.api import WorkflowSpec
-from troupe_operator.validation import check_workflow
+from troupe_operator.spec_checks import check_workflow
 
 
 def workflow(*tasks: dict[str, Any], inputs: dict[str, str] | None = None) -> WorkflowSpec:

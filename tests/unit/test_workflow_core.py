@@ -15,6 +15,7 @@ from troupe_operator.api import (
     AgentSpec,
     ConditionStatus,
     TaskPhase,
+    TaskReport,
     TaskResult,
     TokenUsage,
     WorkflowPhase,
@@ -26,15 +27,20 @@ from troupe_operator.workflow import (
     Decision,
     DeleteJob,
     Event,
+    InvalidSpec,
+    JobRef,
     JobState,
     Observation,
     ObservedJob,
-    RecordSpec,
-    TaskOutput,
+    PodProblem,
+    PrepareRun,
+    Refusal,
+    WorkflowRef,
     reconcile,
 )
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+RUN = WorkflowRef("team", "wf", "uid-1")
 
 
 def workflow(*tasks: dict[str, Any], **settings: Any) -> WorkflowSpec:
@@ -80,11 +86,11 @@ class Cluster:
     """Plays the API server and the Job controller for the core, with a fake clock."""
 
     def __init__(self, spec: WorkflowSpec, agents: dict[str, AgentSpec] | None = None) -> None:
-        self.spec = spec
+        self.spec: WorkflowSpec | InvalidSpec = spec
         self.generation = 1
         self.status = WorkflowStatus()
         self.jobs: dict[str, ObservedJob] = {}
-        self.outputs: dict[str, TaskOutput] = {}
+        self.refusals: list[Refusal] = []
         self.recorded: WorkflowSpec | None = None
         self.agents = {"agent": AgentSpec()} if agents is None else agents
         self.now = T0
@@ -102,13 +108,14 @@ class Cluster:
             status=self.status,
             now=self.now,
             jobs=list(self.jobs.values()),
-            outputs=self.outputs,
             agents=self.agents,
             recorded_spec=self.recorded,
+            refusals=self.refusals,
         )
 
     def step(self) -> Decision:
         decision = reconcile(self.observe())
+        self.refusals = []
         for action in decision.actions:
             if isinstance(action, CreateTask) and action.job_name not in self.jobs:
                 self.created.append(action)
@@ -119,7 +126,7 @@ class Cluster:
                 self.jobs.pop(action.name, None)
             elif isinstance(action, Event):
                 self.events.append(action)
-            elif isinstance(action, RecordSpec):
+            elif isinstance(action, PrepareRun):
                 self.recorded = action.spec
         self.status = decision.status
         self.last = decision
@@ -130,18 +137,21 @@ class Cluster:
             job for job in self.jobs.values() if job.task == task and job.state == JobState.ACTIVE
         )
 
-    def succeed(self, task: str, text: str | None = None, tokens: int = 10) -> None:
+    def succeed(self, task: str, preview: str | None = None, tokens: int = 10) -> None:
         job = self.running(task)
-        self.jobs[job.name] = replace(job, state=JobState.SUCCEEDED, finished_at=self.now)
-        usage = TokenUsage(input_tokens=tokens, output_tokens=tokens, total_tokens=2 * tokens)
-        self.outputs[task] = TaskOutput(
-            text or f"output of {task}", TaskResult(model="test-model", usage=usage)
+        text = preview or f"output of {task}"
+        report = TaskReport(succeeded=True, result=result(tokens, len(text)), preview=text)
+        self.jobs[job.name] = replace(
+            job, state=JobState.SUCCEEDED, finished_at=self.now, report=report
         )
 
-    def fail(self, task: str, message: str = "model unreachable", **flags: bool) -> None:
+    def fail(
+        self, task: str, message: str = "model unreachable", tokens: int = 0, **flags: bool
+    ) -> None:
         job = self.running(task)
+        report = TaskReport(succeeded=False, message=message, result=result(tokens, 0))
         self.jobs[job.name] = replace(
-            job, state=JobState.FAILED, finished_at=self.now, message=message, **flags
+            job, state=JobState.FAILED, finished_at=self.now, report=report, **flags
         )
 
     def advance(self, seconds: float) -> None:
@@ -157,6 +167,11 @@ class Cluster:
         return next(c for c in self.status.conditions if c.type == type_)
 
 
+def result(tokens: int, size: int) -> TaskResult:
+    usage = TokenUsage(input_tokens=tokens, output_tokens=tokens, total_tokens=2 * tokens)
+    return TaskResult(model="test-model", usage=usage, bytes=size)
+
+
 def created_tasks(decision: Decision) -> list[tuple[str, int]]:
     return [(action.task, action.attempt) for action in decision.of_type(CreateTask)]
 
@@ -165,22 +180,47 @@ def test_a_serial_run_starts_each_task_after_its_dependency_succeeded() -> None:
     cluster = Cluster(SERIAL)
     first = cluster.step()
     assert created_tasks(first) == [("research", 1)]
-    assert first.of_type(RecordSpec)
+    assert isinstance(first.actions[0], PrepareRun)
     assert cluster.status.phase == WorkflowPhase.RUNNING
     assert cluster.status.started_at == T0
     assert cluster.status.progress == "0/4"
-    assert cluster.task("research").job == "wf-research-1"
+    assert cluster.task("research").job == RUN.job_name("research", 1)
     assert [event.reason for event in first.of_type(Event)] == ["TaskStarted"]
+    assert all(event.routine for event in first.of_type(Event))
 
     cluster.advance(5)
     cluster.succeed("research", "FACTS")
     second = cluster.step()
     assert created_tasks(second) == [("plan", 1)]
-    plan_input = second.of_type(CreateTask)[0].task_input
-    assert plan_input.prompt == "Plan from FACTS"
-    assert plan_input.upstream == {"research": "FACTS"}
+    plan = second.of_type(CreateTask)[0]
+    assert plan.task_input.upstream == {"research": RUN.output_config_map("research")}
+    assert "FACTS" not in plan.task_input.model_dump_json(), "task data reached the operator"
+    assert plan.spec_config_map == RUN.spec_config_map()
+    assert plan.service_account == RUN.task_identity()
     assert cluster.task("research").phase == TaskPhase.SUCCEEDED
     assert cluster.status.progress == "1/4"
+
+
+def test_a_task_reads_every_output_its_prompt_names_not_only_its_dependencies() -> None:
+    cluster = Cluster(
+        workflow(
+            {"name": "a"},
+            {"name": "b", "deps": ["a"]},
+            {"name": "c", "deps": ["b"], "prompt": "{{ tasks.a.output }} and the rest"},
+        )
+    )
+    for task in ("a", "b"):
+        cluster.step()
+        cluster.succeed(task)
+    upstream = cluster.step().of_type(CreateTask)[0].task_input.upstream
+    assert upstream == {name: RUN.output_config_map(name) for name in ("a", "b")}
+
+
+def test_preparing_a_run_grants_its_pods_exactly_its_own_outputs() -> None:
+    prepare = Cluster(FAN).step().of_type(PrepareRun)[0]
+    assert prepare.spec == FAN
+    assert prepare.service_account == RUN.task_identity()
+    assert set(prepare.outputs) == {RUN.output_config_map(t) for t in ("a", "b", "c", "join")}
 
 
 def test_a_finished_run_has_progress_usage_previews_and_conditions() -> None:
@@ -188,7 +228,7 @@ def test_a_finished_run_has_progress_usage_previews_and_conditions() -> None:
     for task in ("research", "plan", "write", "review"):
         cluster.step()
         cluster.advance(20)
-        cluster.succeed(task, "x" * 500, tokens=5)
+        cluster.succeed(task, "x" * 200, tokens=5)
     cluster.step()
     status = cluster.status
     assert status.phase == WorkflowPhase.SUCCEEDED
@@ -199,8 +239,8 @@ def test_a_finished_run_has_progress_usage_previews_and_conditions() -> None:
     review = cluster.task("review")
     assert review.usage.total_tokens == 10
     assert review.preview is not None and len(review.preview) == 200
-    assert review.output.config_map == "wf-review-1-out"
-    assert review.output.bytes == 500
+    assert review.output.config_map == RUN.output_config_map("review")
+    assert review.output.bytes == 200
     assert review.model == "test-model"
     assert cluster.condition("Succeeded").status == ConditionStatus.TRUE
     assert cluster.condition("Failed").status == ConditionStatus.FALSE
@@ -208,6 +248,8 @@ def test_a_finished_run_has_progress_usage_previews_and_conditions() -> None:
     assert cluster.condition("Succeeded").observed_generation == 1
     assert len(cluster.events_of("WorkflowSucceeded")) == 1
     assert len(cluster.events_of("TaskSucceeded")) == 4
+    task_events = [e for e in cluster.events if e.reason.startswith("Task") and not e.routine]
+    assert len(task_events) == 4, "more than one Event per task by default"
 
 
 def test_condition_transition_times_move_only_when_the_status_flips() -> None:
@@ -231,13 +273,39 @@ def test_the_same_observation_never_creates_an_attempt_twice() -> None:
     assert reconcile(cluster.observe()).of_type(CreateTask) == []
 
 
-def test_an_attempt_whose_job_vanished_is_created_again_under_the_same_name() -> None:
+def test_status_is_the_record_whatever_the_jobs_show_after_a_restart() -> None:
+    """Reproduced: a restarted operator with no Jobs known yet failed healthy runs."""
     cluster = Cluster(SERIAL)
     cluster.step()
-    cluster.jobs.clear()
+    cluster.succeed("research")
+    cluster.step()
+    cluster.jobs.clear()  # a new operator: nothing observed yet, or Jobs deleted after finishing
     decision = cluster.step()
-    assert [a.job_name for a in decision.of_type(CreateTask)] == ["wf-research-1"]
-    assert cluster.events_of("TaskStarted") and len(cluster.events_of("TaskStarted")) == 1
+    assert decision.of_type(CreateTask) == [] and decision.of_type(DeleteJob) == []
+    assert cluster.task("research").phase == TaskPhase.SUCCEEDED
+    assert cluster.task("plan").phase == TaskPhase.RUNNING
+    assert decision.unobserved_jobs == (JobRef(RUN.job_name("plan", 1), "plan", 1),)
+    assert cluster.status.phase == WorkflowPhase.RUNNING
+
+
+def test_a_job_confirmed_gone_before_it_finished_is_a_failed_attempt() -> None:
+    cluster = Cluster(workflow({"name": "a", "retries": 1}))
+    cluster.step()
+    job = cluster.running("a")
+    cluster.jobs[job.name] = replace(job, state=JobState.GONE)
+    assert created_tasks(cluster.step()) == [("a", 2)]
+    assert "deleted before it finished" in cluster.task("a").message
+
+
+def test_a_downstream_task_starts_from_status_when_upstream_jobs_are_gone() -> None:
+    """Reproduced: a TTL-deleted upstream Job made its downstream fail for good."""
+    cluster = Cluster(SERIAL)
+    cluster.step()
+    cluster.succeed("research")
+    cluster.step()
+    cluster.succeed("plan")
+    del cluster.jobs[RUN.job_name("research", 1)]
+    assert created_tasks(cluster.step()) == [("write", 1)]
 
 
 def test_a_failed_attempt_is_retried_with_exponential_backoff() -> None:
@@ -310,13 +378,90 @@ def test_a_task_past_its_deadline_counts_as_a_failed_attempt() -> None:
     assert "timed out after 30s" in cluster.task("slow").message
 
 
-def test_a_job_that_succeeded_without_output_is_a_failed_attempt() -> None:
-    cluster = Cluster(workflow({"name": "only", "retries": 1}))
+def test_a_job_that_succeeded_without_a_report_succeeds_and_says_what_is_unknown() -> None:
+    cluster = Cluster(workflow({"name": "only"}))
     cluster.step()
     job = cluster.running("only")
     cluster.jobs[job.name] = replace(job, state=JobState.SUCCEEDED, finished_at=cluster.now)
-    assert created_tasks(cluster.step()) == [("only", 2)]
-    assert "output is missing" in cluster.task("only").message
+    cluster.step()
+    task = cluster.task("only")
+    assert task.phase == TaskPhase.SUCCEEDED and task.usage is None and task.preview is None
+    assert task.output.config_map == RUN.output_config_map("only") and task.output.bytes is None
+    assert "no report" in task.message
+
+
+def test_tokens_of_failed_attempts_count_toward_the_task() -> None:
+    cluster = Cluster(workflow({"name": "a", "retries": 1}))
+    cluster.step()
+    cluster.fail("a", "output write refused", tokens=7)
+    cluster.step()
+    cluster.step()
+    cluster.succeed("a", tokens=5)
+    cluster.step()
+    assert cluster.task("a").usage == TokenUsage(input_tokens=12, output_tokens=12, total_tokens=24)
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "permanent"),
+    [
+        ("CreateContainerConfigError", 'secret "openai" not found', True),
+        ("InvalidImageName", 'invalid image name "UPPER"', True),
+        ("ErrImagePull", 'failed to pull "registry/agent:1"', False),
+        ("ImagePullBackOff", 'Back-off pulling image "registry/agent:1"', False),
+    ],
+)
+def test_a_pod_that_cannot_start_ends_its_attempt_with_the_reason(
+    reason: str, message: str, permanent: bool
+) -> None:
+    cluster = Cluster(workflow({"name": "a", "retries": 1}))
+    cluster.step()
+    job = cluster.running("a")
+    cluster.jobs[job.name] = replace(job, problem=PodProblem(reason, message))
+    decision = cluster.step()
+    assert [a.name for a in decision.of_type(DeleteJob)] == [job.name]
+    task = cluster.task("a")
+    assert message in task.message and reason in task.message
+    assert task.phase == (TaskPhase.FAILED if permanent else TaskPhase.RUNNING)
+    assert created_tasks(decision) == ([] if permanent else [("a", 2)])
+
+
+def test_an_unschedulable_pod_ends_its_attempt_after_the_limit() -> None:
+    cluster = Cluster(workflow({"name": "a"}))
+    cluster.step()
+    job = cluster.running("a")
+    problem = PodProblem("Unschedulable", "0/1 nodes are available: 1 Insufficient cpu.", T0)
+    cluster.jobs[job.name] = replace(job, problem=problem)
+    cluster.advance(60)
+    decision = cluster.step()
+    assert decision.of_type(DeleteJob) == [] and decision.requeue_after == 240
+    cluster.advance(240)
+    decision = cluster.step()
+    assert [a.name for a in decision.of_type(DeleteJob)] == [job.name]
+    assert "unschedulable for more than 300s" in cluster.task("a").message
+
+
+def test_a_job_refused_by_the_api_server_fails_its_task_with_the_servers_words() -> None:
+    cluster = Cluster(workflow({"name": "a", "retries": 3}, {"name": "b"}))
+    decision = reconcile(cluster.observe())
+    refused = next(a for a in decision.of_type(CreateTask) if a.task == "a")
+    cluster.refusals = [Refusal(refused, 'jobs "x" is forbidden: exceeded quota: compute')]
+    decision = cluster.step()
+    assert created_tasks(decision) == [("b", 1)]
+    task = cluster.task("a")
+    assert task.phase == TaskPhase.FAILED and "exceeded quota" in task.message
+    assert [e.reason for e in decision.of_type(Event) if not e.routine] == ["TaskFailed"]
+
+
+def test_a_refused_start_fails_the_run_with_a_condition() -> None:
+    cluster = Cluster(SERIAL)
+    prepare = reconcile(cluster.observe()).of_type(PrepareRun)[0]
+    cluster.refusals = [Refusal(prepare, "ConfigMap is 1300000 bytes: Too long")]
+    decision = cluster.step()
+    assert decision.of_type(CreateTask) == []
+    assert cluster.status.phase == WorkflowPhase.FAILED
+    assert cluster.condition("Failed").reason == "StartRefused"
+    assert "Too long" in cluster.status.message
+    assert [e.reason for e in decision.of_type(Event)] == ["WorkflowFailed"]
 
 
 def test_the_workflow_timeout_stops_running_jobs_and_fails_the_run() -> None:
@@ -329,7 +474,7 @@ def test_the_workflow_timeout_stops_running_jobs_and_fails_the_run() -> None:
     assert cluster.step().requeue_after == 50
     cluster.advance(50)
     decision = cluster.step()
-    assert [a.name for a in decision.of_type(DeleteJob)] == ["wf-a-1"]
+    assert [a.name for a in decision.of_type(DeleteJob)] == [RUN.job_name("a", 1)]
     assert cluster.status.phase == WorkflowPhase.FAILED
     assert cluster.condition("Failed").reason == "Timeout"
     assert "timed out after 1m00s" in cluster.status.message
@@ -346,7 +491,7 @@ def test_fail_fast_cancels_running_siblings_and_starts_nothing_more() -> None:
     cluster.step()
     cluster.fail("b", "bad request", permanent=True)
     decision = cluster.step()
-    assert [a.name for a in decision.of_type(DeleteJob)] == ["wf-a-1"]
+    assert [a.name for a in decision.of_type(DeleteJob)] == [RUN.job_name("a", 1)]
     assert created_tasks(decision) == []
     assert cluster.task("a").phase == TaskPhase.CANCELLED
     assert cluster.task("c").phase == TaskPhase.SKIPPED
@@ -380,9 +525,30 @@ def test_parallelism_caps_running_jobs_including_unknown_ones() -> None:
     assert len(cluster.step().of_type(CreateTask)) == 1
 
     fresh = Cluster(workflow(*({"name": f"t{i}"} for i in range(5)), parallelism=2))
-    fresh.jobs["wf-t4-1"] = ObservedJob("wf-t4-1", "t4", 1, JobState.ACTIVE, T0)
+    name = RUN.job_name("t4", 1)
+    fresh.jobs[name] = ObservedJob(name, "t4", 1, JobState.ACTIVE, T0)
     assert created_tasks(fresh.step()) == [("t0", 1)]
     assert fresh.task("t4").phase == TaskPhase.RUNNING
+
+
+def test_parallelism_counts_tasks_status_says_run_even_when_their_jobs_are_unseen() -> None:
+    """Reproduced: after a restart with the Job list delayed, two Jobs ran at parallelism 1."""
+    cluster = Cluster(workflow(*({"name": f"t{i}"} for i in range(3)), parallelism=1))
+    cluster.step()
+    cluster.jobs.clear()
+    decision = cluster.step()
+    assert decision.of_type(CreateTask) == []
+    assert decision.unobserved_jobs == (JobRef(RUN.job_name("t0", 1), "t0", 1),)
+
+
+def test_a_spec_the_models_refuse_is_an_error_decided_by_the_core() -> None:
+    cluster = Cluster(SERIAL)
+    cluster.spec = InvalidSpec(["tasks.0.retries: Input should be a valid integer"])
+    decision = cluster.step()
+    assert cluster.status.phase == WorkflowPhase.ERROR
+    assert "retries: Input should be a valid integer" in cluster.status.message
+    assert [e.reason for e in decision.of_type(Event)] == ["InvalidSpec"]
+    assert cluster.step().actions == []
 
 
 def test_an_invalid_spec_is_an_error_with_one_warning_and_no_actions() -> None:
@@ -406,7 +572,7 @@ def test_a_missing_agent_keeps_the_run_pending_until_it_appears() -> None:
     cluster = Cluster(SERIAL, agents={})
     decision = cluster.step()
     assert decision.of_type(CreateTask) == []
-    assert decision.requeue_after == 30
+    assert decision.waiting_for_agents == {"agent"}
     assert cluster.status.phase == WorkflowPhase.PENDING
     assert cluster.condition("Ready").reason == "AgentNotFound"
     assert "'agent'" in cluster.status.message
@@ -437,13 +603,24 @@ def test_a_spec_change_while_running_is_refused_and_the_run_goes_on() -> None:
     assert not [c for c in cluster.status.conditions if c.type == "SpecChangeRefused"]
 
 
+def test_a_run_is_bound_to_its_recorded_spec_before_its_status_says_so() -> None:
+    cluster = Cluster(SERIAL)
+    reconcile(cluster.observe())  # prepared and started; its status write failed
+    cluster.recorded = SERIAL
+    cluster.spec = workflow({"name": "other"})
+    cluster.generation = 2
+    decision = cluster.step()
+    assert created_tasks(decision) == [("research", 1)]
+    assert cluster.condition("SpecChangeRefused").status == ConditionStatus.TRUE
+
+
 def test_a_spec_change_without_the_recorded_spec_stops_the_run() -> None:
     cluster = Cluster(SERIAL)
     cluster.step()
     cluster.spec = workflow({"name": "other"})
     cluster.recorded = None
     decision = cluster.step()
-    assert [a.name for a in decision.of_type(DeleteJob)] == ["wf-research-1"]
+    assert [a.name for a in decision.of_type(DeleteJob)] == [RUN.job_name("research", 1)]
     assert cluster.status.phase == WorkflowPhase.FAILED
     assert cluster.task("research").phase == TaskPhase.CANCELLED
 
@@ -453,7 +630,8 @@ def test_a_finished_run_only_stops_leftover_jobs() -> None:
     cluster.step()
     cluster.fail("a")
     cluster.step()
-    cluster.jobs["wf-b-1"] = ObservedJob("wf-b-1", "b", 1, JobState.ACTIVE, T0)
+    name = RUN.job_name("b", 1)
+    cluster.jobs[name] = ObservedJob(name, "b", 1, JobState.ACTIVE, T0)
     decision = cluster.step()
     assert [type(a) for a in decision.actions] == [DeleteJob]
     assert cluster.step().actions == []
@@ -470,8 +648,9 @@ def test_the_api_key_variable_is_named_only_for_agents_with_a_secret() -> None:
     inputs = {a.task: a.task_input for a in cluster.step().of_type(CreateTask)}
     assert inputs["a"].api_key_env == "TROUPE_API_KEY"
     assert inputs["b"].api_key_env is None
-    assert inputs["a"].output.config_map == "wf-a-1-out"
-    assert inputs["a"].output.owner_references[0]["uid"] == "uid-1"
+    assert inputs["a"].output.config_map == RUN.output_config_map("a")
+    [owner] = inputs["a"].output.owner_references
+    assert owner["uid"] == "uid-1" and "blockOwnerDeletion" not in owner
 
 
 @pytest.mark.parametrize("phase", [TaskPhase.FAILED, TaskPhase.SKIPPED])

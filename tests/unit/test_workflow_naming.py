@@ -1,4 +1,4 @@
-"""Child names are deterministic DNS-1123 labels; status values stay short."""
+"""Child names are deterministic, collision-free DNS-1123 labels; status values stay short."""
 
 from __future__ import annotations
 
@@ -7,44 +7,69 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from troupe_operator.workflow import (
-    input_config_map_name,
-    job_name,
-    output_config_map_name,
-    spec_config_map_name,
-    status_patch,
-)
+from troupe_operator.workflow import WorkflowRef, format_duration, status_patch
 from troupe_operator.workflow.summary import brief, preview_chars
-from troupe_operator.workflow.timing import format_duration
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 
 
-def test_short_names_are_readable() -> None:
-    assert job_name("launch-brief", "research", 1) == "launch-brief-research-1"
-    assert input_config_map_name("launch-brief", "research", 2) == "launch-brief-research-2-in"
-    assert output_config_map_name("launch-brief", "research", 2) == "launch-brief-research-2-out"
-    assert spec_config_map_name("launch-brief") == "launch-brief-spec"
+def test_names_are_readable_with_a_hash_of_the_workflows_uid() -> None:
+    run = WorkflowRef("ns", "launch-brief", "uid-1")
+    tag = run.run_hash
+    assert len(tag) == 8
+    assert run.job_name("research", 1) == f"launch-brief-research-{tag}-1"
+    assert run.output_config_map("research") == f"launch-brief-research-{tag}-out"
+    assert run.spec_config_map() == f"launch-brief-{tag}-spec"
+    assert run.task_identity() == f"launch-brief-{tag}-task"
+
+
+def test_workflows_whose_names_and_tasks_read_alike_get_different_children() -> None:
+    """Reproduced: Workflow a-b task c and Workflow a task b-c made the same Job name."""
+    first, second = WorkflowRef("ns", "a-b", "uid-1"), WorkflowRef("ns", "a", "uid-2")
+    assert first.job_name("c", 1) != second.job_name("b-c", 1)
+    assert first.output_config_map("c") != second.output_config_map("b-c")
+
+
+def test_a_workflow_created_again_under_its_name_gets_new_children() -> None:
+    old, new = WorkflowRef("ns", "wf", "uid-old"), WorkflowRef("ns", "wf", "uid-new")
+    assert old.job_name("a", 1) != new.job_name("a", 1)
+    assert old.spec_config_map() != new.spec_config_map()
 
 
 @given(NAMES, NAMES, st.integers(1, 11))
 def test_every_child_name_is_a_stable_dns_label(workflow: str, task: str, attempt: int) -> None:
-    for make in (job_name, input_config_map_name, output_config_map_name):
-        name = make(workflow, task, attempt)
+    run = WorkflowRef("ns", workflow, "uid")
+    names = [
+        run.job_name(task, attempt),
+        run.output_config_map(task),
+        run.spec_config_map(),
+        run.task_identity(),
+    ]
+    for name in names:
         assert len(name) <= 63
         assert DNS_LABEL.match(name), name
-        assert name == make(workflow, task, attempt)
-    assert job_name(workflow, task, attempt) != job_name(workflow, task, attempt + 1)
-    assert DNS_LABEL.match(spec_config_map_name(workflow))
+    assert names == [
+        run.job_name(task, attempt),
+        run.output_config_map(task),
+        run.spec_config_map(),
+        run.task_identity(),
+    ]
+    assert run.job_name(task, attempt) != run.job_name(task, attempt + 1)
 
 
-def test_long_names_keep_their_suffix_and_differ_by_attempt() -> None:
-    workflow, task = "w" * 63, "t" * 63
-    names = {job_name(workflow, task, attempt) for attempt in range(1, 12)}
-    assert len(names) == 11
-    assert output_config_map_name(workflow, task, 1).endswith("-out")
-    assert input_config_map_name(workflow, task, 1).endswith("-in")
+def test_long_names_keep_their_suffix_and_differ_by_task_and_attempt() -> None:
+    run = WorkflowRef("ns", "w" * 63, "uid")
+    tasks = ["t" * 62 + "a", "t" * 62 + "b"]
+    assert len({run.job_name(task, attempt) for task in tasks for attempt in range(1, 12)}) == 22
+    outputs = {run.output_config_map(task) for task in tasks}
+    assert len(outputs) == 2 and all(name.endswith("-out") for name in outputs)
+
+
+def test_only_the_operator_sets_block_owner_deletion() -> None:
+    run = WorkflowRef("ns", "wf", "uid")
+    assert run.owner_reference(block_owner_deletion=True)["blockOwnerDeletion"] is True
+    assert "blockOwnerDeletion" not in run.owner_reference(block_owner_deletion=False)
 
 
 def test_durations_read_like_kubectl() -> None:

@@ -8,20 +8,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from troupe_operator.api import (
+    SCRIPTED_MODEL_NAME,
     AgentSpec,
+    TaskReport,
     TaskResult,
     TokenUsage,
     WorkflowPhase,
     WorkflowSpec,
     WorkflowStatus,
 )
-from troupe_operator.api.task_io import SCRIPTED_MODEL_NAME
+from troupe_operator.api.workflow import PREVIEW_CHARS
 from troupe_operator.workflow import (
     CreateTask,
     JobState,
     Observation,
     ObservedJob,
-    TaskOutput,
+    WorkflowRef,
     reconcile,
 )
 
@@ -44,10 +46,11 @@ def test_a_finished_thousand_task_status_stays_under_256_kib(
         {"tasks": [{"name": name, "agent": "a", "prompt": "p"} for name in names]}
     )
     usage = TokenUsage(input_tokens=123_456, output_tokens=654_321, total_tokens=777_777)
-    outputs = {
-        name: TaskOutput("word " * 2000, TaskResult(model=SCRIPTED_MODEL_NAME, usage=usage))
-        for name in names
-    }
+    report = TaskReport(
+        succeeded=True,
+        result=TaskResult(model=SCRIPTED_MODEL_NAME, usage=usage, bytes=10_000),
+        preview=("word " * 2000)[:PREVIEW_CHARS],
+    )
 
     def observe(status: WorkflowStatus, jobs: list[ObservedJob]) -> Observation:
         return Observation(
@@ -59,13 +62,12 @@ def test_a_finished_thousand_task_status_stays_under_256_kib(
             status=status,
             now=T0 + timedelta(hours=1, microseconds=123),
             jobs=jobs,
-            outputs=outputs,
             agents={"a": AgentSpec()},
         )
 
     started = reconcile(observe(WorkflowStatus(), []))
     jobs = [
-        ObservedJob(action.job_name, action.task, 1, JobState.SUCCEEDED, T0, T0)
+        ObservedJob(action.job_name, action.task, 1, JobState.SUCCEEDED, T0, T0, report=report)
         for action in started.of_type(CreateTask)
     ]
     assert len(jobs) == 1000
@@ -77,17 +79,15 @@ def test_a_finished_thousand_task_status_stays_under_256_kib(
 
 def test_a_small_workflow_keeps_full_detail() -> None:
     spec = WorkflowSpec.model_validate({"tasks": [{"name": "a", "agent": "a", "prompt": "p"}]})
-    outputs = {"a": TaskOutput("text " * 100, TaskResult(model="m"))}
-    observation = Observation(
-        "ns", "wf", "uid", 1, spec, WorkflowStatus(), T0, agents={"a": AgentSpec()}
-    )
-    started = reconcile(observation)
-    job = ObservedJob("wf-a-1", "a", 1, JobState.SUCCEEDED, T0, T0)
-    task = reconcile(
-        Observation(
-            "ns", "wf", "uid", 1, spec, started.status, T0, [job], outputs, {"a": AgentSpec()}
-        )
-    ).status.tasks["a"]
-    assert task.job == "wf-a-1"
-    assert task.output is not None and task.output.config_map == "wf-a-1-out"
+    run = WorkflowRef("ns", "wf", "uid")
+    report = TaskReport(succeeded=True, result=TaskResult(model="m", bytes=500), preview="t" * 200)
+
+    def observe(status: WorkflowStatus, jobs: list[ObservedJob]) -> Observation:
+        return Observation("ns", "wf", "uid", 1, spec, status, T0, jobs, agents={"a": AgentSpec()})
+
+    started = reconcile(observe(WorkflowStatus(), []))
+    job = ObservedJob(run.job_name("a", 1), "a", 1, JobState.SUCCEEDED, T0, T0, report=report)
+    task = reconcile(observe(started.status, [job])).status.tasks["a"]
+    assert task.job == run.job_name("a", 1)
+    assert task.output is not None and task.output.config_map == run.output_config_map("a")
     assert task.preview is not None and len(task.preview) == 200

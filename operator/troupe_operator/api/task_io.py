@@ -1,22 +1,35 @@
 """The contract between the operator and a task pod: what goes in, what comes out.
 
-The operator writes a :class:`TaskInput` as JSON into the task's input
-ConfigMap; the agent runtime's task mode reads it, runs the agent and writes a
-:class:`TaskResult` into the output ConfigMap (or a file, when run locally).
-Both sides import these models, so the shape cannot drift between them.
+Task data stays in the pods. The operator hands a task only references: a
+:class:`TaskInput` (which task, which Agent, the names of the ConfigMaps that
+hold its upstream outputs, where to write its own) in the environment
+variable ``INPUT_ENV``, and the spec the run started with (template and
+inputs included) as the ConfigMap it recorded, mounted read-only. The pod
+reads the upstream outputs itself, renders its prompt inside its own limits
+and deadline, writes its output ConfigMap, and says how it went in a
+:class:`TaskReport` on its termination message, which is all the operator
+reads. Both sides import these models, so the shape cannot drift between them.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from troupe_operator.api.agent import AgentSpec
 from troupe_operator.api.common import ApiModel, TokenUsage
+from troupe_operator.api.workflow import PREVIEW_CHARS
 
-INPUT_KEY: Final = "input.json"
-"""Key of the task input in the input ConfigMap (and file name in its mount)."""
+INPUT_ENV: Final = "TROUPE_TASK_INPUT"
+"""Environment variable of a task container holding its :class:`TaskInput` as JSON."""
+
+SPEC_KEY: Final = "spec.json"
+"""Key of the recorded WorkflowSpec in the run's spec ConfigMap (and file name in its mount)."""
+
+SPEC_MOUNT: Final = "/etc/troupe/spec"
+"""Where a task container finds the run's spec ConfigMap, mounted read-only."""
 
 OUTPUT_KEY: Final = "output"
 """Key of the task's output text in the output ConfigMap."""
@@ -27,45 +40,58 @@ RESULT_KEY: Final = "result.json"
 MAX_OUTPUT_BYTES: Final = 1_000_000
 """Largest output kept: a ConfigMap holds 1 MiB in all, keys and metadata included."""
 
+MAX_PROMPT_CHARS: Final = 1_000_000
+"""Largest rendered prompt a task sends; a template rendering beyond it fails its task."""
+
+MAX_REPORT_BYTES: Final = 4096
+"""Kubernetes keeps at most this much of a container's termination message."""
+
+REPORT_MESSAGE_CHARS: Final = 300
+"""Longest one-line message a report carries."""
+
 EXIT_RETRYABLE: Final = 1
 """Exit code of a failure another attempt may cure (timeouts, 5xx, 429 after retries)."""
 
 EXIT_PERMANENT: Final = 3
-"""Exit code of a failure no retry can cure (bad key, bad request); the Job fails at once."""
+"""Exit code of a failure no retry can cure (bad key, bad request, a broken template)."""
 
 SCRIPTED_MODEL_NAME: Final = "troupe-scripted (offline placeholder, not an LLM)"
 """How the offline scripted model names itself in outputs and status."""
 
 
 class OutputTarget(ApiModel):
-    """Where the task writes its result inside the cluster."""
+    """Where the task writes its output inside the cluster."""
 
-    config_map: str = Field(description="Name of the output ConfigMap to create.")
+    config_map: str = Field(description="Name of the output ConfigMap to create or replace.")
     namespace: str = Field(description="Namespace of the output ConfigMap.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels to set on it.")
     owner_references: list[dict[str, Any]] = Field(
-        default_factory=list, description="ownerReferences to set on it (the Workflow)."
+        default_factory=list,
+        description="ownerReferences to set on it (the Workflow, without blockOwnerDeletion).",
     )
 
 
 class TaskInput(ApiModel):
-    """Everything a task pod needs, mounted read-only as JSON."""
+    """Everything a task pod needs besides the run's spec: references, never task data."""
 
     workflow: str = Field(description="Name of the Workflow.")
     namespace: str = Field(description="Namespace of the Workflow.")
-    task: str = Field(description="Name of the task.")
+    task: str = Field(description="Name of the task; its template is in the run's spec.")
     attempt: int = Field(ge=1, description="Attempt number, from 1.")
     agent_name: str = Field(description="Name of the Agent that runs the task.")
-    agent: AgentSpec = Field(description="Spec of that Agent.")
-    prompt: str = Field(description="The rendered prompt.")
+    agent: AgentSpec = Field(description="Spec of that Agent, as it was when the attempt started.")
     upstream: dict[str, str] = Field(
-        default_factory=dict, description="Outputs of the tasks this one depends on, by name."
+        default_factory=dict,
+        description=(
+            "Output ConfigMap of each task whose output this one reads, by task name: its "
+            "direct dependencies and every task its prompt names."
+        ),
     )
     api_key_env: str | None = Field(
         default=None, description="Environment variable that holds the API key, if any."
     )
     deadline_seconds: float | None = Field(
-        default=None, gt=0, description="Overall limit on the task's model work, in seconds."
+        default=None, gt=0, description="Overall limit on the task's work, in seconds."
     )
     output: OutputTarget | None = Field(
         default=None, description="Output ConfigMap to write; None when writing to a file."
@@ -83,3 +109,33 @@ class TaskResult(ApiModel):
     calls: int = Field(default=0, ge=0, description="Model calls made.")
     latency_seconds: float = Field(default=0.0, ge=0, description="Time spent in model calls.")
     bytes: int = Field(default=0, ge=0, description="Size of the output in bytes.")
+
+
+class TaskReport(ApiModel):
+    """How an attempt went, in its container's termination message (at most 4 KiB).
+
+    The operator reads this and nothing else of a task: the output stays in
+    its ConfigMap. ``result`` is set on success, and on failure when the
+    model was already called (the tokens were spent either way).
+    """
+
+    succeeded: bool = Field(description="Whether the attempt wrote its output.")
+    message: str | None = Field(
+        default=None, max_length=REPORT_MESSAGE_CHARS, description="One line: why it failed."
+    )
+    result: TaskResult | None = Field(default=None, description="Model, usage, calls and size.")
+    preview: str | None = Field(
+        default=None, max_length=PREVIEW_CHARS, description="The output's first characters."
+    )
+
+    def encode(self) -> str:
+        """The report as one compact JSON line, as the termination message holds it."""
+        return json.dumps(self.to_wire(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> TaskReport | None:
+        """The report in a termination message; None when it holds something else."""
+        try:
+            return cls.model_validate_json(text.strip())
+        except (ValidationError, ValueError):
+            return None

@@ -99,7 +99,9 @@ class OutputRef(ApiModel):
 
     config_map: str = Field(description="ConfigMap in the Workflow's namespace.")
     key: str = Field(default="output", description="Key of the output within the ConfigMap.")
-    bytes: int = Field(default=0, ge=0, description="Size of the output in bytes.")
+    bytes: int | None = Field(
+        default=None, ge=0, description="Size of the output in bytes, when its task reported it."
+    )
 
 
 class TaskStatus(ApiModel):

@@ -1,8 +1,10 @@
 """The Workflow reconcile core: pure rules for running a DAG of agent tasks.
 
 ``reconcile(Observation) -> Decision`` is the whole interface; the kopf shell
-and ``troupe run`` both call it. Nothing in this package performs I/O or
-reads the clock.
+and ``troupe run`` both call it, and use nothing of this package but what is
+exported here. Nothing in this package performs I/O or reads the clock, and
+it imports neither the Kubernetes client, kopf nor YAML (an import contract,
+checked by a test, holds it to that).
 """
 
 from troupe_operator.workflow.actions import (
@@ -12,42 +14,51 @@ from troupe_operator.workflow.actions import (
     DeleteJob,
     Event,
     EventType,
-    RecordSpec,
+    PrepareRun,
 )
 from troupe_operator.workflow.core import reconcile
 from troupe_operator.workflow.launch import API_KEY_ENV
 from troupe_operator.workflow.naming import (
-    attempt_labels,
-    input_config_map_name,
-    job_name,
-    output_config_map_name,
-    owner_reference,
-    spec_config_map_name,
-    workflow_labels,
+    LABEL_ATTEMPT,
+    LABEL_TASK,
+    LABEL_WORKFLOW,
+    WorkflowRef,
 )
-from troupe_operator.workflow.observation import JobState, Observation, ObservedJob, TaskOutput
+from troupe_operator.workflow.observation import (
+    InvalidSpec,
+    JobRef,
+    JobState,
+    Observation,
+    ObservedJob,
+    PodProblem,
+    Refusal,
+)
+from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import status_patch
+from troupe_operator.workflow.timing import format_duration
 
 __all__ = [
     "API_KEY_ENV",
+    "LABEL_ATTEMPT",
+    "LABEL_TASK",
+    "LABEL_WORKFLOW",
     "Action",
     "CreateTask",
     "Decision",
     "DeleteJob",
     "Event",
     "EventType",
+    "InvalidSpec",
+    "JobRef",
     "JobState",
     "Observation",
     "ObservedJob",
-    "RecordSpec",
-    "TaskOutput",
-    "attempt_labels",
-    "input_config_map_name",
-    "job_name",
-    "output_config_map_name",
-    "owner_reference",
+    "PodProblem",
+    "PrepareRun",
+    "Refusal",
+    "WorkflowRef",
+    "format_duration",
     "reconcile",
-    "spec_config_map_name",
+    "spec_hash",
     "status_patch",
-    "workflow_labels",
 ]

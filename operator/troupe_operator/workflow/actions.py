@@ -2,46 +2,68 @@
 
 Actions are plain data so the kopf shell and the local runner can execute
 the same decisions their own way, and tests can assert on them directly.
-Every action is safe to repeat: creating what exists is AlreadyExists (fine),
-deleting what is gone is NotFound (fine).
+Every action is safe to repeat: creating what exists (and is this run's) is
+success, deleting what is gone is success. ``Action`` is a closed union:
+shells dispatch on it with ``assert_never``, so a new kind of action that a
+shell does not execute fails type-checking.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from troupe_operator.api import AgentSpec, TaskInput, WorkflowSpec, WorkflowStatus
+from troupe_operator.api import TaskInput, WorkflowSpec, WorkflowStatus
+
+if TYPE_CHECKING:
+    from troupe_operator.workflow.observation import JobRef
+
+
+@dataclass(frozen=True)
+class PrepareRun:
+    """Set a run up before its first Job: the identity its pods use, then its recorded spec.
+
+    The shell creates the ServiceAccount ``service_account`` with a Role that
+    lets it read and write exactly the ConfigMaps in ``outputs`` (this run's
+    task outputs) and nothing else, then the ConfigMap ``spec_config_map``
+    holding ``spec``, which task pods mount. Create only: an existing object
+    of this run is kept. The shell passes the recorded spec back as
+    ``Observation.recorded_spec``.
+    """
+
+    spec_config_map: str
+    spec: WorkflowSpec
+    service_account: str
+    outputs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class CreateTask:
-    """Start one attempt of a task.
+    """Start one attempt of a task: create its Job.
 
-    The shell creates the input ConfigMap (``task_input`` as JSON under
-    INPUT_KEY), then the Job running the agent image in task mode with that
-    ConfigMap mounted, ``activeDeadlineSeconds`` set when not None, and the
-    API key from ``agent.model.apiKeySecretRef`` in the env variable named by
-    ``task_input.api_key_env``. Both carry ``labels`` and the Workflow's
-    ownerReference. The task itself writes ``output_config_map``.
+    The Job runs the agent image in task mode as ``service_account``, with
+    ``task_input`` as JSON in the environment variable ``INPUT_ENV``, the
+    run's spec ConfigMap ``spec_config_map`` mounted read-only at
+    ``SPEC_MOUNT``, ``activeDeadlineSeconds`` when not None, and the API key
+    from the Agent's ``model.apiKeySecretRef`` in the variable named by
+    ``task_input.api_key_env``. It carries ``labels`` and the Workflow's
+    ownerReference. The task itself writes ``task_input.output``.
     """
 
     task: str
     attempt: int
     job_name: str
-    input_config_map: str
-    output_config_map: str
     task_input: TaskInput
-    agent_name: str
-    agent: AgentSpec
+    service_account: str
+    spec_config_map: str
     active_deadline_seconds: int | None
     labels: dict[str, str]
 
 
 @dataclass(frozen=True)
 class DeleteJob:
-    """Stop a running attempt (failFast cancellation or workflow timeout), with its pods."""
+    """Stop an attempt (failFast, the workflow timeout, a pod that cannot start), with its pods."""
 
     name: str
     task: str
@@ -55,40 +77,39 @@ class EventType(StrEnum):
 
 @dataclass(frozen=True)
 class Event:
-    """A Kubernetes Event on the Workflow."""
+    """A Kubernetes Event on the Workflow.
+
+    ``routine`` marks per-attempt chatter (a task started) that shells post
+    only when asked to: by default a run posts at most one Event per task.
+    """
 
     type: EventType
     reason: str
     message: str
+    routine: bool = False
 
 
-@dataclass(frozen=True)
-class RecordSpec:
-    """Keep the spec a run started with, in a ConfigMap owned by the Workflow.
-
-    Create only: never overwrite an existing one. The shell passes its content
-    back as ``Observation.recorded_spec``.
-    """
-
-    config_map: str
-    spec: WorkflowSpec
-
-
-Action = CreateTask | DeleteJob | Event | RecordSpec
-T = TypeVar("T", CreateTask, DeleteJob, Event, RecordSpec)
+Action = PrepareRun | CreateTask | DeleteJob | Event
+T = TypeVar("T", PrepareRun, CreateTask, DeleteJob, Event)
 
 
 @dataclass(frozen=True)
 class Decision:
     """The core's answer: actions to execute, the status to write, when to look again.
 
-    ``requeue_after`` is in seconds (a retry backoff, the workflow timeout or
-    an awaited Agent); None when only a change of the Jobs can move the run on.
+    ``requeue_after`` is in seconds (a retry backoff, the workflow timeout, a
+    pod start limit); None when only a change of the Jobs can move the run on.
+    ``waiting_for_agents`` names the missing Agents ready tasks wait for;
+    ``unobserved_jobs`` the Jobs status says were created but that were not
+    observed: the shell confirms whether they exist, since the core never
+    guesses.
     """
 
     status: WorkflowStatus
     actions: list[Action] = field(default_factory=list)
     requeue_after: float | None = None
+    waiting_for_agents: frozenset[str] = frozenset()
+    unobserved_jobs: tuple[JobRef, ...] = ()
 
     def of_type(self, kind: type[T]) -> list[T]:
         """The actions of one kind, in order."""

@@ -6,7 +6,7 @@ stored whole. When the status outgrows the budget, finished tasks are slimmed
 in steps, least useful detail first. Only finished tasks are touched, and the
 core never reads more than their phase again, so slimming changes nothing
 about the run. A slimmed task's output is still where naming says:
-``output_config_map_name(workflow, task, attempts)``.
+``WorkflowRef.output_config_map(task)``.
 """
 
 from __future__ import annotations

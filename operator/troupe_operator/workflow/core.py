@@ -1,10 +1,13 @@
 """The reconcile core: one pure function from an Observation to a Decision.
 
 Everything a Workflow run does is decided here, from what exists (spec,
-status, Jobs, outputs, Agents) and the time given: which attempts to start,
-which Jobs to stop, the new status and the Events. The kopf shell and
-``troupe run`` only gather observations and execute decisions, so every DAG
-rule is tested without a cluster and both run the same rules.
+status, Jobs and the reports their pods left, Agents, the actions the API
+server refused) and the time given: which attempts to start, which Jobs to
+stop, the new status and the Events. The kopf shell and ``troupe run`` only
+gather observations and execute decisions, so every DAG rule is tested
+without a cluster and both run the same rules. Nothing here does I/O or
+reads the clock, and no task data passes through: prompts are rendered and
+outputs read by the task pods.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
-from troupe_operator.templates import TemplateError
-from troupe_operator.validation import check_workflow
+from troupe_operator.spec_checks import check_workflow
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -34,23 +36,27 @@ from troupe_operator.workflow.actions import (
     DeleteJob,
     Event,
     EventType,
-    RecordSpec,
+    PrepareRun,
 )
 from troupe_operator.workflow.compaction import fit_status
 from troupe_operator.workflow.conditions import find_condition, remove_condition, set_condition
-from troupe_operator.workflow.launch import WorkflowRef, create_task
-from troupe_operator.workflow.naming import spec_config_map_name
-from troupe_operator.workflow.observation import JobState, Observation, ObservedJob
+from troupe_operator.workflow.launch import create_task
+from troupe_operator.workflow.naming import WorkflowRef
+from troupe_operator.workflow.observation import (
+    InvalidSpec,
+    JobRef,
+    JobState,
+    Observation,
+    ObservedJob,
+)
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import brief, preview_chars, progress, total_usage
 from troupe_operator.workflow.tasks import FINISHED, TaskContext, settle_task
 from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
-AGENT_WAIT_SECONDS: Final = 30.0
-"""How often a run waiting for a missing Agent looks again."""
-
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
+START_REFUSED: Final = "StartRefused"
 
 
 def reconcile(observation: Observation) -> Decision:
@@ -71,15 +77,20 @@ def reconcile(observation: Observation) -> Decision:
     status = observation.status
     if status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
         return Decision(status=status, actions=list(_stop_jobs(observation.jobs, "run finished")))
-    if status.spec_hash is None:
-        problems = check_workflow(observation.name, observation.spec)
-        if problems:
+    spec, recorded = observation.spec, observation.recorded_spec
+    bound = status.spec_hash or (spec_hash(recorded) if recorded is not None else None)
+    if bound is None:
+        problems = (
+            list(spec.problems)
+            if isinstance(spec, InvalidSpec)
+            else check_workflow(observation.name, spec)
+        )
+        if problems or isinstance(spec, InvalidSpec):
             return _invalid(observation, problems)
-        return _Run(observation, observation.spec).decide()
-    if spec_hash(observation.spec) == status.spec_hash:
-        return _Run(observation, observation.spec).decide()
-    recorded = observation.recorded_spec
-    if recorded is None or spec_hash(recorded) != status.spec_hash:
+        return _Run(observation, spec).decide()
+    if isinstance(spec, WorkflowSpec) and spec_hash(spec) == bound:
+        return _Run(observation, spec).decide()
+    if recorded is None or spec_hash(recorded) != bound:
         return _spec_lost(observation)
     return _Run(observation, recorded, change_refused=True).decide()
 
@@ -154,6 +165,7 @@ class _Run:
         self, observation: Observation, spec: WorkflowSpec, change_refused: bool = False
     ) -> None:
         self.observation = observation
+        self.workflow = WorkflowRef(observation.namespace, observation.name, observation.uid)
         self.spec = spec
         self.change_refused = change_refused
         self.now = observation.now
@@ -163,9 +175,11 @@ class _Run:
         self.actions: list[Action] = []
         self.wake_times: list[datetime] = []
         self.missing_agents: dict[str, str] = {}
+        self.unobserved: list[JobRef] = []
 
     def decide(self) -> Decision:
         wanted = self._settle_tasks()
+        self._apply_refused_creates()
         stop = self._stop_reason(self._started_at())
         if stop is not None:
             self._stop(stop)
@@ -177,8 +191,10 @@ class _Run:
         verdict = stop or self._verdict(started_at)
         return Decision(
             status=self._status(verdict, started_at),
-            actions=self._spec_actions(started_at) + self.actions,
+            actions=self._prepare_actions(started_at, verdict) + self.actions,
             requeue_after=None if verdict.finished else self._requeue_after(),
+            waiting_for_agents=frozenset(self.missing_agents.values()),
+            unobserved_jobs=tuple(self.unobserved),
         )
 
     def _settle_tasks(self) -> list[tuple[str, int]]:
@@ -187,7 +203,7 @@ class _Run:
         for job in self.observation.jobs:
             jobs[job.task][job.attempt] = job
         context = TaskContext(
-            workflow=self.observation.name,
+            workflow=self.workflow,
             retry_backoff_seconds=self.spec.retry_backoff_seconds,
             preview_chars=preview_chars(len(self.spec.tasks)),
             now=self.now,
@@ -201,7 +217,6 @@ class _Run:
                 self.previous.tasks.get(name) or TaskStatus(),
                 jobs.get(name, {}),
                 {dependency: self.tasks[dependency].phase for dependency in spec.depends_on},
-                self.observation.outputs,
                 context,
             )
             self.tasks[name] = outcome.status
@@ -209,10 +224,40 @@ class _Run:
                 self.actions.append(outcome.event)
             if outcome.start_attempt:
                 wanted.append((name, outcome.start_attempt))
-            if outcome.retry_at:
-                self.wake_times.append(outcome.retry_at)
-        # Attempts already under way (recreations, retries) go before first attempts.
+            if outcome.wake_at:
+                self.wake_times.append(outcome.wake_at)
+            if outcome.stop_job:
+                self.actions.append(DeleteJob(outcome.stop_job, name, "its attempt failed"))
+            if outcome.unobserved_job:
+                self.unobserved.append(outcome.unobserved_job)
+        # Attempts already under way (retries) go before first attempts.
         return sorted(wanted, key=lambda item: item[1] == 1)
+
+    def _apply_refused_creates(self) -> None:
+        """A Job the API server refused for good fails its task with the server's words."""
+        for refusal in self.observation.refusals:
+            action = refusal.action
+            if not isinstance(action, CreateTask) or action.task not in self.tasks:
+                continue
+            task = self.tasks[action.task]
+            if task.phase in FINISHED:
+                continue
+            message = brief(
+                f"attempt {action.attempt} could not start: its Job was refused: "
+                f"{refusal.message} (permanent, not retried)"
+            )
+            self.tasks[action.task] = task.model_copy(
+                update={
+                    "phase": TaskPhase.FAILED,
+                    "attempts": action.attempt,
+                    "job": None,
+                    "finished_at": self.now,
+                    "message": message,
+                }
+            )
+            self.actions.append(
+                Event(EventType.WARNING, "TaskFailed", f"task '{action.task}' failed: {message}")
+            )
 
     def _started_at(self) -> datetime | None:
         if self.previous.started_at:
@@ -223,7 +268,13 @@ class _Run:
         return min(starts, default=None)
 
     def _stop_reason(self, started_at: datetime | None) -> Verdict | None:
-        """The verdict that ends the run early: its timeout, or a failure under failFast."""
+        """The verdict that ends the run early: a refused start, its timeout, or failFast."""
+        refused = next(
+            (r for r in self.observation.refusals if isinstance(r.action, PrepareRun)), None
+        )
+        if refused is not None:
+            message = brief(f"the run cannot start: {refused.message}")
+            return Verdict(WorkflowPhase.FAILED, START_REFUSED, message)
         limit = self.spec.timeout_seconds
         if limit and started_at:
             deadline = after(started_at, limit)
@@ -237,35 +288,44 @@ class _Run:
         return None
 
     def _stop(self, verdict: Verdict) -> None:
-        note = f"cancelled: {(verdict.reason == 'Timeout' and 'workflow timed out') or 'failFast'}"
+        notes = {"Timeout": "workflow timed out", START_REFUSED: "the run could not start"}
+        note = f"cancelled: {notes.get(verdict.reason, 'failFast')}"
         for name, task in self.tasks.items():
             self.tasks[name] = _cancelled(task, note)
-        self.actions.extend(_stop_jobs(self.observation.jobs, verdict.reason))
+        self.actions = [
+            action for action in self.actions if not isinstance(action, DeleteJob)
+        ] + list(_stop_jobs(self.observation.jobs, verdict.reason))
+        self.unobserved.clear()
+
+    def _running(self) -> int:
+        """Attempts that may be running: tasks status says run, and any other active Job."""
+        current = {
+            (name, task.attempts)
+            for name, task in self.tasks.items()
+            if task.phase == TaskPhase.RUNNING
+        }
+        others = sum(
+            1
+            for job in self.observation.jobs
+            if job.state == JobState.ACTIVE and (job.task, job.attempt) not in current
+        )
+        return len(current) + others
 
     def _schedule(self, wanted: list[tuple[str, int]]) -> None:
-        active = sum(1 for job in self.observation.jobs if job.state == JobState.ACTIVE)
         limit = self.spec.parallelism
-        capacity = len(wanted) if limit is None else max(0, limit - active)
-        workflow = WorkflowRef(
-            self.observation.namespace, self.observation.name, self.observation.uid
-        )
+        capacity = len(wanted) if limit is None else max(0, limit - self._running())
         for name, attempt in wanted:
             if capacity == 0:
                 break
+            if self.tasks[name].phase in FINISHED:
+                continue  # its Job was refused
             spec = self.task_specs[name]
             agent = self.observation.agents.get(spec.agent)
             if agent is None:
                 self.missing_agents[name] = spec.agent
                 continue
-            try:
-                action = create_task(
-                    workflow, self.spec, spec, attempt, agent, self.observation.outputs
-                )
-            except TemplateError as error:
-                self._fail_unrenderable(spec, str(error))
-                continue
             capacity -= 1
-            self._started(spec, action)
+            self._started(spec, create_task(self.workflow, spec, attempt, agent))
 
     def _started(self, spec: TaskSpec, action: CreateTask) -> None:
         previous = self.tasks[spec.name]
@@ -280,19 +340,8 @@ class _Run:
             }
         )
         self.actions.append(action)
-        if action.attempt > previous.attempts:
-            message = f"task '{spec.name}' attempt {action.attempt} started (Job {action.job_name})"
-            self.actions.append(Event(EventType.NORMAL, "TaskStarted", message))
-
-    def _fail_unrenderable(self, spec: TaskSpec, problem: str) -> None:
-        message = brief(f"prompt cannot be rendered: {problem}")
-        self.tasks[spec.name] = self.tasks[spec.name].model_copy(
-            update={"phase": TaskPhase.FAILED, "message": message, "finished_at": self.now}
-        )
-        self.actions.append(
-            Event(EventType.WARNING, "TaskFailed", f"task '{spec.name}' failed: {message}")
-        )
-        self.wake_times.append(self.now)
+        message = f"task '{spec.name}' attempt {action.attempt} started (Job {action.job_name})"
+        self.actions.append(Event(EventType.NORMAL, "TaskStarted", message, routine=True))
 
     def _failed_tasks(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.phase == TaskPhase.FAILED]
@@ -350,7 +399,7 @@ class _Run:
             tasks=self.tasks,
             usage=total_usage(self.tasks.values()),
             observed_generation=self.observation.generation,
-            spec_hash=spec_hash(self.spec) if started_at else None,
+            spec_hash=spec_hash(self.spec) if started_at or verdict.finished else None,
             conditions=conditions,
         )
         return fit_status(status)
@@ -387,14 +436,20 @@ class _Run:
         ):
             self.actions.append(Event(EventType.WARNING, SPEC_CHANGE_REFUSED, current.message))
 
-    def _spec_actions(self, started_at: datetime | None) -> list[Action]:
-        """Record the spec the run is bound to, once it has started and until it is kept."""
-        if started_at is None or self.observation.recorded_spec is not None:
+    def _prepare_actions(self, started_at: datetime | None, verdict: Verdict) -> list[Action]:
+        """Set the run up once it starts: its pods' identity and its recorded spec."""
+        if started_at is None or verdict.finished or self.observation.recorded_spec is not None:
             return []
-        return [RecordSpec(config_map=spec_config_map_name(self.observation.name), spec=self.spec)]
+        outputs = tuple(self.workflow.output_config_map(task.name) for task in self.spec.tasks)
+        return [
+            PrepareRun(
+                spec_config_map=self.workflow.spec_config_map(),
+                spec=self.spec,
+                service_account=self.workflow.task_identity(),
+                outputs=outputs,
+            )
+        ]
 
     def _requeue_after(self) -> float | None:
         waits = [seconds_until(moment, self.now) for moment in self.wake_times]
-        if self.missing_agents:
-            waits.append(AGENT_WAIT_SECONDS)
         return min(waits, default=None)

@@ -1,55 +1,38 @@
 """Turning "start attempt N of task T" into a complete CreateTask action.
 
-The rendered prompt, the upstream outputs, the agent's spec and where to
-write the result all travel in the TaskInput, so a task pod needs nothing
-but its mounted input and its API key variable.
+What a task needs travels by reference: its Agent's spec, the names of the
+ConfigMaps holding the outputs it reads, where to write its own. The
+template and inputs are in the run's recorded spec, which the pod mounts. No
+prompt is rendered and no output is read here: that happens in the pod,
+inside its own limits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final
 
-from troupe_operator.api import AgentSpec, OutputTarget, TaskInput, TaskSpec, WorkflowSpec
-from troupe_operator.templates import TemplateError, references, render
+from troupe_operator.api import AgentSpec, OutputTarget, TaskInput, TaskSpec
+from troupe_operator.templates import references
 from troupe_operator.workflow.actions import CreateTask
-from troupe_operator.workflow.naming import (
-    attempt_labels,
-    input_config_map_name,
-    job_name,
-    output_config_map_name,
-    owner_reference,
-)
-from troupe_operator.workflow.observation import TaskOutput
+from troupe_operator.workflow.naming import WorkflowRef
 from troupe_operator.workflow.timing import TASK_DEADLINE_SHARE
 
 API_KEY_ENV: Final = "TROUPE_API_KEY"
 """The only place a task's API key appears: this environment variable of its process."""
 
 
-@dataclass(frozen=True)
-class WorkflowRef:
-    """The Workflow whose task is launched."""
+def upstream_tasks(task: TaskSpec) -> list[str]:
+    """The tasks whose output ``task`` reads: its dependencies and those its prompt names.
 
-    namespace: str
-    name: str
-    uid: str
+    The prompt was checked before the run started, so it parses.
+    """
+    return sorted(set(task.depends_on) | references(task.prompt).tasks)
 
 
 def create_task(
-    workflow: WorkflowRef,
-    spec: WorkflowSpec,
-    task: TaskSpec,
-    attempt: int,
-    agent: AgentSpec,
-    outputs: Mapping[str, TaskOutput],
+    workflow: WorkflowRef, task: TaskSpec, attempt: int, agent: AgentSpec
 ) -> CreateTask:
-    """The action starting ``attempt``; TemplateError if the prompt cannot be rendered."""
-    upstream = _upstream_outputs(task, outputs)
-    prompt = render(task.prompt, spec.inputs, upstream)
-    labels = attempt_labels(workflow.name, task.name, attempt)
-    output_config_map = output_config_map_name(workflow.name, task.name, attempt)
+    """The action starting ``attempt`` of ``task``."""
     task_input = TaskInput(
         workflow=workflow.name,
         namespace=workflow.namespace,
@@ -57,40 +40,25 @@ def create_task(
         attempt=attempt,
         agent_name=task.agent,
         agent=agent,
-        prompt=prompt,
-        upstream={name: upstream[name] for name in task.depends_on},
+        upstream={name: workflow.output_config_map(name) for name in upstream_tasks(task)},
         api_key_env=API_KEY_ENV if agent.model.api_key_secret_ref else None,
         deadline_seconds=(
             task.timeout_seconds * TASK_DEADLINE_SHARE if task.timeout_seconds else None
         ),
         output=OutputTarget(
-            config_map=output_config_map,
+            config_map=workflow.output_config_map(task.name),
             namespace=workflow.namespace,
-            labels=labels,
-            owner_references=[owner_reference(workflow.name, workflow.uid)],
+            labels=workflow.task_labels(task.name),
+            owner_references=[workflow.owner_reference(block_owner_deletion=False)],
         ),
     )
     return CreateTask(
         task=task.name,
         attempt=attempt,
-        job_name=job_name(workflow.name, task.name, attempt),
-        input_config_map=input_config_map_name(workflow.name, task.name, attempt),
-        output_config_map=output_config_map,
+        job_name=workflow.job_name(task.name, attempt),
         task_input=task_input,
-        agent_name=task.agent,
-        agent=agent,
+        service_account=workflow.task_identity(),
+        spec_config_map=workflow.spec_config_map(),
         active_deadline_seconds=task.timeout_seconds,
-        labels=labels,
+        labels=workflow.attempt_labels(task.name, attempt),
     )
-
-
-def _upstream_outputs(task: TaskSpec, outputs: Mapping[str, TaskOutput]) -> dict[str, str]:
-    """Outputs of the direct dependencies and of every task the prompt names."""
-    needed = sorted(set(task.depends_on) | references(task.prompt).tasks)
-    texts = {}
-    for name in needed:
-        output = outputs.get(name)
-        if output is None:
-            raise TemplateError(f"the output of upstream task '{name}' is missing")
-        texts[name] = output.text
-    return texts

@@ -2,13 +2,20 @@
 
 A restarted operator must find the Job of an attempt it already started
 instead of starting a second one, so every child name is a pure function of
-(workflow, task, attempt). Names are DNS-1123 labels of at most 63
-characters; a long name keeps a readable prefix and ends with a stable hash.
+the Workflow (its name and uid), the task and the attempt. Names must not
+collide across Workflows: ``a-b`` with task ``c`` and ``a`` with task ``b-c``
+both read ``a-b-c``, and a Workflow deleted and created again under the same
+name leaves children that garbage collection has not removed yet. So every
+name carries a short hash of the Workflow's uid, as Argo's pod names carry a
+hash. Names are DNS-1123 labels of at most 63 characters; a long one keeps a
+readable prefix and a stable hash of what was cut.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 from troupe_operator.api import API_VERSION
@@ -20,62 +27,75 @@ LABEL_WORKFLOW: Final = "troupe.dev/workflow"
 LABEL_TASK: Final = "troupe.dev/task"
 LABEL_ATTEMPT: Final = "troupe.dev/attempt"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
-
-INPUT_SUFFIX: Final = "-in"
-OUTPUT_SUFFIX: Final = "-out"
-SPEC_SUFFIX: Final = "-spec"
+MANAGED_BY: Final = "troupe"
 
 
-def _fit(base: str, suffix: str = "") -> str:
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+def _fit(base: str, suffix: str) -> str:
     """``base + suffix`` if it fits; otherwise a prefix of base, a hash of it, and suffix."""
     if len(base) + len(suffix) <= MAX_NAME:
         return base + suffix
-    digest = hashlib.sha256(base.encode()).hexdigest()[:HASH_CHARS]
     keep = MAX_NAME - len(suffix) - HASH_CHARS - 1
-    return f"{base[:keep].rstrip('-')}-{digest}{suffix}"
+    return f"{base[:keep].rstrip('-')}-{_digest(base)}{suffix}"
 
 
-def _attempt_base(workflow: str, task: str, attempt: int) -> str:
-    return f"{workflow}-{task}-{attempt}"
+@dataclass(frozen=True)
+class WorkflowRef:
+    """One Workflow object (one run): the names of everything it owns derive from this."""
 
+    namespace: str
+    name: str
+    uid: str
 
-def job_name(workflow: str, task: str, attempt: int) -> str:
-    """The Job of one attempt: ``<workflow>-<task>-<attempt>``, shortened to fit."""
-    return _fit(_attempt_base(workflow, task, attempt))
+    @cached_property
+    def run_hash(self) -> str:
+        """Short hash of the uid: tells this run's children from any other's."""
+        return _digest(self.uid)
 
+    def job_name(self, task: str, attempt: int) -> str:
+        """The Job of one attempt: ``<workflow>-<task>-<hash>-<attempt>``."""
+        return _fit(f"{self.name}-{task}", f"-{self.run_hash}-{attempt}")
 
-def input_config_map_name(workflow: str, task: str, attempt: int) -> str:
-    """The ConfigMap holding an attempt's TaskInput: the Job's name plus ``-in``."""
-    return _fit(_attempt_base(workflow, task, attempt), INPUT_SUFFIX)
+    def output_config_map(self, task: str) -> str:
+        """The ConfigMap holding a task's output (the newest attempt's)."""
+        return _fit(f"{self.name}-{task}", f"-{self.run_hash}-out")
 
+    def spec_config_map(self) -> str:
+        """The ConfigMap holding the spec the run started with; task pods mount it."""
+        return _fit(self.name, f"-{self.run_hash}-spec")
 
-def output_config_map_name(workflow: str, task: str, attempt: int) -> str:
-    """The ConfigMap an attempt writes its output to: the Job's name plus ``-out``."""
-    return _fit(_attempt_base(workflow, task, attempt), OUTPUT_SUFFIX)
+    def task_identity(self) -> str:
+        """The ServiceAccount (and its Role and RoleBinding) this run's task pods use."""
+        return _fit(self.name, f"-{self.run_hash}-task")
 
+    def labels(self) -> dict[str, str]:
+        """Labels on every child; select a run's Jobs with the first one."""
+        return {LABEL_WORKFLOW: self.name, LABEL_MANAGED_BY: MANAGED_BY}
 
-def spec_config_map_name(workflow: str) -> str:
-    """The ConfigMap holding the spec a run started with."""
-    return _fit(workflow, SPEC_SUFFIX)
+    def attempt_labels(self, task: str, attempt: int) -> dict[str, str]:
+        """Labels on the Job (and pods) of one attempt."""
+        return {**self.labels(), LABEL_TASK: task, LABEL_ATTEMPT: str(attempt)}
 
+    def task_labels(self, task: str) -> dict[str, str]:
+        """Labels on a task's output ConfigMap."""
+        return {**self.labels(), LABEL_TASK: task}
 
-def workflow_labels(workflow: str) -> dict[str, str]:
-    """Labels on every child of a Workflow; select its Jobs with the first one."""
-    return {LABEL_WORKFLOW: workflow, LABEL_MANAGED_BY: "troupe"}
+    def owner_reference(self, *, block_owner_deletion: bool) -> dict[str, Any]:
+        """The ownerReference that makes a child go away with its Workflow.
 
-
-def attempt_labels(workflow: str, task: str, attempt: int) -> dict[str, str]:
-    """Labels on the Job and ConfigMaps of one attempt."""
-    return {**workflow_labels(workflow), LABEL_TASK: task, LABEL_ATTEMPT: str(attempt)}
-
-
-def owner_reference(workflow: str, uid: str) -> dict[str, Any]:
-    """The ownerReference that makes a child go away with its Workflow."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Workflow",
-        "name": workflow,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+        ``blockOwnerDeletion`` needs permission to update the Workflow's
+        finalizers, which the operator has and task pods do not.
+        """
+        reference: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": "Workflow",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+        }
+        if block_owner_deletion:
+            reference["blockOwnerDeletion"] = True
+        return reference

@@ -2,7 +2,8 @@
 
 The shell (kopf handlers, or ``troupe run``) gathers this; the core never
 reads anything else, not even the clock, so every decision can be replayed
-in a unit test.
+in a unit test. No task data is in here: of a finished attempt the core sees
+only the short report its pod left in its termination message.
 """
 
 from __future__ import annotations
@@ -12,23 +13,53 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from troupe_operator.api import AgentSpec, TaskResult, WorkflowSpec, WorkflowStatus
+from troupe_operator.api import AgentSpec, TaskReport, WorkflowSpec, WorkflowStatus
+from troupe_operator.workflow.actions import CreateTask, PrepareRun
 
 
 class JobState(StrEnum):
     ACTIVE = "active"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    GONE = "gone"
+    """Deleted before it finished, by someone other than the core (confirmed, not guessed)."""
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A Job of one attempt, by name."""
+
+    name: str
+    task: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why an active Job's pod is not running: a waiting reason, or Unschedulable.
+
+    ``reason`` is the kubelet's (``CreateContainerConfigError``, ``ErrImagePull``,
+    ``ImagePullBackOff``, ...) or the scheduler's (``Unschedulable``); ``since``
+    is when it was first reported, when the pod says so.
+    """
+
+    reason: str
+    message: str
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
 class ObservedJob:
     """One task attempt's Job as it stands.
 
-    ``message`` is the failure reason (the pod's termination message, else the
-    Job condition's message); ``permanent`` is set when the task exited with
-    EXIT_PERMANENT (Job condition reason PodFailurePolicy); ``deadline_exceeded``
-    when the Job failed with reason DeadlineExceeded (activeDeadlineSeconds).
+    ``report`` is what the task's pod said in its termination message, once
+    the Job has finished (None when no pod or no report is left).
+    ``message`` is the failure reason when there is no report (the pod's
+    termination text, else the Job condition's message); ``permanent`` is set
+    when the task exited with EXIT_PERMANENT (Job condition reason
+    PodFailurePolicy); ``deadline_exceeded`` when the Job failed with reason
+    DeadlineExceeded (activeDeadlineSeconds). ``problem`` is set for an
+    active Job whose pod cannot start.
     """
 
     name: str
@@ -40,36 +71,44 @@ class ObservedJob:
     message: str | None = None
     permanent: bool = False
     deadline_exceeded: bool = False
+    report: TaskReport | None = None
+    problem: PodProblem | None = None
 
 
 @dataclass(frozen=True)
-class TaskOutput:
-    """What the succeeded attempt of a task wrote: the text and its TaskResult."""
+class InvalidSpec:
+    """A spec the API models refuse (the CRD schema should have stopped it), with why."""
 
-    text: str
-    result: TaskResult
+    problems: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An action the API server refused for good (a 4xx no retry can cure), with its message."""
+
+    action: PrepareRun | CreateTask
+    message: str
 
 
 @dataclass(frozen=True)
 class Observation:
     """Everything one reconcile of one Workflow may look at.
 
-    ``outputs`` maps a task name to the output of its succeeded attempt; the
-    core only reads it for tasks that just succeeded and for the upstream
-    tasks of a task it starts, so the shell may make it lazy. ``agents`` maps
-    an Agent name in the Workflow's namespace to its spec; a missing name is
-    an Agent that does not exist (yet). ``recorded_spec`` is the spec saved by
-    the RecordSpec action when the run started, None while there is none.
+    ``agents`` maps an Agent name in the Workflow's namespace to its spec; a
+    missing name is an Agent that does not exist (yet). ``recorded_spec`` is
+    the spec the PrepareRun action recorded when the run started, None while
+    there is none. ``refusals`` are the permanent failures of the actions of
+    the previous decision, which the shell hands back once.
     """
 
     namespace: str
     name: str
     uid: str
     generation: int
-    spec: WorkflowSpec
+    spec: WorkflowSpec | InvalidSpec
     status: WorkflowStatus
     now: datetime
     jobs: Sequence[ObservedJob] = ()
-    outputs: Mapping[str, TaskOutput] = field(default_factory=dict)
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
     recorded_spec: WorkflowSpec | None = None
+    refusals: Sequence[Refusal] = ()

@@ -2,9 +2,12 @@
 
 Level-triggered: whatever events were missed, the Jobs that exist and the
 status written last time are enough to say what the task is doing and what
-it needs next (its first attempt, a retry when the backoff has passed, or
-the same attempt again when its Job vanished). Scheduling across tasks is
-the core's job; this module only looks at one task.
+it needs next (its first attempt, a retry when the backoff has passed). What
+status already records stays true: a finished task stays finished whatever
+the Jobs say, and an attempt status says has started is never started again.
+When its Job is not observed, the task waits and the decision says which Job
+to look for; it is failed only once its Job is confirmed gone. Scheduling
+across tasks is the core's job; this module only looks at one task.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from troupe_operator.api import OutputRef, TaskPhase, TaskSpec, TaskStatus
+from troupe_operator.api import OutputRef, TaskPhase, TaskSpec, TaskStatus, TokenUsage
 from troupe_operator.workflow.actions import Event, EventType
-from troupe_operator.workflow.failures import MISSING_OUTPUT, attempt_failure
-from troupe_operator.workflow.naming import output_config_map_name
-from troupe_operator.workflow.observation import JobState, ObservedJob, TaskOutput
+from troupe_operator.workflow.failures import (
+    JOB_DELETED,
+    UNSCHEDULABLE_LIMIT_SECONDS,
+    attempt_failure,
+    start_failure,
+)
+from troupe_operator.workflow.naming import WorkflowRef
+from troupe_operator.workflow.observation import JobRef, JobState, ObservedJob
 from troupe_operator.workflow.summary import brief, preview
 from troupe_operator.workflow.timing import after, backoff_seconds
 
@@ -26,13 +34,14 @@ FINISHED: Final = frozenset(
     {TaskPhase.SUCCEEDED, TaskPhase.FAILED, TaskPhase.SKIPPED, TaskPhase.CANCELLED}
 )
 NOT_SUCCEEDED: Final = FINISHED - {TaskPhase.SUCCEEDED}
+NO_REPORT: Final = "succeeded, but its pod left no report (preview and token usage unknown)"
 
 
 @dataclass(frozen=True)
 class TaskContext:
     """What every task of one reconcile shares."""
 
-    workflow: str
+    workflow: WorkflowRef
     retry_backoff_seconds: int
     preview_chars: int
     now: datetime
@@ -43,13 +52,17 @@ class TaskOutcome:
     """A task's new status and what it needs next.
 
     ``start_attempt`` is the attempt to create now if capacity allows;
-    ``retry_at`` is when a backed-off retry becomes due.
+    ``wake_at`` is when the task needs looking at again (a backed-off retry,
+    a pod start limit); ``stop_job`` a Job to delete; ``unobserved_job`` the
+    Job of the current attempt, not observed.
     """
 
     status: TaskStatus
     start_attempt: int | None = None
-    retry_at: datetime | None = None
+    wake_at: datetime | None = None
     event: Event | None = None
+    stop_job: str | None = None
+    unobserved_job: JobRef | None = None
 
 
 def settle_task(
@@ -57,7 +70,6 @@ def settle_task(
     previous: TaskStatus,
     jobs: Mapping[int, ObservedJob],
     upstream: Mapping[str, TaskPhase],
-    outputs: Mapping[str, TaskOutput],
     context: TaskContext,
 ) -> TaskOutcome:
     """The task's outcome; ``upstream`` holds the new phase of each of its dependencies."""
@@ -67,31 +79,26 @@ def settle_task(
     if attempt == 0:
         return _not_started(spec, previous, upstream)
     job = jobs.get(attempt)
+    if previous.attempts == attempt and previous.phase == TaskPhase.RETRYING:
+        # This attempt's failure is recorded; a Job still shown is on its way out.
+        outcome = _retry(previous, attempt, context)
+        if job is not None and job.state == JobState.ACTIVE:
+            return TaskOutcome(
+                outcome.status, outcome.start_attempt, outcome.wake_at, None, job.name
+            )
+        return outcome
     if job is None:
-        if previous.phase == TaskPhase.RETRYING:
-            return _retry(previous, attempt, previous.message or "", context)
-        # Status says this attempt started, but its Job is gone or not seen yet:
-        # ask for the same name again, which is harmless if it exists.
-        return TaskOutcome(previous, start_attempt=attempt)
+        name = context.workflow.job_name(spec.name, attempt)
+        return TaskOutcome(previous, unobserved_job=JobRef(name, spec.name, attempt))
     if job.state == JobState.ACTIVE:
-        running = previous.model_copy(
-            update={
-                "phase": TaskPhase.RUNNING,
-                "attempts": attempt,
-                "job": job.name,
-                "started_at": previous.started_at or job.started_at or context.now,
-                "message": previous.message if attempt > 1 else None,
-            }
-        )
-        return TaskOutcome(running)
-    output = outputs.get(spec.name) if job.state == JobState.SUCCEEDED else None
-    if output is not None:
-        return _succeeded(spec, previous, job, output, context)
+        return _active(spec, previous, job, context)
     if job.state == JobState.SUCCEEDED:
-        failure = MISSING_OUTPUT
-    else:
-        failure = attempt_failure(job, spec.timeout_seconds)
-    return _failed_attempt(spec, previous, job, failure, context)
+        return _succeeded(spec, previous, job, context)
+    if job.state == JobState.GONE:
+        return _failed_attempt(spec, previous, job, JOB_DELETED, False, context)
+    return _failed_attempt(
+        spec, previous, job, attempt_failure(job, spec.timeout_seconds), job.permanent, context
+    )
 
 
 def _not_started(
@@ -108,15 +115,46 @@ def _not_started(
     return TaskOutcome(previous, start_attempt=1 if ready else None)
 
 
-def _succeeded(
-    spec: TaskSpec,
-    previous: TaskStatus,
-    job: ObservedJob,
-    output: TaskOutput,
-    context: TaskContext,
+def _active(
+    spec: TaskSpec, previous: TaskStatus, job: ObservedJob, context: TaskContext
 ) -> TaskOutcome:
-    result = output.result
-    size = result.bytes or len(output.text.encode())
+    if job.problem is not None:
+        failure = start_failure(job.problem, context.now)
+        if failure is not None:
+            outcome = _failed_attempt(
+                spec, previous, job, failure.message, failure.permanent, context
+            )
+            return TaskOutcome(
+                outcome.status, outcome.start_attempt, outcome.wake_at, outcome.event, job.name
+            )
+    running = previous.model_copy(
+        update={
+            "phase": TaskPhase.RUNNING,
+            "attempts": job.attempt,
+            "job": job.name,
+            "started_at": previous.started_at or job.started_at or context.now,
+            "message": previous.message if job.attempt > 1 else None,
+        }
+    )
+    since = job.problem.since if job.problem is not None else None
+    wake_at = after(since, UNSCHEDULABLE_LIMIT_SECONDS) if since is not None else None
+    return TaskOutcome(running, wake_at=wake_at)
+
+
+def _usage(previous: TaskStatus, job: ObservedJob) -> TokenUsage | None:
+    """The task's tokens so far: every attempt's that reported any, summed."""
+    result = job.report.result if job.report is not None else None
+    if result is None:
+        return previous.usage
+    return result.usage if previous.usage is None else previous.usage + result.usage
+
+
+def _succeeded(
+    spec: TaskSpec, previous: TaskStatus, job: ObservedJob, context: TaskContext
+) -> TaskOutcome:
+    report = job.report
+    result = report.result if report is not None else None
+    size = result.bytes if result is not None else None
     status = previous.model_copy(
         update={
             "phase": TaskPhase.SUCCEEDED,
@@ -124,20 +162,20 @@ def _succeeded(
             "job": job.name,
             "started_at": previous.started_at or job.started_at or context.now,
             "finished_at": job.finished_at or context.now,
-            "message": None,
-            "model": brief(result.model, 100),
+            "message": None if report is not None else NO_REPORT,
+            "model": brief(result.model, 100) if result is not None else None,
             "output": OutputRef(
-                config_map=output_config_map_name(context.workflow, spec.name, job.attempt),
-                bytes=size,
+                config_map=context.workflow.output_config_map(spec.name), bytes=size
             ),
-            "preview": preview(output.text, context.preview_chars),
-            "usage": result.usage,
+            "preview": preview(report.preview or "", context.preview_chars) if report else None,
+            "usage": _usage(previous, job),
         }
     )
+    told = f"{size} bytes of output" if size is not None else "no report"
     event = Event(
         EventType.NORMAL,
         "TaskSucceeded",
-        f"task '{spec.name}' succeeded on attempt {job.attempt} ({size} bytes of output)",
+        f"task '{spec.name}' succeeded on attempt {job.attempt} ({told})",
     )
     return TaskOutcome(status, event=event)
 
@@ -147,27 +185,25 @@ def _failed_attempt(
     previous: TaskStatus,
     job: ObservedJob,
     failure: str,
+    permanent: bool,
     context: TaskContext,
 ) -> TaskOutcome:
     message = brief(f"attempt {job.attempt} failed: {failure}")
-    already_seen = previous.attempts == job.attempt and previous.phase == TaskPhase.RETRYING
-    finished_at = previous.finished_at if already_seen else None
     status = previous.model_copy(
         update={
             "attempts": job.attempt,
             "job": job.name,
             "started_at": previous.started_at or job.started_at or context.now,
-            "finished_at": finished_at or job.finished_at or context.now,
+            "finished_at": job.finished_at or context.now,
             "message": message,
+            "usage": _usage(previous, job),
         }
     )
-    if job.permanent or job.attempt > spec.retries:
+    if permanent or job.attempt > spec.retries:
         failed = status.model_copy(update={"phase": TaskPhase.FAILED})
         event = Event(EventType.WARNING, "TaskFailed", f"task '{spec.name}' failed: {message}")
         return TaskOutcome(failed, event=event)
-    outcome = _retry(status, job.attempt, message, context)
-    if already_seen:
-        return outcome
+    outcome = _retry(status.model_copy(update={"phase": TaskPhase.RETRYING}), job.attempt, context)
     wait = backoff_seconds(context.retry_backoff_seconds, job.attempt + 1)
     event = Event(
         EventType.WARNING,
@@ -177,13 +213,13 @@ def _failed_attempt(
             f"in {wait}s"
         ),
     )
-    return TaskOutcome(outcome.status, outcome.start_attempt, outcome.retry_at, event)
+    return TaskOutcome(outcome.status, outcome.start_attempt, outcome.wake_at, event)
 
 
-def _retry(status: TaskStatus, attempt: int, message: str, context: TaskContext) -> TaskOutcome:
+def _retry(status: TaskStatus, attempt: int, context: TaskContext) -> TaskOutcome:
+    """A RETRYING task: the next attempt now if its backoff has passed, else when it has."""
     failed_at = status.finished_at or context.now
     due = after(failed_at, backoff_seconds(context.retry_backoff_seconds, attempt + 1))
-    retrying = status.model_copy(update={"phase": TaskPhase.RETRYING, "message": message})
     if due <= context.now:
-        return TaskOutcome(retrying, start_attempt=attempt + 1)
-    return TaskOutcome(retrying, retry_at=due)
+        return TaskOutcome(status, start_attempt=attempt + 1)
+    return TaskOutcome(status, wake_at=due)
