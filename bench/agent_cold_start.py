@@ -1,10 +1,13 @@
 """Agent cold start and footprint: how fast `troupe-agent task` turns an input into an output.
 
 Runs the real console script as a subprocess N times against a loopback
-OpenAI-compatible stub (and N times on the offline scripted model), reports
-process start → output written, breaks out import time with ``-X importtime``,
-and sums the installed size of the ``agent`` extra's dependency closure.
-Prints Markdown; ``docs/performance.md`` ("Agent cold start") quotes it.
+OpenAI-compatible stub (and N times on the offline scripted model), the way
+``troupe run`` starts it: TaskInput in ``TROUPE_TASK_INPUT``, the run's spec as
+a file, one upstream output read from ``--outputs-dir``, the prompt rendered in
+the process. Reports process start → output written, breaks out import time
+with ``-X importtime``, and sums the installed size of the ``agent`` extra's
+dependency closure. Prints Markdown; ``docs/performance.md`` ("Agent cold
+start") quotes it.
 
     .venv/bin/python bench/agent_cold_start.py [--runs 7]
 
@@ -48,24 +51,43 @@ def task_input(base_url: str | None) -> dict[str, Any]:
         "attempt": 1,
         "agentName": "executor",
         "agent": {"role": "executor", "model": model},
-        "prompt": "Write one sentence.",
-        "upstream": {"plan": "1. Write it."},
+        "upstream": {"plan": "bench-plan-output"},
         "apiKeyEnv": "BENCH_API_KEY",
     }
 
 
+SPEC = {
+    "inputs": {"length": "one sentence"},
+    "tasks": [
+        {"name": "plan", "agent": "executor", "prompt": "Plan it."},
+        {
+            "name": "write",
+            "agent": "executor",
+            "prompt": "Write {{ inputs.length }} following: {{ tasks.plan.output }}",
+            "dependsOn": ["plan"],
+        },
+    ],
+}
+
+
 def time_task_runs(base_url: str | None, runs: int, workdir: Path) -> list[float]:
     """Seconds from spawning ``troupe-agent task`` to its output file being written."""
-    input_path = workdir / "input.json"
-    input_path.write_text(json.dumps(task_input(base_url)))
-    env = {**os.environ, "BENCH_API_KEY": "sk-bench-not-a-real-key"}
+    spec, outputs = workdir / "spec.json", workdir / "outputs"
+    spec.write_text(json.dumps(SPEC))
+    outputs.mkdir(exist_ok=True)
+    (outputs / "bench-plan-output.json").write_text(json.dumps({"output": "1. Write it."}))
+    env = {
+        **os.environ,
+        "TROUPE_TASK_INPUT": json.dumps(task_input(base_url)),
+        "BENCH_API_KEY": "sk-bench-not-a-real-key",
+    }
     timings = []
     for run in range(runs):
         output = workdir / f"output-{run}.json"
         started = time.time_ns()
         subprocess.run(
-            [BIN / "troupe-agent", "task", "--input", input_path, "--output-file", output,
-             "--termination-log", workdir / "termination-log"],
+            [BIN / "troupe-agent", "task", "--spec", spec, "--outputs-dir", outputs,
+             "--output-file", output, "--termination-log", workdir / "termination-log"],
             env=env, check=True, stderr=subprocess.DEVNULL, timeout=60,
         )  # fmt: skip
         timings.append((output.stat().st_mtime_ns - started) / 1e9)

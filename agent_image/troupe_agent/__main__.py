@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from troupe_agent.logs import configure_logging
-from troupe_operator.api import EXIT_PERMANENT
+from troupe_operator.api import EXIT_PERMANENT, INPUT_ENV, SPEC_KEY, SPEC_MOUNT
+
+DEFAULT_SPEC_FILE = Path(SPEC_MOUNT) / SPEC_KEY
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -29,18 +32,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes = parser.add_subparsers(dest="mode", required=True)
 
-    task = modes.add_parser("task", help="run one workflow task and write its output")
-    task.add_argument("--input", required=True, type=Path, help="TaskInput JSON file")
+    task = modes.add_parser(
+        "task",
+        help="run one workflow task and write its output",
+        description=(
+            "Run one workflow task: read its TaskInput and the run's spec, read its upstream "
+            "outputs, render its prompt, call the model, write its output, and report in the "
+            "termination log."
+        ),
+    )
+    source = task.add_mutually_exclusive_group()
+    source.add_argument("--input", type=Path, metavar="FILE", help="TaskInput JSON file")
+    source.add_argument(
+        "--input-env",
+        default=INPUT_ENV,
+        metavar="VAR",
+        help="environment variable holding the TaskInput JSON, read when --input is not given "
+        "(default: %(default)s)",
+    )
+    task.add_argument(
+        "--spec",
+        type=Path,
+        default=DEFAULT_SPEC_FILE,
+        metavar="FILE",
+        help="the run's WorkflowSpec JSON (default: %(default)s)",
+    )
+    task.add_argument(
+        "--outputs-dir",
+        type=Path,
+        metavar="DIR",
+        help="read upstream outputs from DIR/<ConfigMap name>.json (as --output-file writes "
+        "them) instead of from the Kubernetes API",
+    )
     task.add_argument(
         "--output-file",
         type=Path,
+        metavar="FILE",
         help="write the result here as JSON instead of to the output ConfigMap",
     )
     task.add_argument(
         "--termination-log",
         type=Path,
-        default=Path("/dev/termination-log"),
-        help="where the one-line failure reason goes (default: %(default)s)",
+        default=DEFAULT_TERMINATION_LOG,
+        metavar="FILE",
+        help="where the one-line JSON TaskReport goes (default: %(default)s)",
     )
 
     serve = modes.add_parser("serve", help="serve the agent over HTTP")
@@ -64,7 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mode == "task":
         from troupe_agent.task import TaskOptions, run_task_mode
 
-        return run_task_mode(TaskOptions(args.input, args.output_file, args.termination_log))
+        return run_task_mode(
+            TaskOptions(
+                input_file=args.input,
+                input_env=args.input_env,
+                spec_file=args.spec,
+                outputs_dir=args.outputs_dir,
+                output_file=args.output_file,
+                termination_log=args.termination_log,
+            )
+        )
     from troupe_agent.serve import ServeConfigError, ServeOptions, run_serve_mode
 
     options = ServeOptions(args.agent, args.name, args.api_key_env, args.host, args.port)

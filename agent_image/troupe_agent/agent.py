@@ -1,9 +1,11 @@
 """A runnable Agent: its model client and graph, built once, run many times.
 
 Task mode runs it once; serve mode builds it at start-up and runs it per
-request. :func:`run_task` is the in-process entry point (``troupe run`` can
-call it): a :class:`~troupe_operator.api.TaskInput` and a key in, the text and
-its :class:`~troupe_operator.api.TaskResult` out.
+request. :func:`run_task` runs one workflow task whose prompt is already
+rendered: a :class:`~troupe_operator.api.TaskInput`, a
+:class:`~troupe_agent.prompts.TaskPrompt` and a key in, the text and its
+:class:`~troupe_operator.api.TaskResult` out. Reading inputs, rendering and
+writing outputs are task mode's (``task.py``), not this module's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from opentelemetry.context import Context
 
 from troupe_agent.graph import build_agent_graph, initial_state
 from troupe_agent.llm import ModelClient, gen_ai_system
+from troupe_agent.prompts import TaskPrompt
 from troupe_agent.retry import Deadline
 from troupe_agent.telemetry import GenAITelemetry, parent_context_from_env
 from troupe_agent.usage import CallObserver
@@ -61,12 +64,12 @@ class Agent:
         self,
         prompt: str,
         context: Mapping[str, str],
-        deadline_seconds: float | None = None,
+        deadline: Deadline | None = None,
         trace_parent: Context | None = None,
     ) -> tuple[str, TaskResult]:
-        """The answer to ``prompt`` given ``context``; raises ModelCallError on failure."""
+        """The answer to ``prompt`` given the material in ``context``; raises ModelCallError."""
         with self._telemetry.agent_span(self.name, parent=trace_parent):
-            state = self.graph.invoke(initial_state(prompt, context, Deadline(deadline_seconds)))
+            state = self.graph.invoke(initial_state(prompt, context, deadline or Deadline(None)))
         text = state["answer"]
         stats = state["stats"]
         return text, TaskResult(
@@ -80,16 +83,15 @@ class Agent:
 
 
 def run_task(
-    task_input: TaskInput, api_key: str | None, options: AgentOptions = AgentOptions()
+    task_input: TaskInput,
+    prompt: TaskPrompt,
+    api_key: str | None,
+    deadline: Deadline,
+    options: AgentOptions = AgentOptions(),
 ) -> tuple[str, TaskResult]:
-    """Run one workflow task in-process: the output text and what it cost.
+    """Run one workflow task's agent in-process: the output text and what it cost.
 
     The task's spans join the trace named in ``TRACEPARENT`` when it is set.
     """
     agent = Agent(task_input.agent_name, task_input.agent, api_key, options)
-    return agent.run(
-        task_input.prompt,
-        task_input.upstream,
-        task_input.deadline_seconds,
-        trace_parent=parent_context_from_env(),
-    )
+    return agent.run(prompt.text, prompt.material, deadline, trace_parent=parent_context_from_env())

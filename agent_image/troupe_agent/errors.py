@@ -1,14 +1,21 @@
 """What went wrong with a model call, in terms the retry policy and the caller can act on.
 
 A provider failure arrives as one of many exception types (the OpenAI client's
-status and connection errors, timeouts). :func:`classify` turns each into a
+status and connection errors, timeouts, and whatever the client raises while
+parsing a reply it cannot make sense of). :func:`classify` turns each into a
 :class:`CallFailure` (retry or not, a bounded status label, the server's
 ``Retry-After``), and :class:`ModelCallError` is the one error the rest of the
 runtime sees: one scrubbed line naming the agent, the model and the status.
+
+A malformed reply (truncated or invalid JSON, a body without ``choices``) is
+the endpoint's fault, like a 5xx, so it is retried; only failures no retry can
+cure (400, 401, 403, 404, 422, our own bugs) fail at once.
 """
 
 from __future__ import annotations
 
+import json
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,7 +26,13 @@ from troupe_agent.scrub import one_line
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 """HTTP statuses another attempt may cure: timeouts, conflicts, rate limits, server errors."""
 
+MALFORMED_REPLY: Final = "malformed"
+"""Status label of a reply the client could not parse."""
+
 _CONTEXT_TOO_LONG_MARKERS: Final = ("context_length_exceeded", "maximum context length")
+_REPLY_PARSERS: Final = frozenset({("langchain_openai", "_create_chat_result")})
+"""(package, function) of the code that turns a reply body into a message; an exception
+raised inside it means the body was malformed."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +59,11 @@ class ModelCallError(Exception):
         status = f"HTTP {failure.status}" if failure.status.isdigit() else failure.status
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         why = f" ({reason})" if reason else ""
-        super().__init__(
-            one_line(
-                f'agent "{agent}": model "{model}" failed{tries}: {status}{why}: {failure.detail}'
-            )
-        )
+        if failure.status == MALFORMED_REPLY:
+            headline = f"sent a malformed reply{tries}{why}"
+        else:
+            headline = f"failed{tries}: {status}{why}"
+        super().__init__(one_line(f'agent "{agent}": model "{model}" {headline}: {failure.detail}'))
 
     @property
     def retryable(self) -> bool:
@@ -60,6 +73,10 @@ class ModelCallError(Exception):
 
 def classify(exc: BaseException) -> CallFailure:
     """The failure an exception from a chat model call stands for."""
+    if _is_malformed_reply(exc):
+        return CallFailure(
+            status=MALFORMED_REPLY, detail=str(exc) or type(exc).__name__, retryable=True
+        )
     status_code = getattr(exc, "status_code", None)
     if isinstance(status_code, int):
         return _classify_status(exc, status_code)
@@ -95,6 +112,17 @@ def _provider_message(exc: BaseException) -> str:
         if message:
             return str(message)
     return str(exc)
+
+
+def _is_malformed_reply(exc: BaseException) -> bool:
+    """Whether ``exc`` arose from parsing a reply body: bad JSON, or JSON of the wrong shape."""
+    if isinstance(exc, json.JSONDecodeError) or _is_openai_error(exc, "APIResponseValidationError"):
+        return True
+    return any(
+        (str(frame.f_globals.get("__name__", "")).partition(".")[0], frame.f_code.co_name)
+        in _REPLY_PARSERS
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
 
 
 def _is_openai_error(exc: BaseException, name: str) -> bool:

@@ -4,8 +4,9 @@ The graph asks :class:`ModelClient` for a reply to a list of messages and gets
 text plus the call's tokens and latency. Everything else about talking to a
 provider lives here: choosing ``ChatOpenAI`` at ``model.baseURL`` or, only when
 no endpoint is configured, the offline scripted model; per-call timeouts cut
-to the task deadline; retries on 429/5xx/timeouts/connection errors with
-backoff and ``Retry-After``; fail-fast on everything else; metrics and spans.
+to the task deadline; retries on 429/5xx/timeouts/connection errors and
+malformed replies, with backoff and ``Retry-After``; fail-fast on everything
+else; metrics and spans.
 """
 
 from __future__ import annotations

@@ -1,30 +1,37 @@
-"""Write a task's output ConfigMap through the Kubernetes API.
+"""Task outputs as ConfigMaps: the upstream ones read, this task's own written.
 
-Imported only when a task writes to the cluster, so local runs and the other
-mode never pay for the ``kubernetes`` client. A retried attempt may find the
-ConfigMap already there; it is then replaced, since the newest attempt wins.
+Inside the cluster a task's output lives in one ConfigMap per task (keys
+``OUTPUT_KEY`` and ``RESULT_KEY``), owned by the Workflow. A task reads each
+upstream task's ConfigMap once and writes its own; both go through
+:class:`~troupe_agent.kube_api.KubeCaller`, so a busy API costs retries, not
+the attempt. An earlier attempt's ConfigMap is replaced (the newest attempt
+wins). The ownerReferences are set without ``blockOwnerDeletion``, which the
+pod's identity may not set; this module refuses to pass it on even when asked.
+A missing upstream output is permanent: it will not come back.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
-from kubernetes import config
 from kubernetes.client import CoreV1Api, V1ConfigMap, V1ObjectMeta, V1OwnerReference
 from kubernetes.client.exceptions import ApiException
 
-from troupe_operator.api import OUTPUT_KEY, RESULT_KEY, OutputTarget, TaskResult
+from troupe_agent.failures import TaskFailed
+from troupe_agent.kube_api import KubeApiError, KubeCaller, connect
+from troupe_agent.retry import Deadline
+from troupe_operator.api import (
+    EXIT_PERMANENT,
+    EXIT_RETRYABLE,
+    OUTPUT_KEY,
+    RESULT_KEY,
+    OutputTarget,
+    TaskResult,
+)
 
-_CONFLICT = 409
-
-
-def load_kube_config() -> None:
-    """In-cluster credentials in a pod, else ``KUBECONFIG`` or ``~/.kube/config``."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+_NOT_FOUND: Final = 404
+_CONFLICT: Final = 409
 
 
 def output_config_map(target: OutputTarget, text: str, result: TaskResult) -> V1ConfigMap:
@@ -49,18 +56,69 @@ def _owner_reference(ref: dict[str, Any]) -> V1OwnerReference:
         name=ref["name"],
         uid=ref["uid"],
         controller=ref.get("controller"),
-        block_owner_deletion=ref.get("blockOwnerDeletion"),
     )
 
 
-def write_output_config_map(target: OutputTarget, text: str, result: TaskResult) -> None:
-    """Create the output ConfigMap, or replace it when an earlier attempt left one."""
-    load_kube_config()
-    body = output_config_map(target, text, result)
-    core = CoreV1Api()
-    try:
-        core.create_namespaced_config_map(target.namespace, body)
-    except ApiException as exc:
-        if exc.status != _CONFLICT:
-            raise
-        core.replace_namespaced_config_map(target.config_map, target.namespace, body)
+class OutputConfigMaps:
+    """Reads upstream outputs from, and writes this task's output to, ConfigMaps."""
+
+    def __init__(self, core: CoreV1Api, caller: KubeCaller, namespace: str) -> None:
+        self._core = core
+        self._caller = caller
+        self._namespace = namespace
+
+    @classmethod
+    def connect(cls, namespace: str, deadline: Deadline) -> OutputConfigMaps:
+        """Connected with the pod's credentials (else the kubeconfig), calls bounded by deadline."""
+        try:
+            core = connect()
+        except KubeApiError as error:
+            raise TaskFailed(str(error), EXIT_PERMANENT) from error
+        return cls(core, KubeCaller(deadline), namespace)
+
+    def read(self, task: str, config_map: str) -> str:
+        """The output text of upstream ``task``, from its ConfigMap in the task's namespace."""
+        where = f"upstream task '{task}' (ConfigMap {config_map})"
+        try:
+            found = self._caller.call(
+                lambda timeout: self._core.read_namespaced_config_map(
+                    config_map, self._namespace, _request_timeout=timeout
+                ),
+                f"reading the output of {where}",
+            )
+        except KubeApiError as error:
+            if error.status == _NOT_FOUND:
+                raise TaskFailed(f"the output of {where} is gone", EXIT_PERMANENT) from error
+            raise TaskFailed(
+                f"cannot read the output of {where}: {error}", _exit_code(error)
+            ) from error
+        text = (found.data or {}).get(OUTPUT_KEY)
+        if not isinstance(text, str):
+            raise TaskFailed(f"the output of {where} has no '{OUTPUT_KEY}' key", EXIT_PERMANENT)
+        return text
+
+    def write(self, target: OutputTarget, text: str, result: TaskResult) -> None:
+        """Create the output ConfigMap, or replace the one an earlier attempt left."""
+        body = output_config_map(target, text, result)
+
+        def create_or_replace(timeout: float) -> None:
+            try:
+                self._core.create_namespaced_config_map(
+                    target.namespace, body, _request_timeout=timeout
+                )
+            except ApiException as exc:
+                if exc.status != _CONFLICT:
+                    raise
+                self._core.replace_namespaced_config_map(
+                    target.config_map, target.namespace, body, _request_timeout=timeout
+                )
+
+        where = f"output ConfigMap {target.namespace}/{target.config_map}"
+        try:
+            self._caller.call(create_or_replace, f"writing the {where}")
+        except KubeApiError as error:
+            raise TaskFailed(f"cannot write {where}: {error}", _exit_code(error)) from error
+
+
+def _exit_code(error: KubeApiError) -> int:
+    return EXIT_RETRYABLE if error.retryable else EXIT_PERMANENT

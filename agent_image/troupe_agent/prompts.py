@@ -2,11 +2,15 @@
 
 Kept apart from the graph so the offline scripted model can recognise a
 critique request without importing LangGraph, and so the wording is in one place.
+The material section carries only what the caller passes as material: a task
+passes the upstream outputs its template does not place, so no output is
+sent twice in one call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 APPROVAL_WORD: Final = "APPROVED"
@@ -23,11 +27,20 @@ REVISE_INSTRUCTION: Final = (
 )
 
 
-def task_message(prompt: str, context: Mapping[str, str]) -> str:
-    """The task as the model sees it: the outputs it builds on, then the prompt."""
-    if not context:
+@dataclass(frozen=True)
+class TaskPrompt:
+    """What a workflow task asks: its rendered prompt, and the material sent besides it."""
+
+    text: str
+    material: Mapping[str, str] = field(default_factory=dict)
+    """Upstream outputs, by task name, that the prompt does not already contain."""
+
+
+def task_message(prompt: str, material: Mapping[str, str]) -> str:
+    """The task as the model sees it: the material it builds on, then the prompt."""
+    if not material:
         return prompt
-    sections = "\n\n".join(f"### {name}\n{text}" for name, text in context.items())
+    sections = "\n\n".join(f"### {name}\n{text}" for name, text in material.items())
     return f"Material from earlier steps:\n\n{sections}\n\n## Task\n{prompt}"
 
 

@@ -99,3 +99,8 @@ class Deadline:
         """Whether waiting ``seconds`` still leaves time for another call."""
         remaining = self.remaining()
         return remaining is None or seconds < remaining
+
+    def capped(self, seconds: float) -> Deadline:
+        """A budget starting now that ends after ``seconds``, or with this one if sooner."""
+        remaining = self.remaining()
+        return Deadline(seconds if remaining is None else min(seconds, remaining), self._clock)

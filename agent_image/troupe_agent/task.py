@@ -1,76 +1,91 @@
-"""Task mode: run one workflow task, write its output, exit with a code the Job understands.
+"""Task mode: run one workflow task in its pod, from references to a written output.
 
-Exit 0 on success. On failure the exit code tells the operator's Job whether
-another attempt can help (``EXIT_RETRYABLE``) or not (``EXIT_PERMANENT``,
-which its ``podFailurePolicy`` turns into an immediate failure), and one
-scrubbed line saying why goes to the termination log and to stderr.
+The steps, each in its own module: read the ``TaskInput`` and the run's spec
+(``task_sources``); read each upstream output once, from its ConfigMap or,
+under ``troupe run``, from ``--outputs-dir`` (``output_configmap``,
+``output_file``); render the prompt within the pod's limits (``task_prompt``);
+run the agent (``agent``); write the output (ConfigMap or ``--output-file``);
+and always end with a ``TaskReport`` in the termination log (``task_report``).
+
+Exit 0 on success. On failure the exit code tells the Job whether another
+attempt can help (``EXIT_RETRYABLE``) or not (``EXIT_PERMANENT``, which its
+``podFailurePolicy`` turns into an immediate failure); the report carries one
+scrubbed line saying why and, once the model was called, what was spent.
+This module refuses to decide any of that itself: each step raises
+:class:`~troupe_agent.failures.TaskFailed` with its own verdict, and anything
+else is an unforeseen error, reported as retryable.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import functools
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Protocol
 
-from pydantic import ValidationError
-
-from troupe_agent.agent import run_task
+from troupe_agent.agent import AgentOptions, run_task
 from troupe_agent.errors import ModelCallError
-from troupe_agent.scrub import one_line, register_secret
+from troupe_agent.failures import TaskFailed
+from troupe_agent.output_file import OutputFiles, write_output_file
+from troupe_agent.retry import Deadline
+from troupe_agent.task_prompt import build_task_prompt
+from troupe_agent.task_report import failure_report, success_report, write_report
+from troupe_agent.task_sources import load_task_input, load_task_spec, read_api_key
+from troupe_agent.usage import UsageTally
 from troupe_operator.api import (
     EXIT_PERMANENT,
     EXIT_RETRYABLE,
     MAX_OUTPUT_BYTES,
     OutputTarget,
-    TaskInput,
     TaskResult,
 )
 
+if TYPE_CHECKING:
+    from troupe_agent.output_configmap import OutputConfigMaps
+
 log = logging.getLogger(__name__)
-
-_RETRYABLE_KUBE_STATUSES: Final = frozenset({409, 429}) | frozenset(range(500, 600))
-
-
-class TaskFailed(Exception):
-    """A task failure with its exit code; the message is one line for the termination log."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(one_line(message))
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
 class TaskOptions:
-    input_path: Path
+    """Where task mode reads and writes; see ``troupe-agent task --help``."""
+
+    input_file: Path | None
+    """The TaskInput as a file; when None, read from the variable ``input_env``."""
+    input_env: str
+    spec_file: Path
+    outputs_dir: Path | None
+    """Read upstream outputs from ``DIR/<ConfigMap name>.json`` instead of the API."""
     output_file: Path | None
+    """Write the output here instead of to the input's output ConfigMap."""
     termination_log: Path
 
 
+class UpstreamOutputs(Protocol):
+    def read(self, task: str, config_map: str) -> str:
+        """The output text of upstream ``task``, kept under ``config_map``."""
+        ...
+
+
 def run_task_mode(options: TaskOptions) -> int:
-    """Run the task the input file describes; the process exit code."""
+    """Run the task the input describes, report how it went; the process exit code."""
+    spent = UsageTally()
     try:
-        task_input = read_task_input(options.input_path)
-        api_key = read_api_key(task_input)
-        text, result = _run(task_input, api_key)
-        check_output_size(text)
-        write_output(task_input, text, result, options.output_file)
+        text, result = _run(options, spent)
     except Exception as exc:
         failure = (
             exc
             if isinstance(exc, TaskFailed)  # a bug or an unforeseen library error otherwise
             else TaskFailed(f"unexpected {type(exc).__name__}: {exc}", EXIT_RETRYABLE)
         )
-        report_failure(str(failure), options.termination_log)
+        log.error("task failed: %s", failure)
+        write_report(failure_report(str(failure), spent.result()), options.termination_log)
         return failure.exit_code
+    write_report(success_report(text, result), options.termination_log)
     log.info(
-        "task %s/%s attempt %d done: %d bytes, model %s, %d calls, %d tokens",
-        task_input.workflow,
-        task_input.task,
-        task_input.attempt,
+        "task done: %d bytes, model %s, %d calls, %d tokens",
         result.bytes,
         result.model,
         result.calls,
@@ -79,41 +94,53 @@ def run_task_mode(options: TaskOptions) -> int:
     return 0
 
 
-def read_task_input(path: Path) -> TaskInput:
+def _run(options: TaskOptions, spent: UsageTally) -> tuple[str, TaskResult]:
+    task_input = load_task_input(options.input_file, options.input_env)
+    deadline = Deadline(task_input.deadline_seconds)
+    log.info("task %s/%s attempt %d", task_input.workflow, task_input.task, task_input.attempt)
+    spec, task = load_task_spec(options.spec_file, task_input.task)
+    api_key = read_api_key(task_input)
+
+    @functools.cache
+    def cluster() -> OutputConfigMaps:
+        from troupe_agent.output_configmap import OutputConfigMaps
+
+        return OutputConfigMaps.connect(task_input.namespace, deadline)
+
+    write = _output_writer(options, task_input.output, cluster)
+    upstream: UpstreamOutputs = (
+        OutputFiles(options.outputs_dir) if options.outputs_dir is not None else cluster()
+    )
+    outputs = {name: upstream.read(name, cm) for name, cm in task_input.upstream.items()}
+    prompt = build_task_prompt(task, spec.inputs, outputs, deadline)
     try:
-        return TaskInput.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise TaskFailed(f"cannot read task input {path}: {exc.strerror}", EXIT_PERMANENT) from exc
-    except json.JSONDecodeError as exc:
-        raise TaskFailed(f"task input {path} is not JSON: {exc}", EXIT_PERMANENT) from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}"
-            for error in exc.errors()
+        text, result = run_task(
+            task_input, prompt, api_key, deadline, AgentOptions(observers=[spent])
         )
-        raise TaskFailed(f"task input {path} is invalid: {problems}", EXIT_PERMANENT) from exc
-
-
-def read_api_key(task_input: TaskInput) -> str | None:
-    """The key from the environment variable the input names; it must be set and non-empty."""
-    if task_input.api_key_env is None:
-        return None
-    api_key = os.environ.get(task_input.api_key_env, "")
-    if not api_key:
-        raise TaskFailed(
-            f'agent "{task_input.agent_name}": the API key variable '
-            f"{task_input.api_key_env} is not set or empty",
-            EXIT_PERMANENT,
-        )
-    register_secret(api_key)
-    return api_key
-
-
-def _run(task_input: TaskInput, api_key: str | None) -> tuple[str, TaskResult]:
-    try:
-        return run_task(task_input, api_key)
     except ModelCallError as exc:
         raise TaskFailed(str(exc), EXIT_RETRYABLE if exc.retryable else EXIT_PERMANENT) from exc
+    check_output_size(text)
+    write(text, result)
+    return text, result
+
+
+def _output_writer(
+    options: TaskOptions, target: OutputTarget | None, cluster: Callable[[], OutputConfigMaps]
+) -> Callable[[str, TaskResult], None]:
+    """Where the output will go, decided before any work is done."""
+    if options.output_file is not None:
+        return functools.partial(write_output_file, options.output_file)
+    if target is not None:
+
+        def write_config_map(text: str, result: TaskResult) -> None:
+            cluster().write(target, text, result)
+
+        return write_config_map
+    raise TaskFailed(
+        "nowhere to write the output: the input has no output ConfigMap and no "
+        "--output-file was given",
+        EXIT_PERMANENT,
+    )
 
 
 def check_output_size(text: str) -> None:
@@ -124,50 +151,3 @@ def check_output_size(text: str) -> None:
             "ConfigMap; it was refused, not truncated (ask the agent for a shorter answer)",
             EXIT_PERMANENT,
         )
-
-
-def write_output(
-    task_input: TaskInput, text: str, result: TaskResult, output_file: Path | None
-) -> None:
-    """Write to ``output_file`` when given, else to the input's output ConfigMap."""
-    if output_file is not None:
-        _write_file(output_file, text, result)
-    elif task_input.output is not None:
-        _write_config_map(task_input.output, text, result)
-    else:
-        raise TaskFailed(
-            "nowhere to write the output: the input has no output ConfigMap and no "
-            "--output-file was given",
-            EXIT_PERMANENT,
-        )
-
-
-def _write_file(path: Path, text: str, result: TaskResult) -> None:
-    try:
-        path.write_text(json.dumps({**result.to_wire(), "output": text}), encoding="utf-8")
-    except OSError as exc:
-        raise TaskFailed(
-            f"cannot write output file {path}: {exc.strerror}", EXIT_PERMANENT
-        ) from exc
-
-
-def _write_config_map(target: OutputTarget, text: str, result: TaskResult) -> None:
-    from troupe_agent.output_configmap import write_output_config_map
-
-    try:
-        write_output_config_map(target, text, result)
-    except Exception as exc:
-        status = getattr(exc, "status", None)
-        retryable = not isinstance(status, int) or status in _RETRYABLE_KUBE_STATUSES
-        reason = f"HTTP {status} {getattr(exc, 'reason', '')}" if status else str(exc)
-        raise TaskFailed(
-            f"cannot write output ConfigMap {target.namespace}/{target.config_map}: {reason}",
-            EXIT_RETRYABLE if retryable else EXIT_PERMANENT,
-        ) from exc
-
-
-def report_failure(message: str, termination_log: Path) -> None:
-    """Say why the task failed: on stderr and in the pod's termination message."""
-    log.error("task failed: %s", message)
-    with contextlib.suppress(OSError):
-        termination_log.write_text(message + "\n", encoding="utf-8")

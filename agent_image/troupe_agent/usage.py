@@ -3,7 +3,9 @@
 Counts come only from the provider's reply (langchain's ``usage_metadata``,
 falling back to the raw ``token_usage`` in ``response_metadata``); nothing is
 estimated. A reply without usage (the offline scripted model, or a server that
-does not report it) counts as zero tokens.
+does not report it) counts as zero tokens. A :class:`UsageTally` keeps the sum
+of a task's paid-for calls, so a task that fails after calling the model still
+reports what it spent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from troupe_operator.api import TokenUsage
+from troupe_operator.api import SCRIPTED_MODEL_NAME, TaskResult, TokenUsage
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -56,3 +58,30 @@ class CallObserver(Protocol):
     def call_succeeded(self, model: str, stats: CallStats) -> None: ...
 
     def call_failed(self, model: str, status: str) -> None: ...
+
+
+class UsageTally:
+    """A :class:`CallObserver` that adds up the successful calls (the ones a provider bills)."""
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.stats = CallStats()
+
+    def call_succeeded(self, model: str, stats: CallStats) -> None:
+        self.model = model
+        self.stats += stats
+
+    def call_failed(self, model: str, status: str) -> None:
+        """Failed calls return no reply and no usage: nothing to add."""
+
+    def result(self) -> TaskResult | None:
+        """What the calls so far cost, or None when no call has succeeded."""
+        if self.model is None:
+            return None
+        return TaskResult(
+            model=self.model,
+            scripted=self.model == SCRIPTED_MODEL_NAME,
+            usage=self.stats.usage,
+            calls=self.stats.calls,
+            latency_seconds=self.stats.latency_seconds,
+        )

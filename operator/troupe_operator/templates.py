@@ -1,4 +1,4 @@
-"""Prompt templates: what they refer to, and rendering them safely.
+"""Prompt templates: what they refer to, and rendering them safely and within bounds.
 
 Prompts are Jinja templates run in Jinja's sandbox with strict undefined
 names, so a user's template can neither reach Python internals nor silently
@@ -6,22 +6,39 @@ render a missing value as empty. Task names are DNS labels and so contain
 hyphens, which Jinja would read as subtraction; ``tasks.my-task.output`` is
 therefore rewritten to ``tasks["my-task"].output`` inside template tags, so the
 Argo-style spelling users already know works as written.
+
+A template is user code, so rendering is bounded: the prompt is produced as a
+stream and refused once it passes ``MAX_PROMPT_CHARS``, and the operations
+that size their result from a number (``*``, ``**``, ``+``, ``ljust``,
+``center``, ``zfill``, ``expandtabs``, ``replace``, ``join`` and the
+``center``, ``indent`` and ``batch`` filters) are checked *before* they run,
+so ``'x' * 10**10`` is refused instead of allocated. This module refuses to
+do anything process-wide: the time budget and the memory ceiling that catch
+what slips through (nested loops, ``~`` concatenation) belong to whoever runs
+the render, i.e. the task pod.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, wraps
+from typing import Any, Final
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+
+from troupe_operator.api.task_io import MAX_PROMPT_CHARS
 
 TAG = re.compile(r"(\{\{.*?\}\}|\{%.*?%\})", re.DOTALL)
 HYPHENATED_PATH = re.compile(r"\b(inputs|tasks)\.([A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+)")
 
-_environment = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+MAX_VALUE_SIZE: Final = 4 * MAX_PROMPT_CHARS
+"""Most characters, items or bits one template operation may build: room to join a few
+upstream outputs, far below what would strain a task's memory."""
 
 
 class TemplateError(ValueError):
@@ -34,6 +51,105 @@ class References:
 
     inputs: frozenset[str] = field(default_factory=frozenset)
     tasks: frozenset[str] = field(default_factory=frozenset)
+
+
+_UNITS: Final = {"string": "characters", "list": "items", "number": "bits"}
+
+
+def _check_size(kind: str, size: float) -> None:
+    """Refuse a value of ``kind`` (string, list, number) and ``size`` before it is built."""
+    if size > MAX_VALUE_SIZE:
+        raise TemplateError(
+            f"prompt template would build a {kind} of {size:.0f} {_UNITS[kind]}, more than the "
+            f"{MAX_VALUE_SIZE} a template may build"
+        )
+
+
+def _check_sequence(template_value: Any, size: float) -> None:
+    _check_size("string" if isinstance(template_value, str) else "list", size)
+
+
+def _binop_size(operator: str, left: Any, right: Any) -> None:
+    """Refuse ``*``, ``**`` and ``+`` whose result would be too big, before computing it."""
+    sized = (str, list, tuple)
+    if operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+        _check_sequence(left, len(left) + len(right))
+    elif operator == "*" and isinstance(left, sized) and isinstance(right, int):
+        _check_sequence(left, len(left) * right)
+    elif operator == "*" and isinstance(right, sized) and isinstance(left, int):
+        _check_sequence(right, len(right) * left)
+    elif operator == "*" and isinstance(left, int) and isinstance(right, int):
+        _check_size("number", left.bit_length() + right.bit_length())
+    elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+        _check_size("number", math.log2(abs(left) or 1) * right)
+
+
+def _str_method_size(text: str, method: str, args: tuple[Any, ...]) -> float:
+    """The most characters a str method called with ``args`` can return (0: not sized here)."""
+    if method in ("ljust", "rjust", "center", "zfill") and args and isinstance(args[0], int):
+        return max(len(text), args[0])
+    if method == "expandtabs":
+        tab_size = args[0] if args and isinstance(args[0], int) else 8
+        return len(text) + text.count("\t") * max(tab_size - 1, 0)
+    if method == "replace" and len(args) >= 2 and all(isinstance(a, str) for a in args[:2]):
+        old, new = args[0], args[1]
+        matches = len(text) + 1 if old == "" else text.count(old)
+        return len(text) + matches * len(new)
+    if method == "join" and args and isinstance(args[0], (list, tuple)):
+        parts = args[0]
+        return sum(len(str(part)) for part in parts) + len(text) * max(len(parts) - 1, 0)
+    return 0
+
+
+def _sized_filter(
+    function: Callable[..., Any], size: Callable[..., float], kind: str
+) -> Callable[..., Any]:
+    @wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _check_size(kind, size(*args, **kwargs))
+        return function(*args, **kwargs)
+
+    return checked
+
+
+def _center_size(value: Any, width: int = 80) -> float:
+    return max(len(str(value)), width)
+
+
+def _indent_size(value: Any, width: int | str = 4, *args: Any, **kwargs: Any) -> float:
+    text = str(value)
+    step = len(width) if isinstance(width, str) else width
+    return len(text) + (text.count("\n") + 1) * step
+
+
+def _batch_size(value: Any, linecount: int, fill_with: Any = None) -> float:
+    return linecount if fill_with is not None else 0
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """Jinja's sandbox, refusing operations whose result would be too big to build."""
+
+    intercepted_binops = frozenset({"+", "*", "**"})
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False)
+        sized_filters = {"center": _center_size, "indent": _indent_size}
+        for name, size in sized_filters.items():
+            self.filters[name] = _sized_filter(self.filters[name], size, "string")
+        self.filters["batch"] = _sized_filter(self.filters["batch"], _batch_size, "list")
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _binop_size(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, str):
+            _check_size("string", _str_method_size(owner, obj.__name__, args))
+        return super().call(context, obj, *args, **kwargs)
+
+
+_environment = BoundedSandbox()
 
 
 def _normalise(template: str) -> str:
@@ -87,11 +203,26 @@ def references(template: str) -> References:
 
 
 def render(template: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> str:
-    """Render a prompt with the workflow's inputs and its upstream tasks' outputs."""
+    """Render a prompt with the workflow's inputs and its upstream tasks' outputs.
+
+    Raises TemplateError for a template that cannot be rendered or breaks a
+    limit; a MemoryError (the caller's memory ceiling) is left to the caller.
+    """
     tasks = {name: {"output": text} for name, text in outputs.items()}
+    compiled = _environment.from_string(_parse(template))
+    chunks: list[str] = []
+    size = 0
     try:
-        return _environment.from_string(_parse(template)).render(inputs=inputs, tasks=tasks)
-    except TemplateError:
+        for chunk in compiled.generate(inputs=inputs, tasks=tasks):
+            size += len(chunk)
+            if size > MAX_PROMPT_CHARS:
+                raise TemplateError(
+                    f"prompt template renders to more than {MAX_PROMPT_CHARS} characters "
+                    "(MAX_PROMPT_CHARS)"
+                )
+            chunks.append(chunk)
+    except (TemplateError, MemoryError):
         raise
     except Exception as error:  # the sandbox and StrictUndefined raise many kinds
         raise TemplateError(f"template cannot be rendered: {error}") from None
+    return "".join(chunks)

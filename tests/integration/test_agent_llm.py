@@ -16,7 +16,17 @@ import pytest
 from tests.support.openai_stub import Fault, OpenAIStub
 from troupe_agent.agent import Agent, AgentOptions
 from troupe_agent.errors import ModelCallError
-from troupe_operator.api import EXIT_PERMANENT, AgentSpec, Role, TaskResult, TokenUsage
+from troupe_agent.retry import Deadline
+from troupe_operator.api import (
+    EXIT_PERMANENT,
+    EXIT_RETRYABLE,
+    INPUT_ENV,
+    AgentSpec,
+    Role,
+    TaskReport,
+    TaskResult,
+    TokenUsage,
+)
 
 TROUPE_AGENT = Path(sys.executable).parent / "troupe-agent"
 CANARY_KEY = "tr-canary-KEY-5c1b9e77d2"
@@ -126,8 +136,31 @@ def test_the_task_deadline_cuts_a_slow_call_short(openai_stub: OpenAIStub) -> No
     openai_stub.inject(Fault.slow(5), Fault.slow(5))
     started = time.monotonic()
     with pytest.raises(ModelCallError):
-        agent(agent_spec(openai_stub, timeoutSeconds=60)).run("x", {}, deadline_seconds=0.5)
+        agent(agent_spec(openai_stub, timeoutSeconds=60)).run("x", {}, Deadline(0.5))
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [Fault.malformed(), Fault(raw_body=b"{}"), Fault(raw_body=b'{"choices": [{}]}')],
+    ids=["truncated-json", "no-choices", "choice-without-message"],
+)
+def test_a_malformed_reply_is_retried(openai_stub: OpenAIStub, malformed: Fault) -> None:
+    openai_stub.inject(malformed)
+    sleeps: list[float] = []
+    text, _ = agent(agent_spec(openai_stub), sleeps).run("x", {})
+    assert text.startswith("stub reply to:")
+    assert len(openai_stub.chat_requests) == 2 and len(sleeps) == 1
+
+
+def test_malformed_replies_fail_retryably_and_say_so(openai_stub: OpenAIStub) -> None:
+    openai_stub.inject(Fault.malformed(), Fault.malformed())
+    with pytest.raises(ModelCallError) as failed:
+        agent(agent_spec(openai_stub, maxRetries=1)).run("x", {})
+    assert str(failed.value).startswith(
+        'agent "agent-1": model "stub-model" sent a malformed reply after 2 attempts'
+    )
+    assert failed.value.retryable
 
 
 def test_unauthorized_fails_at_once(openai_stub: OpenAIStub) -> None:
@@ -146,43 +179,95 @@ def test_context_too_long_fails_at_once_and_says_so(openai_stub: OpenAIStub) -> 
     assert len(openai_stub.chat_requests) == 1
 
 
+PLAN = "PLAN-7f3a: step one"
+RESEARCH = "RESEARCH-91bc: the facts"
+
+
 def run_task_subprocess(
-    tmp_path: Path, stub: OpenAIStub, **model: Any
-) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    tmp_path: Path, stub: OpenAIStub, role: str = "executor", **model: Any
+) -> tuple[subprocess.CompletedProcess[str], Path, TaskReport]:
+    """`troupe-agent task` as ``troupe run`` starts it: upstream outputs from files. The
+    template places the plan; the research is a dependency it does not name."""
     task_input = {
         "workflow": "wf",
         "namespace": "default",
         "task": "write",
         "attempt": 1,
         "agentName": "writer",
-        "agent": {"role": "executor", "model": {"baseURL": stub.base_url, **model}},
-        "prompt": "Write it",
-        "upstream": {"plan": "step one"},
+        "agent": {"role": role, "model": {"baseURL": stub.base_url, **model}},
+        "upstream": {"plan": "wf-plan", "research": "wf-research"},
         "apiKeyEnv": "TROUPE_TEST_API_KEY",
     }
-    input_path, output, termination_log = (tmp_path / n for n in ("in.json", "out.json", "term"))
-    input_path.write_text(json.dumps(task_input))
+    prompt = "Write it following {{ tasks.plan.output }}"
+    write = {"name": "write", "agent": "w", "prompt": prompt, "dependsOn": ["plan", "research"]}
+    earlier = [{"name": name, "agent": "w", "prompt": "x"} for name in ("plan", "research")]
+    spec, outputs, output, termination_log = (
+        tmp_path / name for name in ("spec.json", "outputs", "out.json", "term")
+    )
+    spec.write_text(json.dumps({"tasks": [*earlier, write]}))
+    outputs.mkdir()
+    for name, text in (("plan", PLAN), ("research", RESEARCH)):
+        (outputs / f"wf-{name}.json").write_text(json.dumps({"model": "m", "output": text}))
+    env = {**os.environ, INPUT_ENV: json.dumps(task_input), "TROUPE_TEST_API_KEY": CANARY_KEY}
     finished = subprocess.run(
-        [TROUPE_AGENT, "task", "--input", input_path, "--output-file", output,
+        [TROUPE_AGENT, "task", "--spec", spec, "--outputs-dir", outputs, "--output-file", output,
          "--termination-log", termination_log],
-        env={**os.environ, "TROUPE_TEST_API_KEY": CANARY_KEY},
-        capture_output=True, text=True, timeout=60,
+        env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    return finished, output, termination_log
+    report = TaskReport.decode(termination_log.read_text())
+    assert report is not None, finished.stderr
+    assert CANARY_KEY not in finished.stderr + termination_log.read_text()
+    return finished, output, report
 
 
-def test_task_mode_subprocess_writes_the_output_file(
+def test_task_mode_subprocess_writes_the_output_file_and_reports(
     tmp_path: Path, openai_stub: OpenAIStub
 ) -> None:
-    finished, output, termination_log = run_task_subprocess(tmp_path, openai_stub)
+    finished, output, report = run_task_subprocess(tmp_path, openai_stub)
     assert finished.returncode == 0, finished.stderr
     written = json.loads(output.read_text())
     text = written.pop("output")
     result = TaskResult.model_validate(written)
     assert text.startswith("stub reply to:") and "step one" in text
     assert result.usage.total_tokens > 0 and result.calls == 1
-    assert not termination_log.exists()
-    assert CANARY_KEY not in finished.stderr + output.read_text()
+    assert report.succeeded and report.result == result
+    assert report.preview == " ".join(text.split())[:200]
+    assert CANARY_KEY not in output.read_text()
+
+
+def test_each_upstream_output_reaches_the_model_once_in_every_call(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.script("draft", "1. Too short.", "revised draft", "APPROVED")
+    finished, _, _ = run_task_subprocess(tmp_path, openai_stub, role="reviewer")
+    assert finished.returncode == 0, finished.stderr
+    calls = openai_stub.chat_requests
+    assert len(calls) == 4  # draft, critique, revise, critique
+    for call in calls:
+        assert call.body is not None
+        sent = "\n".join(str(message["content"]) for message in call.body["messages"])
+        assert (sent.count(PLAN), sent.count(RESEARCH)) == (1, 1), sent
+
+
+def test_a_task_failing_after_a_paid_call_reports_the_usage(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.inject(Fault(), Fault.unauthorized())  # the draft is answered, the critique not
+    finished, output, report = run_task_subprocess(tmp_path, openai_stub, role="reviewer")
+    assert finished.returncode == EXIT_PERMANENT
+    assert not report.succeeded and not output.exists()
+    assert report.result is not None and report.result.calls == 1
+    assert report.result.usage.total_tokens > 0
+
+
+def test_task_mode_retries_malformed_replies_and_fails_retryably(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.inject(Fault.malformed(), Fault.malformed())
+    finished, _, report = run_task_subprocess(tmp_path, openai_stub, maxRetries=1)
+    assert finished.returncode == EXIT_RETRYABLE
+    assert len(openai_stub.chat_requests) == 2
+    assert 'model "gpt-4o-mini" sent a malformed reply after 2 attempts' in str(report.message)
 
 
 def test_task_mode_401_is_permanent_after_one_request_and_never_shows_the_key(
@@ -190,16 +275,12 @@ def test_task_mode_401_is_permanent_after_one_request_and_never_shows_the_key(
 ) -> None:
     echoing = Fault(401, {"message": f"Incorrect API key provided: {CANARY_KEY}.", "code": None})
     openai_stub.inject(echoing)
-    finished, output, termination_log = run_task_subprocess(tmp_path, openai_stub)
+    finished, output, report = run_task_subprocess(tmp_path, openai_stub)
     assert finished.returncode == EXIT_PERMANENT
     assert len(openai_stub.chat_requests) == 1
-    message = termination_log.read_text()
-    assert message.count("\n") == 1
-    assert message.startswith('agent "writer": model "gpt-4o-mini" failed: HTTP 401')
-    assert "[REDACTED]" in message
-    assert not output.exists()
-    for line in finished.stderr.splitlines():
-        assert CANARY_KEY not in line
+    assert str(report.message).startswith('agent "writer": model "gpt-4o-mini" failed: HTTP 401')
+    assert "[REDACTED]" in str(report.message)
+    assert report.result is None and not output.exists()
     assert "HTTP 401" in finished.stderr
     sent = openai_stub.chat_requests[0].headers["Authorization"]
     assert sent == f"Bearer {CANARY_KEY}"  # the key did reach the endpoint, and only there

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx2
 import openai
 import pytest
@@ -88,3 +90,13 @@ def test_model_call_error_counts_attempts() -> None:
     error = ModelCallError(agent="a", model="m", failure=failure, attempts=4, reason="exhausted")
     assert "after 4 attempts" in str(error)
     assert error.retryable
+
+
+def test_a_malformed_reply_is_retryable_and_says_so() -> None:
+    try:
+        json.loads('{"id": "chatcmpl-broken", "choices": [')
+    except ValueError as exc:
+        failure = classify(exc)
+    assert (failure.status, failure.retryable) == ("malformed", True)
+    error = ModelCallError(agent="a", model="m", failure=failure, attempts=1)
+    assert str(error).startswith('agent "a": model "m" sent a malformed reply: Expecting value')

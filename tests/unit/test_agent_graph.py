@@ -26,6 +26,7 @@ from troupe_agent.agent import AgentOptions, run_task
 from troupe_agent.errors import ModelCallError
 from troupe_agent.graph import build_agent_graph, initial_state
 from troupe_agent.llm import ModelClient
+from troupe_agent.prompts import TaskPrompt
 from troupe_agent.retry import Deadline, RetryPolicy
 from troupe_agent.telemetry import GenAITelemetry
 from troupe_agent.usage import CallStats
@@ -267,10 +268,9 @@ def test_task_spans_join_the_trace_named_in_traceparent(monkeypatch: pytest.Monk
             "attempt": 1,
             "agentName": "a",
             "agent": {},
-            "prompt": "p",
         }
     )
-    run_task(task_input, None, AgentOptions(telemetry=telemetry))
+    run_task(task_input, TaskPrompt("p"), None, Deadline(None), AgentOptions(telemetry=telemetry))
     chat, agent_span = spans.get_finished_spans()
     assert agent_span.name == "invoke_agent a"
     assert {format(s.context.trace_id, "032x") for s in (chat, agent_span)} == {trace_id}

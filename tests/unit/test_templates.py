@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from troupe_operator.api import MAX_PROMPT_CHARS
 from troupe_operator.templates import References, TemplateError, references, render
 
 
@@ -47,3 +48,40 @@ def test_render_refuses(template: str, message: str) -> None:
 def test_references_refuse_uncheckable_uses(template: str) -> None:
     with pytest.raises(TemplateError):
         references(template)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ 'x' * 10**10 }}", "would build a string of 10000000000 characters"),
+        ("{{ [0] * 10**9 }}", "would build a list of 1000000000 items"),
+        ("{{ 10 ** (10**10) }}", "would build a number of 33219280949 bits"),
+        ("{{ 'x'.ljust(10**10) }}", "would build a string of 10000000000 characters"),
+        ("{{ 'x'.center(10**10) }}", "would build a string of 10000000000 characters"),
+        ("{{ '1'.zfill(10**10) }}", "would build a string of 10000000000 characters"),
+        ("{{ 'x'|center(10**10) }}", "would build a string of 10000000000 characters"),
+        ("{{ 'a\nb'|indent(10**10) }}", "would build a string of"),
+        ("{{ [1]|batch(10**10, 0)|list }}", "would build a list of 10000000000 items"),
+        ("{{ ('x' * 3000000) + ('y' * 3000000) }}", "would build a string of 6000000 characters"),
+        ("{{ ('\t' * 1000).expandtabs(10**7) }}", "would build a string of 10000000000 char"),
+    ],
+)
+def test_render_refuses_values_too_big_to_build_before_building_them(
+    template: str, message: str
+) -> None:
+    with pytest.raises(TemplateError, match=message):
+        render(template, {}, {})
+
+
+def test_render_stops_once_the_prompt_passes_max_prompt_chars() -> None:
+    template = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateError) as refused:
+        render(template, {}, {})
+    assert str(refused.value) == (
+        f"prompt template renders to more than {MAX_PROMPT_CHARS} characters (MAX_PROMPT_CHARS)"
+    )
+
+
+def test_render_keeps_a_prompt_of_exactly_max_prompt_chars() -> None:
+    text = render("{{ tasks.a.output }}", {}, {"a": "x" * MAX_PROMPT_CHARS})
+    assert len(text) == MAX_PROMPT_CHARS

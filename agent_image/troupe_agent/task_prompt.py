@@ -1,0 +1,83 @@
+"""What a task sends the model: its prompt, rendered in the pod within limits, and the
+upstream outputs the prompt does not place itself.
+
+Each upstream output reaches the model once. An output the template names
+(``{{ tasks.NAME.output }}``) is sent where the template puts it and nowhere
+else; the outputs of direct dependencies the template does not name go under
+"Material from earlier steps" (:func:`~troupe_agent.prompts.task_message`).
+
+Rendering is bounded so that a hostile template costs only its own task: the
+sandbox caps the prompt at ``MAX_PROMPT_CHARS`` and refuses values too big to
+build (:mod:`troupe_operator.templates`); here the render also gets
+``RENDER_SECONDS`` (never past the task deadline) and ``RENDER_MEMORY_BYTES``
+of address space (:mod:`troupe_agent.render_limits`). Hitting a limit is
+permanent (the same template fails the same way next time) and says which
+limit in one line; only running out of *task deadline* is retryable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from troupe_agent.failures import TaskFailed
+from troupe_agent.prompts import TaskPrompt
+from troupe_agent.render_limits import TimeLimitExceeded, memory_limit, time_limit
+from troupe_agent.retry import Deadline
+from troupe_operator.api import EXIT_PERMANENT, EXIT_RETRYABLE, TaskSpec
+from troupe_operator.templates import TemplateError, references, render
+
+RENDER_SECONDS: Final = 10.0
+"""Longest a prompt template may take to render."""
+
+RENDER_MEMORY_BYTES: Final = 256 * 2**20
+"""Most address space a render may add to the process."""
+
+
+def build_task_prompt(
+    task: TaskSpec, inputs: Mapping[str, str], outputs: Mapping[str, str], deadline: Deadline
+) -> TaskPrompt:
+    """The task's rendered prompt and the material it leaves out; ``outputs`` by task name."""
+    try:
+        placed = references(task.prompt).tasks
+    except TemplateError as error:
+        raise TaskFailed(f"prompt template: {error}", EXIT_PERMANENT) from error
+    missing = sorted((placed | set(task.depends_on)) - outputs.keys())
+    if missing:
+        names = ", ".join(f"'{name}'" for name in missing)
+        raise TaskFailed(
+            f"the task input names no output ConfigMap for upstream task {names}", EXIT_PERMANENT
+        )
+    text = render_prompt(task.prompt, inputs, outputs, deadline)
+    material = {name: outputs[name] for name in task.depends_on if name not in placed}
+    return TaskPrompt(text=text, material=material)
+
+
+def render_prompt(
+    template: str, inputs: Mapping[str, str], outputs: Mapping[str, str], deadline: Deadline
+) -> str:
+    """The rendered template, within the time and memory a render may use (main thread only)."""
+    budget = deadline.call_timeout(RENDER_SECONDS)
+    if budget <= 0:
+        raise TaskFailed("the task deadline passed before the prompt was rendered", EXIT_RETRYABLE)
+    try:
+        with time_limit(budget), memory_limit(RENDER_MEMORY_BYTES):
+            return render(template, inputs, outputs)
+    except TemplateError as error:
+        raise TaskFailed(str(error), EXIT_PERMANENT) from error
+    except MemoryError as error:
+        raise TaskFailed(
+            f"prompt template needed more than the {RENDER_MEMORY_BYTES // 2**20} MiB of memory "
+            "a render may use (RENDER_MEMORY_BYTES)",
+            EXIT_PERMANENT,
+        ) from error
+    except TimeLimitExceeded as error:
+        if budget < RENDER_SECONDS:
+            raise TaskFailed(
+                f"the task deadline passed while rendering the prompt ({budget:.3g} s were left)",
+                EXIT_RETRYABLE,
+            ) from error
+        raise TaskFailed(
+            f"prompt template took longer than {RENDER_SECONDS:g} s to render (RENDER_SECONDS)",
+            EXIT_PERMANENT,
+        ) from error

@@ -1,0 +1,39 @@
+"""The task's report to the operator: one JSON line in the termination log, on every exit.
+
+The operator reads a task through its container's termination message and
+nothing else, and Kubernetes keeps at most ``MAX_REPORT_BYTES`` of it. So every
+run ends with a :class:`~troupe_operator.api.TaskReport`: on success the
+result and a preview of the output; on failure the one-line reason and, when
+the model was already called, the usage that was paid for. The report fits
+by construction: a success has no message, a failure no preview, and even
+text made only of characters JSON must escape stays under the limit (a test
+holds this). This module writes a whole report or none, never a cut line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from troupe_operator.api import TaskReport, TaskResult
+from troupe_operator.api.workflow import PREVIEW_CHARS
+
+
+def preview_of(text: str) -> str:
+    """The output's first ``PREVIEW_CHARS`` characters, with whitespace folded to single spaces."""
+    return " ".join(text.split())[:PREVIEW_CHARS]
+
+
+def success_report(text: str, result: TaskResult) -> TaskReport:
+    return TaskReport(succeeded=True, result=result, preview=preview_of(text))
+
+
+def failure_report(message: str, spent: TaskResult | None) -> TaskReport:
+    """A failure's report; ``message`` is already one short scrubbed line (TaskFailed's)."""
+    return TaskReport(succeeded=False, message=message, result=spent)
+
+
+def write_report(report: TaskReport, termination_log: Path) -> None:
+    """Write the report where Kubernetes reads the termination message; skipped if unwritable."""
+    with contextlib.suppress(OSError):
+        termination_log.write_text(report.encode() + "\n", encoding="utf-8")
