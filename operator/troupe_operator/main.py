@@ -1,34 +1,28 @@
 """The operator's entry point: ``kopf run -m troupe_operator.main``.
 
-Builds the Kubernetes client from the pod's service account (or a kubeconfig
-outside a cluster), reads the installation's settings from the environment,
-and registers the handlers on kopf's default registry.
+Importing this module only registers the handlers on kopf's default
+registry; it reads no settings and opens no connection. When the operator
+starts, the installation's settings are read from the environment (a bad
+one stops it with the variable's name) and the Kubernetes client is built
+from the pod's ServiceAccount, or a kubeconfig outside a cluster.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Final
 
 import kopf
-from kubernetes import client, config
+from kubernetes.aio import client
 
+from troupe_operator import __version__
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.controller.handlers import register
-from troupe_operator.controller.reconciler import WorkflowReconciler
+from troupe_operator.controller.handlers import api_client_from_environment, register
+
+USER_AGENT: Final = f"troupe-operator/{__version__}"
 
 
-def _api_client() -> client.ApiClient:
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]  # untyped upstream
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+async def _connect() -> client.ApiClient:
+    return await api_client_from_environment(USER_AGENT)
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.posting.level = 30  # kopf's own events: warnings and errors only
-    settings.watching.server_timeout = 300
-
-
-register(kopf.get_default_registry(), WorkflowReconciler(_api_client(), OperatorConfig.from_env()))
+register(kopf.get_default_registry(), OperatorConfig.from_env, _connect)

@@ -17,7 +17,13 @@ from collections.abc import Iterator
 import kubernetes
 import pytest
 
-from tests.integration.troupe_driver import Troupe, agent, reply_naming_the_task, workflow
+from tests.integration.troupe_driver import (
+    TASK_MARK,
+    Troupe,
+    agent,
+    reply_naming_the_task,
+    workflow,
+)
 from tests.support.emulator import EmulatedCluster
 from tests.support.fixtures import RunOperator
 from tests.support.jobrunner import JobRunner
@@ -44,13 +50,14 @@ def stub() -> Iterator[OpenAIStub]:
         yield server
 
 
-def prompts_by_task(troupe: Troupe, name: str) -> dict[str, str]:
-    """The rendered prompt of each task, from its input ConfigMaps."""
+def prompts_by_task(stub: OpenAIStub) -> dict[str, str]:
+    """What each task sent the model as its task: the last user message, by ``TASK=`` mark."""
     prompts = {}
-    for data in troupe.config_maps(name).values():
-        if "input.json" in data:
-            task_input = json.loads(data["input.json"])
-            prompts[task_input["task"]] = task_input["prompt"]
+    for request in stub.chat_requests:
+        user = [m["content"] for m in (request.body or {})["messages"] if m["role"] == "user"]
+        found = TASK_MARK.search(str(user[-1])) if user else None
+        if found:
+            prompts[found.group(1)] = str(user[-1])
     return prompts
 
 
@@ -97,10 +104,10 @@ def test_dag_succeeds_with_upstream_outputs_in_every_prompt(
         status = troupe.wait_for_phase(shape, "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "Succeeded", status.get("message")
     assert status["progress"] == f"{len(tasks)}/{len(tasks)}"
-    prompts = prompts_by_task(troupe, shape)
+    prompts = prompts_by_task(stub)
     for task in tasks:
         for upstream in task.get("dependsOn", []):
-            assert f"output-of-{upstream}" in prompts[task["name"]]
+            assert prompts[task["name"]].count(f"output-of-{upstream}") == 1, "sent twice"
         entry = status["tasks"][task["name"]]
         assert entry["phase"] == "Succeeded" and entry["attempts"] == 1
         assert entry["preview"] == f"output-of-{task['name']}"
@@ -112,7 +119,7 @@ def test_dag_succeeds_with_upstream_outputs_in_every_prompt(
         status["tasks"][t["name"]]["usage"]["totalTokens"] for t in tasks
     )
     reasons = Counter(troupe.event_reasons(shape))
-    assert reasons["TaskStarted"] == len(tasks) and reasons["WorkflowSucceeded"] == 1
+    assert reasons == {"TaskSucceeded": len(tasks), "WorkflowSucceeded": 1}
     assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "True"
 
 
@@ -125,10 +132,9 @@ def test_task_failing_twice_then_succeeding_within_its_retries(
         status = troupe.wait_for_phase("flaky", "Succeeded", "Failed", timeout=60)
     assert status["phase"] == "Succeeded", status.get("message")
     assert status["tasks"]["a"]["attempts"] == 3
+    run = troupe.run("flaky")
     assert sorted(job.metadata.name for job in troupe.jobs("flaky")) == [
-        "flaky-a-1",
-        "flaky-a-2",
-        "flaky-a-3",
+        run.job_name("a", attempt) for attempt in (1, 2, 3)
     ]
     assert Counter(troupe.event_reasons("flaky"))["RetryScheduled"] >= 1
 
@@ -289,7 +295,8 @@ def test_restarted_operator_adopts_running_jobs_and_duplicates_nothing(
         status = troupe.wait_for_phase("resilient", "Succeeded", "Failed", timeout=60)
     assert status["phase"] == "Succeeded", status.get("message")
     names = sorted(job.metadata.name for job in troupe.jobs("resilient"))
-    assert names == ["resilient-one-1", "resilient-three-1", "resilient-two-1"]
+    run = troupe.run("resilient")
+    assert names == sorted(run.job_name(t["name"], 1) for t in tasks)
     assert all(status["tasks"][t["name"]]["attempts"] == 1 for t in tasks)
     prompts = [str(r.body) for r in stub.chat_requests]
     assert len(prompts) == 3, "a task ran twice"

@@ -16,12 +16,14 @@ from typing import Any
 
 import kopf
 import kubernetes
+from kubernetes.aio import client as aio_client
 
 from tests.support.fixtures import RunOperator
 from tests.support.waiting import wait_for
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.controller.handlers import register
-from troupe_operator.controller.reconciler import WorkflowReconciler
+from troupe_operator.controller.handlers import Controller, register
+from troupe_operator.main import USER_AGENT
+from troupe_operator.workflow import WorkflowRef
 
 GROUP, VERSION = "troupe.dev", "v1alpha1"
 TASK_MARK = re.compile(r"TASK=([a-z0-9-]+)")
@@ -74,18 +76,27 @@ class Troupe:
         return kubernetes.client.CoreV1Api(self.api)
 
     @contextlib.contextmanager
-    def operator(self) -> Iterator[WorkflowReconciler]:
+    def operator(self, **settings: Any) -> Iterator[Controller]:
         """The real operator's handlers, freshly built, running until the block ends."""
         config = OperatorConfig(
             agent_image="unused-by-the-job-runner",
             task_command=(sys.executable, "-m", "troupe_agent"),
             resync_seconds=2.0,
+            pod_check_seconds=1.0,
+            api_timeout_seconds=5.0,
+            **settings,
         )
-        reconciler = WorkflowReconciler(self.api, config)
+        host = self.api.configuration.host
+
+        async def connect() -> aio_client.ApiClient:
+            api = aio_client.ApiClient(aio_client.Configuration(host=host))
+            api.user_agent = USER_AGENT
+            return api
+
         registry = kopf.OperatorRegistry()
-        register(registry, reconciler)
+        controller = register(registry, lambda: config, connect)
         with self.run_operator(registry, clusterwide=True):
-            yield reconciler
+            yield controller
 
     def apply(self, *documents: dict[str, Any]) -> None:
         for document in documents:
@@ -100,6 +111,10 @@ class Troupe:
             GROUP, VERSION, "default", "workflows", name
         )
         return body
+
+    def run(self, name: str) -> WorkflowRef:
+        """The Workflow as the names of its children derive from it."""
+        return WorkflowRef("default", name, self.workflow(name)["metadata"]["uid"])
 
     def status(self, name: str) -> dict[str, Any]:
         return self.workflow(name).get("status") or {}

@@ -1,21 +1,28 @@
-"""The shell's pure parts: the objects of a task attempt, and Jobs read back as observations."""
+"""The shell's pure parts: the objects a run creates, and Jobs and pods read back."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from troupe_operator.api import EXIT_PERMANENT, AgentSpec, TaskResult, WorkflowSpec
-from troupe_operator.controller import children, observe
-from troupe_operator.controller.cluster import ClusterIndex
-from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.controller.triggers import Triggers
-from troupe_operator.workflow.launch import WorkflowRef, create_task
-from troupe_operator.workflow.observation import JobState
+import pytest
 
+from troupe_operator.api import (
+    EXIT_PERMANENT,
+    INPUT_ENV,
+    AgentSpec,
+    TaskInput,
+    TaskReport,
+    TaskResult,
+    WorkflowSpec,
+)
+from troupe_operator.controller import children, observe
+from troupe_operator.controller.config import ConfigError, OperatorConfig
+from troupe_operator.workflow import JobState, PrepareRun, WorkflowRef
+from troupe_operator.workflow.launch import create_task
+
+RUN = WorkflowRef("team", "brief", "uid-1")
 SPEC = WorkflowSpec.model_validate(
     {"tasks": [{"name": "research", "agent": "r", "prompt": "p", "timeoutSeconds": 60}]}
 )
@@ -26,126 +33,182 @@ AGENT = AgentSpec.model_validate(
         "resources": {"limits": {"memory": "256Mi"}},
     }
 )
+PREPARE = PrepareRun(RUN.spec_config_map(), SPEC, RUN.task_identity(), ("brief-x-out",))
 
 
-def action() -> Any:
-    ref = WorkflowRef("team", "brief", "uid-1")
-    return create_task(ref, SPEC, SPEC.tasks[0], 2, AGENT, {})
-
-
-def test_job_runs_the_task_locked_down_with_key_only_from_the_secret() -> None:
-    job = children.task_job(action(), "uid-1", OperatorConfig(agent_image="img:1"))
-    assert job["metadata"]["name"] == "brief-research-2"
-    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+def test_job_runs_the_task_locked_down_with_references_and_a_key_only_from_the_secret() -> None:
+    action = create_task(RUN, SPEC.tasks[0], 2, AGENT)
+    job = children.task_job(RUN, action, OperatorConfig(agent_image="img:1"))
+    assert job["metadata"]["name"] == RUN.job_name("research", 2)
+    [owner] = job["metadata"]["ownerReferences"]
+    assert owner["uid"] == "uid-1" and owner["blockOwnerDeletion"] is True
     assert job["metadata"]["labels"]["troupe.dev/attempt"] == "2"
     spec = job["spec"]
-    assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] == 60
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 60
     rule = spec["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [EXIT_PERMANENT]
     pod = spec["template"]["spec"]
-    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "troupe-task"
+    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == RUN.task_identity()
     [container] = pod["containers"]
     assert container["image"] == "img:1"
-    assert container["args"][:3] == ["task", "--input", "/etc/troupe/input/input.json"]
+    assert container["args"][:3] == ["task", "--input-env", INPUT_ENV]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["resources"] == {"limits": {"memory": "256Mi"}, "requests": {}}
-    [env] = container["env"]
-    assert env["valueFrom"]["secretKeyRef"] == {"name": "openai", "key": "api-key"}
-    assert pod["volumes"][0]["configMap"]["name"] == "brief-research-2-in"
+    task_input, key = container["env"]
+    assert TaskInput.model_validate_json(task_input["value"]).attempt == 2
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "openai", "key": "api-key"}
+    assert pod["volumes"][0]["configMap"]["name"] == RUN.spec_config_map()
 
 
-def test_input_config_map_holds_the_task_input_and_no_key() -> None:
-    config_map = children.input_config_map(action(), "uid-1")
-    data = json.loads(config_map["data"]["input.json"])
-    assert data["prompt"] == "p" and data["attempt"] == 2
-    assert data["apiKeyEnv"] == "TROUPE_API_KEY"
+def test_the_recorded_spec_is_immutable_and_owned_by_the_run() -> None:
+    config_map = children.spec_config_map(RUN, PREPARE)
     assert config_map["immutable"] is True
+    assert WorkflowSpec.model_validate_json(config_map["data"]["spec.json"]) == SPEC
+    assert config_map["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 
-def job_body(conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def test_task_pods_may_touch_only_their_runs_outputs_and_never_secrets() -> None:
+    role = children.role(RUN, PREPARE)
+    named, create = role["rules"]
+    assert named == {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["brief-x-out"],
+        "verbs": ["get", "update", "patch"],
+    }
+    assert create == {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}
+    binding = children.role_binding(RUN, PREPARE)
+    assert binding["subjects"][0]["name"] == RUN.task_identity()
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def job_body(conditions: list[dict[str, Any]] | None = None, **status: Any) -> dict[str, Any]:
     return {
         "metadata": {
             "name": "brief-research-1",
             "namespace": "team",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
             "labels": {"troupe.dev/workflow": "brief", "troupe.dev/task": "research"}
             | {"troupe.dev/attempt": "1"},
+            "ownerReferences": [{"uid": "uid-1", "controller": True}],
         },
-        "status": {"startTime": "2026-01-01T00:00:00Z", "conditions": conditions or []},
+        "status": {"startTime": "2026-01-01T00:00:00Z", "conditions": conditions or [], **status},
     }
 
 
-def failed(reason: str) -> dict[str, Any]:
-    return {"type": "Failed", "status": "True", "reason": reason, "message": "job says"}
+def finished(kind: str, reason: str = "") -> dict[str, Any]:
+    return {"type": kind, "status": "True", "reason": reason, "message": "job says"}
 
 
-def pod(message: str, exit_code: int) -> dict[str, Any]:
-    terminated = {"exitCode": exit_code, "message": message}
-    return {
-        "metadata": {},
-        "status": {"containerStatuses": [{"state": {"terminated": terminated}}]},
+def pod(terminated: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    states = {"terminated": terminated} if terminated else {}
+    return {"status": {"containerStatuses": [{"state": states}], **status}}
+
+
+REPORT = TaskReport(succeeded=True, result=TaskResult(model="m", bytes=3), preview="abc")
+
+
+def test_a_job_record_keeps_only_what_observing_needs() -> None:
+    record = observe.job_record(job_body(ready=1))
+    assert record is not None
+    assert (record.task, record.attempt, record.owner_uid, record.ready) == (
+        "research",
+        1,
+        "uid-1",
+        True,
+    )
+    assert not record.finished
+    assert observe.job_record({"metadata": {"name": "x", "labels": {}}}) is None
+
+
+@pytest.mark.parametrize(
+    ("conditions", "pods", "state", "expect"),
+    [
+        ([], [], JobState.ACTIVE, {}),
+        (
+            [finished("Complete")],
+            [pod({"exitCode": 0, "message": REPORT.encode()})],
+            JobState.SUCCEEDED,
+            {"report": REPORT},
+        ),
+        ([finished("Complete")], [], JobState.SUCCEEDED, {"report": None}),
+        (
+            [finished("Failed", "BackoffLimitExceeded")],
+            [pod({"exitCode": 1, "message": "plain words from a crash"})],
+            JobState.FAILED,
+            {"message": "plain words from a crash", "permanent": False},
+        ),
+        (
+            [finished("Failed", "PodFailurePolicy")],
+            [pod({"exitCode": 3, "message": ""})],
+            JobState.FAILED,
+            {"message": "job says", "permanent": True},
+        ),
+        (
+            [finished("Failed", "DeadlineExceeded")],
+            [],
+            JobState.FAILED,
+            {"deadline_exceeded": True},
+        ),
+    ],
+)
+def test_jobs_and_their_pods_read_as_observations(
+    conditions: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
+    state: JobState,
+    expect: dict[str, Any],
+) -> None:
+    record = observe.job_record(job_body(conditions))
+    assert record is not None
+    job = observe.observed_job(record, pods)
+    assert job.state == state
+    for field, value in expect.items():
+        assert getattr(job, field) == value, field
+
+
+def test_pods_that_cannot_start_say_why() -> None:
+    waiting = {
+        "waiting": {"reason": "CreateContainerConfigError", "message": 'secret "k" not found'}
     }
+    stuck = {"status": {"containerStatuses": [{"state": waiting}]}}
+    problem = observe.pod_problem([stuck])
+    assert problem is not None and problem.reason == "CreateContainerConfigError"
+    unscheduled = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        }
+    }
+    problem = observe.pod_problem([unscheduled])
+    assert problem is not None and problem.since == datetime(2026, 1, 1, tzinfo=UTC)
+    creating = {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}
+    assert observe.pod_problem([{"status": creating}]) is None
 
 
-def test_observed_jobs() -> None:
-    running = observe.observed_job(job_body())
-    assert running is not None and running.state is JobState.ACTIVE
-    assert running.started_at == datetime(2026, 1, 1, tzinfo=UTC)
-    done = observe.observed_job(job_body([{"type": "Complete", "status": "True"}]))
-    assert done is not None and done.state is JobState.SUCCEEDED
-    permanent = observe.observed_job(job_body([failed("PodFailurePolicy")]), [pod("401", 3)])
-    assert permanent is not None and permanent.permanent and permanent.message == "401"
-    late = observe.observed_job(job_body([failed("DeadlineExceeded")]))
-    assert late is not None and late.deadline_exceeded and late.message == "job says"
-    assert observe.observed_job({"metadata": {"name": "x", "labels": {}}}) is None
+def test_a_report_fits_a_termination_message_and_round_trips() -> None:
+    report = TaskReport(
+        succeeded=False,
+        message="é" * 300,
+        result=TaskResult(model="m" * 100),
+        preview="🙂" * 200,
+    )
+    assert len(report.encode().encode()) <= 4096
+    assert TaskReport.decode(report.encode()) == report
+    assert TaskReport.decode("not json at all") is None
+    assert json.loads(report.encode())["succeeded"] is False
 
 
-def test_task_output_needs_text_and_result() -> None:
-    result = TaskResult(model="m").model_dump_json(by_alias=True)
-    output = observe.task_output({"data": {"output": "text", "result.json": result}})
-    assert output is not None and output.text == "text"
-    assert observe.task_output({"data": {"output": "text"}}) is None
-    assert observe.task_output({"data": {"output": "t", "result.json": "{"}}) is None
-
-
-def test_index_lists_agents_once_then_follows_events() -> None:
-    index = ClusterIndex()
-    calls = []
-
-    def load() -> list[dict[str, Any]]:
-        calls.append(1)
-        return [{"metadata": {"namespace": "team", "name": "r"}, "spec": {"role": "planner"}}]
-
-    index.agent_changed({"metadata": {"namespace": "team", "name": "x"}, "spec": {}})
-    assert set(index.agents("team", load)) == {"r", "x"}
-    index.agent_changed({"metadata": {"namespace": "team", "name": "r"}}, deleted=True)
-    assert set(index.agents("team", load)) == {"x"}
-    assert len(calls) == 1
-    assert index.job_changed(job_body()) == ("team", "brief")
-    assert len(index.jobs(("team", "brief"))) == 1
-
-
-async def test_triggers_coalesce_a_burst_into_few_reconciles() -> None:
-    runs: list[int] = []
-
-    def reconcile(key: tuple[str, str]) -> float | None:
-        runs.append(1)
-        time.sleep(0.05)
-        return None
-
-    triggers = Triggers(reconcile)
-    await asyncio.gather(*(triggers.trigger(("ns", "wf")) for _ in range(10)))
-    assert 1 <= len(runs) <= 2
-    triggers.close()
-
-
-def test_a_created_job_never_overwrites_a_newer_watch_event() -> None:
-    index = ClusterIndex()
-    complete = job_body([{"type": "Complete", "status": "True"}])
-    index.job_changed(complete)
-    index.job_created(job_body())
-    [kept] = index.jobs(("team", "brief"))
-    observed = observe.observed_job(kept)
-    assert observed is not None and observed.state is JobState.SUCCEEDED
-    index.job_created({**job_body(), "metadata": {**job_body()["metadata"], "name": "other"}})
-    assert len(index.jobs(("team", "brief"))) == 2
+def test_settings_come_from_the_environment_and_bad_ones_name_their_variable() -> None:
+    config = OperatorConfig.from_env({"TROUPE_RESYNC_SECONDS": "7200", "TROUPE_WORKERS": "4"})
+    assert config.resync_seconds == 300 and config.workers == 4
+    with pytest.raises(ConfigError, match="TROUPE_API_TIMEOUT_SECONDS"):
+        OperatorConfig.from_env({"TROUPE_API_TIMEOUT_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="TROUPE_TASK_EVENTS"):
+        OperatorConfig.from_env({"TROUPE_TASK_EVENTS": "some"})

@@ -1,51 +1,99 @@
-"""The Kubernetes objects that run one task attempt: its input ConfigMap and its Job.
+"""The Kubernetes objects a run creates: its pods' identity, its recorded spec, its Jobs.
 
-Built as plain dicts from the core's CreateTask action. The pod is locked down
-the way a restricted Pod Security namespace demands (non-root, no privilege
-escalation, all capabilities dropped, read-only root filesystem); the API key
-reaches it only as an environment variable taken from the Agent's Secret; a
-failure no retry can cure (exit code EXIT_PERMANENT) fails the Job at once
-through its podFailurePolicy.
+Built as plain dicts from the core's actions. Least privilege is the rule:
+each run's task pods run as their own ServiceAccount, whose Role lets them
+get, update and patch exactly the ConfigMaps that hold this run's outputs
+(by name) and create ConfigMaps (Kubernetes RBAC cannot limit create by
+name; a squatted name is replaced by its rightful writer, which may update
+it). Nothing else: no Secrets, no list or watch, no other run's objects.
+The API key reaches a pod only as an environment variable taken from the
+Agent's Secret by the kubelet. Task pods are locked down the way a restricted
+Pod Security namespace demands; a failure no retry can cure (exit code
+EXIT_PERMANENT) fails the Job at once through its podFailurePolicy.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from troupe_operator.api import EXIT_PERMANENT, INPUT_KEY
+from troupe_operator.api import EXIT_PERMANENT, INPUT_ENV, SPEC_KEY, SPEC_MOUNT
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.workflow.actions import CreateTask
-from troupe_operator.workflow.naming import owner_reference
+from troupe_operator.workflow import CreateTask, PrepareRun, WorkflowRef
 
 CONTAINER: Final = "agent"
-INPUT_MOUNT: Final = "/etc/troupe/input"
 TERMINATION_LOG: Final = "/dev/termination-log"
+RBAC_API: Final = "rbac.authorization.k8s.io/v1"
+
+Body = dict[str, Any]
 
 
-def _metadata(action: CreateTask, name: str, workflow_uid: str) -> dict[str, Any]:
-    workflow = action.task_input.workflow
+def _metadata(run: WorkflowRef, name: str, labels: dict[str, str]) -> Body:
     return {
         "name": name,
-        "namespace": action.task_input.namespace,
-        "labels": action.labels,
-        "ownerReferences": [owner_reference(workflow, workflow_uid)],
+        "namespace": run.namespace,
+        "labels": labels,
+        "ownerReferences": [run.owner_reference(block_owner_deletion=True)],
     }
 
 
-def input_config_map(action: CreateTask, workflow_uid: str) -> dict[str, Any]:
-    """The attempt's TaskInput as JSON; it never holds a key (only the env name)."""
+def spec_config_map(run: WorkflowRef, action: PrepareRun) -> Body:
+    """The spec the run started with; task pods mount it to find their template and inputs."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(action, action.input_config_map, workflow_uid),
+        "metadata": _metadata(run, action.spec_config_map, run.labels()),
         "immutable": True,
-        "data": {INPUT_KEY: action.task_input.model_dump_json(by_alias=True, exclude_none=True)},
+        "data": {SPEC_KEY: action.spec.model_dump_json(by_alias=True, exclude_none=True)},
     }
 
 
-def _environment(action: CreateTask) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = []
-    secret = action.agent.model.api_key_secret_ref
+def service_account(run: WorkflowRef, action: PrepareRun) -> Body:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(run, action.service_account, run.labels()),
+    }
+
+
+def role(run: WorkflowRef, action: PrepareRun) -> Body:
+    """Get and write this run's outputs, by name; create ConfigMaps (not limitable by name)."""
+    return {
+        "apiVersion": RBAC_API,
+        "kind": "Role",
+        "metadata": _metadata(run, action.service_account, run.labels()),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": list(action.outputs),
+                "verbs": ["get", "update", "patch"],
+            },
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        ],
+    }
+
+
+def role_binding(run: WorkflowRef, action: PrepareRun) -> Body:
+    return {
+        "apiVersion": RBAC_API,
+        "kind": "RoleBinding",
+        "metadata": _metadata(run, action.service_account, run.labels()),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": action.service_account,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": action.service_account, "namespace": run.namespace}
+        ],
+    }
+
+
+def _environment(action: CreateTask) -> list[Body]:
+    env: list[Body] = [
+        {"name": INPUT_ENV, "value": action.task_input.model_dump_json(by_alias=True)}
+    ]
+    secret = action.task_input.agent.model.api_key_secret_ref
     if secret is not None and action.task_input.api_key_env:
         env.append(
             {
@@ -56,22 +104,24 @@ def _environment(action: CreateTask) -> list[dict[str, Any]]:
     return env
 
 
-def task_job(action: CreateTask, workflow_uid: str, config: OperatorConfig) -> dict[str, Any]:
+def task_job(run: WorkflowRef, action: CreateTask, config: OperatorConfig) -> Body:
     """The Job that runs one attempt of a task in the agent image's task mode."""
     container = {
         "name": CONTAINER,
-        "image": action.agent.image or config.agent_image,
+        "image": action.task_input.agent.image or config.agent_image,
         "command": list(config.task_command),
         "args": [
             "task",
-            "--input",
-            f"{INPUT_MOUNT}/{INPUT_KEY}",
+            "--input-env",
+            INPUT_ENV,
+            "--spec",
+            f"{SPEC_MOUNT}/{SPEC_KEY}",
             "--termination-log",
             TERMINATION_LOG,
         ],
         "env": _environment(action),
-        "volumeMounts": [{"name": "input", "mountPath": INPUT_MOUNT, "readOnly": True}],
-        "resources": action.agent.resources.to_wire(),
+        "volumeMounts": [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}],
+        "resources": action.task_input.agent.resources.to_wire(),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
@@ -81,7 +131,7 @@ def task_job(action: CreateTask, workflow_uid: str, config: OperatorConfig) -> d
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    job_spec: dict[str, Any] = {
+    job_spec: Body = {
         "backoffLimit": 0,
         "podFailurePolicy": {
             "rules": [
@@ -99,14 +149,22 @@ def task_job(action: CreateTask, workflow_uid: str, config: OperatorConfig) -> d
             "metadata": {"labels": action.labels},
             "spec": {
                 "restartPolicy": "Never",
-                "serviceAccountName": config.task_service_account,
+                "serviceAccountName": action.service_account,
                 "securityContext": {
                     "runAsNonRoot": True,
                     "runAsUser": 10001,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "containers": [container],
-                "volumes": [{"name": "input", "configMap": {"name": action.input_config_map}}],
+                "volumes": [
+                    {
+                        "name": "spec",
+                        "configMap": {
+                            "name": action.spec_config_map,
+                            "items": [{"key": SPEC_KEY, "path": SPEC_KEY}],
+                        },
+                    }
+                ],
             },
         },
     }
@@ -115,6 +173,6 @@ def task_job(action: CreateTask, workflow_uid: str, config: OperatorConfig) -> d
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(action, action.job_name, workflow_uid),
+        "metadata": _metadata(run, action.job_name, action.labels),
         "spec": job_spec,
     }

@@ -1,13 +1,25 @@
 """How an operator installation is set up, read once from its environment.
 
-The Helm chart sets these variables; tests build the dataclass directly.
+The Helm chart sets these variables; tests build the dataclass directly. A
+value that does not parse is refused at start-up with the variable's name,
+never replaced by a silent default.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
+
+MAX_RESYNC_SECONDS: Final = 300.0
+"""The longest a live run goes without being looked at, whatever is configured."""
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used, with the variable that holds it."""
 
 
 @dataclass(frozen=True)
@@ -20,22 +32,58 @@ class OperatorConfig:
     task_command: tuple[str, ...] = ("troupe-agent",)
     """Command of the task container; the agent image's entry point."""
 
-    task_service_account: str = "troupe-task"
-    """ServiceAccount task pods run as; may only write ConfigMaps in its namespace."""
-
     resync_seconds: float = 30.0
-    """How often every Workflow is reconciled even without an event (missed-event net)."""
+    """How often a live run is looked at (its Jobs listed) even without an event."""
+
+    workers: int = 16
+    """Runs reconciled at once."""
+
+    api_timeout_seconds: float = 15.0
+    """Limit on every API call the controller makes."""
+
+    pod_check_seconds: float = 10.0
+    """How long a task's pod may take to start before the controller asks why it does not run."""
+
+    task_events: bool = False
+    """Post an Event when each attempt starts, besides the one for how each task ended."""
+
+    reporting_instance: str = "troupe-operator"
+    """This operator process, as Events name it (the pod's name in a cluster)."""
+
+    def __post_init__(self) -> None:
+        if self.resync_seconds > MAX_RESYNC_SECONDS:
+            object.__setattr__(self, "resync_seconds", MAX_RESYNC_SECONDS)
 
     @classmethod
-    def from_env(cls) -> OperatorConfig:
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> OperatorConfig:
         defaults = cls()
+
+        def number(variable: str, default: float, minimum: float) -> float:
+            text = environ.get(variable)
+            if text is None:
+                return default
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"{variable}={text!r} is not a number") from None
+            if value < minimum:
+                raise ConfigError(f"{variable}={text!r} is below its minimum {minimum:g}")
+            return value
+
+        task_events = environ.get("TROUPE_TASK_EVENTS", "outcomes")
+        if task_events not in ("outcomes", "all"):
+            raise ConfigError(f"TROUPE_TASK_EVENTS={task_events!r} is not 'outcomes' or 'all'")
         return cls(
-            agent_image=os.environ.get("TROUPE_AGENT_IMAGE", defaults.agent_image),
+            agent_image=environ.get("TROUPE_AGENT_IMAGE", defaults.agent_image),
             task_command=tuple(
-                shlex.split(os.environ.get("TROUPE_TASK_COMMAND", "")) or defaults.task_command
+                shlex.split(environ.get("TROUPE_TASK_COMMAND", "")) or defaults.task_command
             ),
-            task_service_account=os.environ.get(
-                "TROUPE_TASK_SERVICE_ACCOUNT", defaults.task_service_account
+            resync_seconds=number("TROUPE_RESYNC_SECONDS", defaults.resync_seconds, 0.1),
+            workers=int(number("TROUPE_WORKERS", defaults.workers, 1)),
+            api_timeout_seconds=number(
+                "TROUPE_API_TIMEOUT_SECONDS", defaults.api_timeout_seconds, 0.1
             ),
-            resync_seconds=float(os.environ.get("TROUPE_RESYNC_SECONDS", defaults.resync_seconds)),
+            pod_check_seconds=number("TROUPE_POD_CHECK_SECONDS", defaults.pod_check_seconds, 0),
+            task_events=task_events == "all",
+            reporting_instance=environ.get("POD_NAME") or socket.gethostname(),
         )

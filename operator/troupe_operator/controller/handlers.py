@@ -1,49 +1,223 @@
-"""The kopf handlers: watch Workflows, their Jobs and Agents; reconcile on change.
+"""The Workflow controller on kopf: indexes, event handlers, and the workers behind them.
 
-Only event handlers are used. kopf therefore never writes its diff-base
-annotation (capped at 262,144 characters, which long prompts could exceed)
-nor adds finalizers: deleting a Workflow is never blocked by the operator,
-and ownerReferences take its Jobs and ConfigMaps with it.
+kopf does what it does well: it lists and watches Workflows, their Jobs and
+Agents, keeps the Jobs and Agents in its indexes (``@kopf.index``), and calls
+no handler before those indexes are filled, so nothing is decided about a
+run before its Jobs are known. Its event handlers only note what changed and
+put the Workflow's key on the work queue; the workers reconcile. Only event
+handlers and indexes are used: kopf never writes its diff-base annotation
+(capped at 262,144 characters, which long prompts could exceed) nor adds
+finalizers, so deleting a Workflow is never blocked by the operator and
+ownerReferences take its children with it.
+
+Every handler is a coroutine: kopf would run a plain function in a worker
+thread, and nothing here may leave kopf's event loop. A reconcile that raises
+is logged (with its traceback when it is not an API error), counted, and
+retried with per-Workflow backoff; never dropped.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
 
 import kopf
+from kubernetes.aio import client
+from pydantic import ValidationError
 
-from troupe_operator.api import GROUP, VERSION
+from troupe_operator.api import GROUP, VERSION, AgentSpec
+from troupe_operator.controller import metrics, observe
+from troupe_operator.controller.config import OperatorConfig
+from troupe_operator.controller.kube import ApiError, Kube
+from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.reconciler import WorkflowReconciler
-from troupe_operator.controller.triggers import Triggers
-from troupe_operator.workflow.naming import LABEL_WORKFLOW
+from troupe_operator.controller.runs import Runs, WorkflowKey
+from troupe_operator.controller.workqueue import QueueShutDown, WorkQueue
+from troupe_operator.workflow import LABEL_WORKFLOW
+
+logger = logging.getLogger(__name__)
+
+Connect = Callable[[], Awaitable[client.ApiClient]]
+AgentEntry = tuple[str, AgentSpec | None]
+QUEUE: Final = "workflow"
+JOB_INDEX: Final = "task_jobs"
+AGENT_INDEX: Final = "agents"
 
 
-def register(registry: kopf.OperatorRegistry, reconciler: WorkflowReconciler) -> Triggers:
-    """Add the Workflow controller's handlers to ``registry``."""
-    triggers = Triggers(reconciler.reconcile)
+class Controller:
+    """The work queue, the workers and the reconciler, started with the operator."""
 
-    @kopf.on.event(GROUP, VERSION, "workflows", registry=registry)
-    async def workflow_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> None:
-        key = (str(meta.namespace), str(meta.name))
-        if event["type"] == "DELETED":
-            triggers.cancel(key)
-            reconciler.forget(key)
-            return
-        await triggers.trigger(key)
+    def __init__(self) -> None:
+        self.runs = Runs()
+        self.queue: WorkQueue[WorkflowKey] = WorkQueue()
+        self.reconciler: WorkflowReconciler | None = None
+        self._api: client.ApiClient | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
-    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_WORKFLOW: kopf.PRESENT}, registry=registry)
-    async def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        deleted = event["type"] == "DELETED"
-        key = reconciler.index.job_changed(dict(body), deleted=deleted)
-        if key is not None:
-            await triggers.trigger(key)
+    async def start(
+        self,
+        config: OperatorConfig,
+        api: client.ApiClient,
+        jobs: kopf.Index[WorkflowKey, JobRecord],
+        agents: kopf.Index[str, AgentEntry],
+    ) -> None:
+        self._api = api
 
-    @kopf.on.event(GROUP, VERSION, "agents", registry=registry)
-    def agent_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        reconciler.index.agent_changed(dict(body), deleted=event["type"] == "DELETED")
+        def agents_of(namespace: str) -> Mapping[str, AgentSpec]:
+            return {name: spec for name, spec in agents.get(namespace, ()) if spec is not None}
+
+        self.reconciler = WorkflowReconciler(
+            Kube(api, config.api_timeout_seconds),
+            config,
+            jobs=lambda key: jobs.get(key, ()),
+            agents=agents_of,
+            runs=self.runs,
+        )
+        self._workers = [
+            asyncio.create_task(self._work(self.reconciler), name=f"troupe-worker-{index}")
+            for index in range(config.workers)
+        ]
+
+    async def stop(self) -> None:
+        self.queue.shut_down()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._api is not None:
+            await self._api.close()  # type: ignore[no-untyped-call]  # untyped upstream
+
+    def enqueue(self, key: WorkflowKey) -> None:
+        self.queue.add(key)
+        metrics.QUEUE_ADDS.labels(QUEUE).inc()
+        metrics.QUEUE_DEPTH.labels(QUEUE).set(len(self.queue))
+
+    async def _work(self, reconciler: WorkflowReconciler) -> None:
+        while True:
+            try:
+                key, waited = await self.queue.get()
+            except QueueShutDown:
+                return
+            metrics.QUEUE_WAIT.labels(QUEUE).observe(waited)
+            metrics.QUEUE_DEPTH.labels(QUEUE).set(len(self.queue))
+            try:
+                with metrics.RECONCILE_TIME.labels(metrics.CONTROLLER).time():
+                    delay = await reconciler.reconcile(key)
+            except Exception as error:  # every failure is retried with backoff, never dropped
+                self._failed(key, error)
+            else:
+                self.queue.forget(key)
+                result = "success" if delay is None else "requeue_after"
+                metrics.RECONCILES.labels(metrics.CONTROLLER, result).inc()
+                if delay is not None:
+                    self.queue.add_after(key, delay)
+            finally:
+                self.queue.done(key)
+
+    def _failed(self, key: WorkflowKey, error: Exception) -> None:
+        metrics.RECONCILES.labels(metrics.CONTROLLER, "error").inc()
+        metrics.RECONCILE_ERRORS.labels(metrics.CONTROLLER).inc()
+        metrics.QUEUE_RETRIES.labels(QUEUE).inc()
+        server_asked = error.retry_after if isinstance(error, ApiError) else None
+        delay = self.queue.add_rate_limited(key, at_least=server_asked or 0.0)
+        where = f"{key[0]}/{key[1]}"
+        if isinstance(error, ApiError):
+            logger.warning("reconcile of %s failed, retry in %.2fs: %s", where, delay, error)
+        else:
+            logger.exception("reconcile of %s failed, retry in %.2fs", where, delay)
+
+
+def _agent_entry(body: kopf.Body, name: str) -> AgentEntry:
+    """An Agent whose spec does not parse counts as absent (its own status says why)."""
+    try:
+        return name, AgentSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError:
+        return name, None
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    load_config: Callable[[], OperatorConfig],
+    connect: Connect,
+) -> Controller:
+    """Add the Workflow controller's indexes and handlers to ``registry``."""
+    controller = Controller()
+
+    @kopf.index(
+        "batch",
+        "v1",
+        "jobs",
+        id=JOB_INDEX,
+        labels={LABEL_WORKFLOW: kopf.PRESENT},
+        registry=registry,
+    )
+    async def index_job(
+        body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+    ) -> Any:
+        record = observe.job_record(body)
+        return {} if record is None else {(namespace, labels[LABEL_WORKFLOW]): record}
+
+    @kopf.index(GROUP, VERSION, "agents", id=AGENT_INDEX, registry=registry)
+    async def index_agent(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+        return {namespace: _agent_entry(body, name)}
+
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, **indices: Any) -> None:
+        config = load_config()
+        settings.posting.level = logging.WARNING  # kopf's own Events: warnings and errors only
+        settings.networking.request_timeout = config.api_timeout_seconds
+        settings.networking.connect_timeout = config.api_timeout_seconds
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        await controller.start(config, await connect(), indices[JOB_INDEX], indices[AGENT_INDEX])
 
     @kopf.on.cleanup(registry=registry)
-    def stop_requeues(**_: Any) -> None:
-        triggers.close()
+    async def stop(**_: Any) -> None:
+        await controller.stop()
 
-    return triggers
+    @kopf.on.event(GROUP, VERSION, "workflows", registry=registry)
+    async def workflow_event(
+        event: kopf.RawEvent, namespace: str | None, name: str, **_: Any
+    ) -> None:
+        key = (str(namespace), name)
+        if event["type"] == "DELETED":
+            if controller.runs.forget(key, uid=event["object"]["metadata"]["uid"]):
+                controller.queue.discard(key)
+        elif controller.runs.seen(key, event["object"]):
+            controller.enqueue(key)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_WORKFLOW: kopf.PRESENT}, registry=registry)
+    async def job_event(
+        event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, **_: Any
+    ) -> None:
+        key = (str(namespace), labels[LABEL_WORKFLOW])
+        memory = controller.runs.get(key)
+        if memory is None:
+            return
+        if event["type"] == "DELETED":
+            record = observe.job_record(event["object"])
+            if record is not None and record.owner_uid == memory.uid:
+                memory.job_deleted(record)
+        controller.enqueue(key)
+
+    @kopf.on.event(GROUP, VERSION, "agents", registry=registry)
+    async def agent_event(namespace: str | None, name: str, **_: Any) -> None:
+        for key in controller.runs.waiting_for(str(namespace), name):
+            controller.enqueue(key)
+
+    return controller
+
+
+async def api_client_from_environment(user_agent: str) -> client.ApiClient:
+    """A client configured in-cluster (the pod's ServiceAccount), else from KUBECONFIG."""
+    from kubernetes.aio import config
+
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]  # untyped upstream
+    except config.ConfigException:
+        await config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    api = client.ApiClient(configuration)
+    api.user_agent = user_agent
+    return api

@@ -1,96 +1,157 @@
 """Reading cluster objects as the core's observations.
 
 A Job says whether an attempt is running, done or failed, and why the Job
-controller failed it (a deadline, a podFailurePolicy rule); the reason the
-task gave lives in its pod's termination message. This module maps both into
-an :class:`ObservedJob`, and an output ConfigMap into a :class:`TaskOutput`.
+controller failed it (a deadline, a podFailurePolicy rule); how the task
+itself went lives in its pod's termination message, as a TaskReport; why a
+pod does not run lives in its waiting state or its PodScheduled condition.
+This module maps those into :class:`JobRecord` (what the shell keeps of a
+Job, small on purpose: thousands are held in memory), :class:`ObservedJob`
+and :class:`PodProblem`. It never raises on a malformed object: a Job it
+cannot read is not a task Job, a pod it cannot read says nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from troupe_operator.api import EXIT_PERMANENT, OUTPUT_KEY, RESULT_KEY, TaskResult
-from troupe_operator.workflow.naming import LABEL_ATTEMPT, LABEL_TASK
-from troupe_operator.workflow.observation import JobState, ObservedJob, TaskOutput
+from troupe_operator.api import EXIT_PERMANENT, TaskReport
+from troupe_operator.workflow import (
+    LABEL_ATTEMPT,
+    LABEL_TASK,
+    JobState,
+    ObservedJob,
+    PodProblem,
+)
 
 Body = Mapping[str, Any]
 
 
-def _time(value: Any) -> datetime | None:
+def timestamp(value: Any) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
-def _finished(job: Body) -> tuple[str, Body] | None:
-    """The Job's terminal condition ("Complete" or "Failed") when it has one."""
-    for condition in job.get("status", {}).get("conditions") or ():
-        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-            return condition["type"], condition
+@dataclass(frozen=True)
+class JobRecord:
+    """What observing a task Job needs, and nothing more."""
+
+    name: str
+    owner_uid: str
+    task: str
+    attempt: int
+    created_at: datetime | None
+    started_at: datetime | None
+    ready: bool
+    outcome: str | None
+    """"Complete" or "Failed" once the Job has finished."""
+    reason: str = ""
+    message: str = ""
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+
+def job_record(job: Body) -> JobRecord | None:
+    """The record of a task Job; None for a Job without Troupe's labels or an owner."""
+    metadata = job.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    owners = [ref for ref in metadata.get("ownerReferences") or () if ref.get("controller")]
+    try:
+        task, attempt = str(labels[LABEL_TASK]), int(labels[LABEL_ATTEMPT])
+        name, owner_uid = str(metadata["name"]), str(owners[0]["uid"])
+    except (KeyError, ValueError, IndexError, TypeError):
+        return None
+    status = job.get("status") or {}
+    outcome, condition = None, {}
+    for candidate in status.get("conditions") or ():
+        kind = candidate.get("type")
+        if kind in ("Complete", "Failed") and candidate.get("status") == "True":
+            outcome, condition = kind, candidate
+            break
+    return JobRecord(
+        name=name,
+        owner_uid=owner_uid,
+        task=task,
+        attempt=attempt,
+        created_at=timestamp(metadata.get("creationTimestamp")),
+        started_at=timestamp(status.get("startTime")),
+        ready=bool(status.get("ready")),
+        outcome=outcome,
+        reason=str(condition.get("reason") or ""),
+        message=str(condition.get("message") or ""),
+        finished_at=timestamp(status.get("completionTime") or condition.get("lastTransitionTime")),
+    )
+
+
+def _terminated(pods: Sequence[Body]) -> tuple[str, int | None] | None:
+    """The newest pod's terminated container: its termination message and exit code."""
+    newest = sorted(
+        pods, key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or ""
+    )
+    for pod in reversed(newest):
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated:
+                return str(terminated.get("message") or ""), terminated.get("exitCode")
     return None
 
 
-def is_finished(job: Body) -> bool:
-    return _finished(job) is not None
-
-
-def _termination(pods: Sequence[Body]) -> tuple[str | None, int | None]:
-    """The newest pod's container termination message and exit code."""
-    newest = sorted(pods, key=lambda pod: pod.get("metadata", {}).get("creationTimestamp") or "")
-    for pod in reversed(newest):
-        for status in pod.get("status", {}).get("containerStatuses") or ():
-            terminated = (status.get("state") or {}).get("terminated")
-            if terminated:
-                message = (terminated.get("message") or "").strip() or None
-                return message, terminated.get("exitCode")
-    return None, None
-
-
-def observed_job(job: Body, pods: Sequence[Body] = ()) -> ObservedJob | None:
-    """The core's view of a task Job; None for a Job without Troupe's labels."""
-    labels = job.get("metadata", {}).get("labels") or {}
-    try:
-        task, attempt = labels[LABEL_TASK], int(labels[LABEL_ATTEMPT])
-    except (KeyError, ValueError):
-        return None
-    status = job.get("status") or {}
-    common = {
-        "name": job["metadata"]["name"],
-        "task": task,
-        "attempt": attempt,
-        "started_at": _time(status.get("startTime")),
+def observed_job(record: JobRecord, pods: Sequence[Body] = ()) -> ObservedJob:
+    """The core's view of a task Job, with its pod's report when it has finished."""
+    common: dict[str, Any] = {
+        "name": record.name,
+        "task": record.task,
+        "attempt": record.attempt,
+        "started_at": record.started_at,
     }
-    finished = _finished(job)
-    if finished is None:
+    if not record.finished:
         return ObservedJob(state=JobState.ACTIVE, **common)
-    kind, condition = finished
-    finished_at = _time(status.get("completionTime") or condition.get("lastTransitionTime"))
-    if kind == "Complete":
-        return ObservedJob(state=JobState.SUCCEEDED, finished_at=finished_at, **common)
-    reason = condition.get("reason") or ""
-    message, exit_code = _termination(pods)
+    terminated = _terminated(pods)
+    text, exit_code = terminated if terminated else ("", None)
+    report = TaskReport.decode(text) if text else None
+    if record.outcome == "Complete":
+        return ObservedJob(
+            state=JobState.SUCCEEDED, finished_at=record.finished_at, report=report, **common
+        )
+    plain = text.strip() if report is None else ""
     return ObservedJob(
         state=JobState.FAILED,
-        finished_at=finished_at,
-        message=message or condition.get("message") or reason or "the Job failed",
-        permanent=reason == "PodFailurePolicy" or exit_code == EXIT_PERMANENT,
-        deadline_exceeded=reason == "DeadlineExceeded",
+        finished_at=record.finished_at,
+        message=plain or record.message or record.reason or "the Job failed",
+        permanent=record.reason == "PodFailurePolicy" or exit_code == EXIT_PERMANENT,
+        deadline_exceeded=record.reason == "DeadlineExceeded",
+        report=report,
         **common,
     )
 
 
-def task_output(config_map: Body) -> TaskOutput | None:
-    """An output ConfigMap as the core's TaskOutput; None if it is not a complete one."""
-    data = config_map.get("data") or {}
-    if OUTPUT_KEY not in data or RESULT_KEY not in data:
-        return None
-    try:
-        result = TaskResult.model_validate_json(data[RESULT_KEY])
-    except ValidationError:
-        return None
-    return TaskOutput(text=data[OUTPUT_KEY], result=result)
+def gone_job(name: str, task: str, attempt: int) -> ObservedJob:
+    return ObservedJob(name=name, task=task, attempt=attempt, state=JobState.GONE)
+
+
+def pod_problem(pods: Sequence[Body]) -> PodProblem | None:
+    """Why the pods of an active Job do not run, if they say: a waiting reason or Unschedulable."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for container in status.get("containerStatuses") or ():
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason and reason not in ("ContainerCreating", "PodInitializing"):
+                return PodProblem(str(reason), str(waiting.get("message") or ""))
+        for condition in status.get("conditions") or ():
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                return PodProblem(
+                    str(condition.get("reason") or "Unschedulable"),
+                    str(condition.get("message") or ""),
+                    timestamp(condition.get("lastTransitionTime")),
+                )
+    return None

@@ -1,66 +1,91 @@
-"""One reconcile of one Workflow: observe, ask the core, execute, write status.
+"""One reconcile of one Workflow: observe, ask the core, execute, write status, post Events.
 
-Reconciles of the same Workflow never overlap (``Triggers`` runs one at a
-time per Workflow), and each starts from a fresh read of the Workflow, so a
-stale watch event can never roll its status back. Every action is
-idempotent: AlreadyExists on create and NotFound on delete are success, which
-is what makes a restarted operator adopt the Jobs it finds instead of
-duplicating them.
+The workers guarantee that one Workflow is never reconciled twice at once.
+A reconcile observes the run from memory (the newest Workflow seen, kopf's
+index of its Jobs, what ``runs`` remembers) and from the API only where
+memory cannot answer: the pods of a Job that just finished (their
+termination reports), the run's Jobs once per resync period (so a missed
+watch event costs at most that), a Job status says exists but nobody has
+seen, the pods of a Job that does not start, the recorded spec after the
+spec changed. It executes the core's actions in order, the run's identity
+and spec before any Job. An action the API server refuses for good goes back
+to the core at once (which fails the task or the run with the server's
+words); any other failure raises, and the worker retries the whole reconcile
+with backoff: every action is idempotent, and status and Events are written
+only once the actions succeeded, so a replay repeats nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, assert_never
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from troupe_operator.api import (
-    API_VERSION,
+    SPEC_KEY,
+    AgentSpec,
+    TaskPhase,
     WorkflowPhase,
     WorkflowSpec,
     WorkflowStatus,
 )
 from troupe_operator.controller import children, observe
-from troupe_operator.controller.cluster import ClusterIndex, WorkflowKey
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.controller.identity import ensure_task_identity
-from troupe_operator.controller.kube import Body, Kube, path
-from troupe_operator.controller.outputs import LazyOutputs, OutputCache
+from troupe_operator.controller.events import EventRecorder
+from troupe_operator.controller.kube import ApiError, Body, Kube
+from troupe_operator.controller.observe import JobRecord
+from troupe_operator.controller.runs import RunMemory, Runs, WorkflowKey
 from troupe_operator.manifests import schema_messages
-from troupe_operator.workflow.actions import (
+from troupe_operator.workflow import (
+    LABEL_WORKFLOW,
     CreateTask,
     Decision,
     DeleteJob,
     Event,
-    EventType,
-    RecordSpec,
+    InvalidSpec,
+    JobRef,
+    Observation,
+    ObservedJob,
+    PrepareRun,
+    Refusal,
+    WorkflowRef,
+    reconcile,
+    spec_hash,
+    status_patch,
 )
-from troupe_operator.workflow.core import reconcile
-from troupe_operator.workflow.naming import (
-    output_config_map_name,
-    owner_reference,
-    spec_config_map_name,
-    workflow_labels,
-)
-from troupe_operator.workflow.observation import JobState, Observation, TaskOutput
-from troupe_operator.workflow.summary import brief, status_patch
-from troupe_operator.workflow.verdict import Verdict, verdict_conditions
 
 logger = logging.getLogger(__name__)
 
-PLURAL = "workflows"
-SPEC_KEY = "spec.json"
+ENDED: Final[frozenset[WorkflowPhase | None]] = frozenset(
+    {WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED}
+)
+DECISION_ROUNDS: Final = 3
+"""Decisions one reconcile may take when the previous one's actions were refused."""
+CONCURRENT_CALLS: Final = 16
+"""API calls of one reconcile in flight at once."""
+
+JobSource = Callable[[WorkflowKey], Iterable[JobRecord]]
+AgentSource = Callable[[str], Mapping[str, AgentSpec]]
 Clock = Callable[[], datetime]
+Create = Callable[[str, Body], Awaitable[Body | None]]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Redecide(Exception):
+    """What the decision was based on turned out different; decide again."""
+
+
+class _Refused(Exception):
+    """The API server refused a create for good; the message says why."""
 
 
 class WorkflowReconciler:
@@ -68,235 +93,344 @@ class WorkflowReconciler:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        kube: Kube,
         config: OperatorConfig,
-        index: ClusterIndex | None = None,
+        jobs: JobSource,
+        agents: AgentSource,
+        runs: Runs | None = None,
         clock: Clock = _utcnow,
     ) -> None:
-        self.api = api
+        self.kube = kube
         self.config = config
-        self.index = index or ClusterIndex()
+        self.jobs = jobs
+        self.agents = agents
+        self.runs = runs if runs is not None else Runs()
         self.clock = clock
-        self.kube = Kube(api)
-        self._outputs = OutputCache()
-        self._recorded_specs: dict[str, WorkflowSpec] = {}
-        self._failure_pods: dict[WorkflowKey, dict[str, list[Body]]] = defaultdict(dict)
-        self._identities: set[str] = set()
+        self.events = EventRecorder(kube, config.reporting_instance, clock)
+        self._calls = asyncio.Semaphore(CONCURRENT_CALLS)
 
-    # -- entry points ---------------------------------------------------------
+    async def reconcile(self, key: WorkflowKey) -> float | None:
+        """Reconcile one Workflow; seconds until it wants to be looked at again (None: never).
 
-    def reconcile(self, key: WorkflowKey) -> float | None:
-        """Reconcile one Workflow; seconds until it wants to be looked at again.
-
-        An unfinished run is looked at again at least every ``resync_seconds``
-        even when no event comes: a missed watch event cannot leave it stuck.
-        Callers must not reconcile one Workflow twice at once (``Triggers``
-        guarantees it).
+        A live run is looked at again within ``resync_seconds`` at most.
+        Raises on a failure another try may cure.
         """
-        workflow = self._read_workflow(key)
-        if workflow is None:
-            self.forget(key)
+        memory = self.runs.get(key)
+        if memory is None:
             return None
-        return self._reconcile(key, workflow)
+        run = _run_of(memory.body)
+        if not _ended(_status_of(memory.body)):
+            await self._resync(run, memory)
+        decision = await self._decide(run, memory)
+        await self._write_status(run, memory, decision.status)
+        for event in decision.of_type(Event):
+            if self.config.task_events or not event.routine:
+                await self.events.post(memory.body, event)
+        self.runs.wait_for_agents(key, decision.waiting_for_agents)
+        if _ended(decision.status):
+            self.runs.forget(key)
+            return None
+        if decision.unobserved_jobs and await self._confirm(run, memory, decision.unobserved_jobs):
+            return 0.0
+        wait = decision.requeue_after
+        return self.config.resync_seconds if wait is None else min(wait, self.config.resync_seconds)
 
-    def forget(self, key: WorkflowKey) -> None:
-        """Drop what is kept in memory for a deleted Workflow."""
-        self.index.forget_workflow(key)
-        self._release(key)
+    # -- deciding ---------------------------------------------------------------
 
-    def _release(self, key: WorkflowKey) -> None:
-        """Drop the outputs and pods read for a Workflow that needs them no more."""
-        self._outputs.forget(key)
-        self._failure_pods.pop(key, None)
-
-    # -- observing ------------------------------------------------------------
-
-    def _read_workflow(self, key: WorkflowKey) -> Body | None:
-        namespace, name = key
-        return self.kube.get(path(API_VERSION, PLURAL, namespace, name))
-
-    def _observe(self, key: WorkflowKey, body: Body, spec: WorkflowSpec) -> Observation:
-        namespace, name = key
-        metadata = body["metadata"]
-        jobs = []
-        succeeded: dict[str, str] = {}
-        for job in self.index.jobs(key):
-            pods = self._pods_of_failed(key, job)
-            observed = observe.observed_job(job, pods)
-            if observed is None:
+    async def _decide(self, run: WorkflowRef, memory: RunMemory) -> Decision:
+        """The core's decision with every action executed; refused ones go back to the core."""
+        for _ in range(DECISION_ROUNDS):
+            decision = reconcile(await self._observe(run, memory))
+            try:
+                memory.refusals = await self._execute(run, memory, decision)
+            except Redecide:
                 continue
-            jobs.append(observed)
-            if observed.state is JobState.SUCCEEDED:
-                succeeded[observed.task] = output_config_map_name(
-                    name, observed.task, observed.attempt
-                )
-        return Observation(
-            namespace=namespace,
-            name=name,
-            uid=metadata["uid"],
-            generation=int(metadata.get("generation") or 1),
-            spec=spec,
-            status=WorkflowStatus.model_validate(body.get("status") or {}),
-            now=self.clock(),
-            jobs=jobs,
-            outputs=LazyOutputs(key, succeeded, self._outputs, self._load_output(namespace)),
-            agents=self.index.agents(namespace, lambda: self._list_agents(namespace)),
-            recorded_spec=self._recorded_spec(namespace, name, metadata["uid"]),
+            if not memory.refusals:
+                return decision
+        raise RuntimeError(
+            f"no decision for {run.namespace}/{run.name} in {DECISION_ROUNDS} rounds"
         )
 
-    def _pods_of_failed(self, key: WorkflowKey, job: Mapping[str, Any]) -> list[Body]:
-        """A failed Job's pods, read once: they hold the task's termination message."""
-        if not observe.is_finished(job) or (job.get("status") or {}).get("succeeded"):
-            return []
-        name, known = job["metadata"]["name"], self._failure_pods[key]
-        if name not in known:
-            known[name] = self.kube.list(
-                path("v1", "pods", key[0]), label_selector=f"job-name={name}"
-            )
-        return known[name]
-
-    def _load_output(self, namespace: str) -> Callable[[str], TaskOutput | None]:
-        def load(config_map: str) -> TaskOutput | None:
-            body = self.kube.get(path("v1", "configmaps", namespace, config_map))
-            return None if body is None else observe.task_output(body)
-
-        return load
-
-    def _list_agents(self, namespace: str) -> list[Body]:
-        return self.kube.list(path(API_VERSION, "agents", namespace))
-
-    def _recorded_spec(self, namespace: str, name: str, uid: str) -> WorkflowSpec | None:
-        if uid in self._recorded_specs:
-            return self._recorded_specs[uid]
-        config_map = self.kube.get(path("v1", "configmaps", namespace, spec_config_map_name(name)))
-        if config_map is None:
-            return None
-        owners = config_map["metadata"].get("ownerReferences") or []
-        if not any(owner.get("uid") == uid for owner in owners):
-            return None  # left over from an earlier Workflow of the same name
-        spec = WorkflowSpec.model_validate_json((config_map.get("data") or {})[SPEC_KEY])
-        self._recorded_specs[uid] = spec
-        return spec
-
-    # -- deciding and acting --------------------------------------------------
-
-    def _reconcile(self, key: WorkflowKey, body: Body) -> float | None:
+    async def _observe(self, run: WorkflowRef, memory: RunMemory) -> Observation:
+        body = memory.body
+        status = _status_of(body)
+        spec: WorkflowSpec | InvalidSpec
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
-            status = _invalid_status(body, error)
-            if (body.get("status") or {}).get("message") != status.message:
-                self._post_event(
-                    body, Event(EventType.WARNING, "InvalidSpec", status.message or "")
-                )
-            self._write_status(key, body, status)
-            return None
-        decision = reconcile(self._observe(key, body, spec))
-        self._execute(key, body, decision)
-        self._write_status(key, body, decision.status)
-        if decision.requeue_after is not None:
-            return decision.requeue_after
-        if decision.status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
-            self._release(key)
-            return None
-        return self.config.resync_seconds
-
-    def _execute(self, key: WorkflowKey, body: Body, decision: Decision) -> None:
-        namespace, _ = key
-        uid = body["metadata"]["uid"]
-        for action in decision.actions:
-            if isinstance(action, RecordSpec):
-                self._record_spec(key, uid, action)
-            elif isinstance(action, CreateTask):
-                self._create_task(key, uid, action)
-            elif isinstance(action, DeleteJob):
-                self._delete_job(namespace, action)
-            elif isinstance(action, Event):
-                self._post_event(body, action)
-
-    def _record_spec(self, key: WorkflowKey, uid: str, action: RecordSpec) -> None:
-        namespace, name = key
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": action.config_map,
-                "namespace": namespace,
-                "labels": workflow_labels(name),
-                "ownerReferences": [owner_reference(name, uid)],
-            },
-            "immutable": True,
-            "data": {SPEC_KEY: action.spec.model_dump_json(by_alias=True, exclude_none=True)},
-        }
-        self.kube.create(path("v1", "configmaps", namespace), body)
-        self._recorded_specs.setdefault(uid, action.spec)
-
-    def _create_task(self, key: WorkflowKey, uid: str, action: CreateTask) -> None:
-        namespace, _ = key
-        if namespace not in self._identities:
-            ensure_task_identity(self.kube, namespace, self.config.task_service_account)
-            self._identities.add(namespace)
-        config_map = children.input_config_map(action, uid)
-        self.kube.create(path("v1", "configmaps", namespace), config_map)
-        created = self.kube.create(
-            path("batch/v1", "jobs", namespace), children.task_job(action, uid, self.config)
+            spec = InvalidSpec(schema_messages(error))
+        return Observation(
+            namespace=run.namespace,
+            name=run.name,
+            uid=run.uid,
+            generation=int(body["metadata"].get("generation") or 1),
+            spec=spec,
+            status=status,
+            now=self.clock(),
+            jobs=await self._observed_jobs(run, memory, status),
+            agents=self.agents(run.namespace),
+            recorded_spec=await self._recorded_spec(run, memory, spec, status),
+            refusals=memory.refusals,
         )
-        if created is not None:
-            self.index.job_created(created)
 
-    def _delete_job(self, namespace: str, action: DeleteJob) -> None:
-        self.kube.delete(path("batch/v1", "jobs", namespace, action.name))
-
-    def _post_event(self, body: Body, action: Event) -> None:
-        metadata = body["metadata"]
-        now = self.clock().isoformat()
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "generateName": f"{metadata['name']}.",
-                "namespace": metadata["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": "Workflow",
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata["uid"],
-            },
-            "type": action.type.value,
-            "reason": action.reason,
-            "message": action.message,
-            "source": {"component": "troupe-operator"},
-            "reportingComponent": "troupe.dev/operator",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
+    def _records(self, run: WorkflowRef, memory: RunMemory) -> dict[str, JobRecord]:
+        """The run's Jobs as known: the watch's, unless a later listing says more."""
+        records = {
+            r.name: r for r in self.jobs((run.namespace, run.name)) if r.owner_uid == run.uid
         }
+        for name, record in memory.listed.items():
+            if record.finished or name not in records:
+                records[name] = record
+        return records
+
+    async def _observed_jobs(
+        self, run: WorkflowRef, memory: RunMemory, status: WorkflowStatus
+    ) -> list[ObservedJob]:
+        records = self._records(run, memory)
+        observed = list(memory.finished.values())
+        finishing = []
+        for name, record in records.items():
+            memory.created.pop(name, None)
+            if name in memory.finished:
+                continue
+            if record.finished:
+                finishing.append(record)
+                continue
+            job = observe.observed_job(record)
+            problem = memory.problems.get(name)
+            observed.append(job if problem is None else replace(job, problem=problem))
+        observed += await asyncio.gather(
+            *(self._finished(run, memory, record, status) for record in finishing)
+        )
+        for name, (ref, _) in memory.created.items():
+            if name not in memory.finished:
+                observed.append(observe.observed_job(_unseen_record(ref, run.uid)))
+        return observed
+
+    async def _finished(
+        self, run: WorkflowRef, memory: RunMemory, record: JobRecord, status: WorkflowStatus
+    ) -> ObservedJob:
+        """A finished Job as the core sees it; its pods are read once, only if still needed."""
+        pods = await self._pods_of(run, record.name) if _needs_report(record, status) else []
+        job = observe.observed_job(record, pods)
+        memory.finished[record.name] = job
+        memory.problems.pop(record.name, None)
+        return job
+
+    async def _pods_of(self, run: WorkflowRef, job: str) -> list[Body]:
+        async with self._calls:
+            return await self.kube.list_pods(run.namespace, f"job-name={job}")
+
+    async def _recorded_spec(
+        self,
+        run: WorkflowRef,
+        memory: RunMemory,
+        spec: WorkflowSpec | InvalidSpec,
+        status: WorkflowStatus,
+    ) -> WorkflowSpec | None:
+        """The spec the run was prepared with; read back only if the spec has changed since."""
+        if memory.recorded is not None or status.spec_hash is None:
+            return memory.recorded
+        if isinstance(spec, WorkflowSpec) and spec_hash(spec) == status.spec_hash:
+            return spec
+        memory.recorded = await self._read_recorded(run)
+        return memory.recorded
+
+    async def _read_recorded(self, run: WorkflowRef) -> WorkflowSpec | None:
+        config_map = await self.kube.read_config_map(run.namespace, run.spec_config_map())
+        if config_map is None or not _owned_by(config_map, run.uid):
+            return None
+        text = (config_map.get("data") or {}).get(SPEC_KEY)
         try:
-            self.kube.create(path("v1", "events", metadata["namespace"]), event)
-        except ApiException as error:  # an Event is best effort, never a reason to fail
-            logger.warning("could not post event %s: %s", action.reason, error.reason)
+            return WorkflowSpec.model_validate_json(text or "")
+        except ValidationError:
+            return None
 
-    def _write_status(self, key: WorkflowKey, body: Body, status: WorkflowStatus) -> None:
-        namespace, name = key
-        patch = status_patch(body.get("status") or {}, status.to_wire())
-        if not patch:
+    # -- re-observing from the API ----------------------------------------------
+
+    async def _resync(self, run: WorkflowRef, memory: RunMemory) -> None:
+        """Once per resync period: list the run's Jobs, and ask the pods of stuck ones why."""
+        started = time.monotonic()
+        if started - memory.listed_at < self.config.resync_seconds:
             return
-        self.kube.merge_patch(
-            path(API_VERSION, PLURAL, namespace, name) + "/status", {"status": patch}
+        bodies = await self.kube.list_jobs(run.namespace, f"{LABEL_WORKFLOW}={run.name}")
+        listed = {}
+        for body in bodies:
+            record = observe.job_record(body)
+            if record is not None and record.owner_uid == run.uid:
+                listed[record.name] = record
+        for name, record in self._records(run, memory).items():
+            created = memory.created.get(name)
+            if name not in listed and name not in memory.finished and created is None:
+                memory.finished[name] = observe.gone_job(name, record.task, record.attempt)
+        memory.listed, memory.listed_at = listed, started
+        await self._check_pods(run, memory, listed.values())
+
+    async def _check_pods(
+        self, run: WorkflowRef, memory: RunMemory, records: Iterable[JobRecord]
+    ) -> None:
+        now = self.clock()
+        for record in records:
+            since = record.started_at or record.created_at
+            if record.finished or record.ready or since is None:
+                memory.problems.pop(record.name, None)
+                continue
+            if (now - since).total_seconds() < self.config.pod_check_seconds:
+                continue
+            problem = observe.pod_problem(await self._pods_of(run, record.name))
+            if problem is None:
+                memory.problems.pop(record.name, None)
+                memory.first_seen_unschedulable.pop(record.name, None)
+                continue
+            if problem.since is None:
+                first = memory.first_seen_unschedulable.setdefault(record.name, now)
+                problem = replace(problem, since=first)
+            memory.problems[record.name] = problem
+
+    async def _confirm(self, run: WorkflowRef, memory: RunMemory, jobs: Sequence[JobRef]) -> bool:
+        """Look up Jobs status names but nobody has seen; whether anything was learnt."""
+        learnt = False
+        for ref in jobs:
+            if ref.name in memory.created or ref.name in memory.finished:
+                continue
+            body = await self.kube.read_job(run.namespace, ref.name)
+            record = observe.job_record(body) if body is not None else None
+            if record is not None and record.owner_uid == run.uid:
+                memory.listed[ref.name] = record
+            else:
+                memory.finished[ref.name] = observe.gone_job(ref.name, ref.task, ref.attempt)
+            learnt = True
+        return learnt
+
+    # -- acting -----------------------------------------------------------------
+
+    async def _execute(
+        self, run: WorkflowRef, memory: RunMemory, decision: Decision
+    ) -> list[Refusal]:
+        """Execute the actions in order; the ones the API server refused for good."""
+        refused: list[Refusal] = []
+        concurrent = []
+        for action in decision.actions:
+            match action:
+                case PrepareRun():
+                    problem = await self._prepare(run, memory, action)
+                    if problem is not None:
+                        return [Refusal(action, problem)]
+                case CreateTask():
+                    concurrent.append(self._create_task(run, memory, action, refused))
+                case DeleteJob():
+                    concurrent.append(self._delete_job(run, action))
+                case Event():
+                    pass  # posted once the status is written
+                case _:
+                    assert_never(action)
+        await asyncio.gather(*concurrent)
+        return refused
+
+    async def _prepare(self, run: WorkflowRef, memory: RunMemory, action: PrepareRun) -> str | None:
+        """Create the run's identity, then its recorded spec; a refusal's message, if any.
+
+        Raises Redecide when the run turns out prepared with another spec.
+        """
+        creations: list[tuple[Create, Body]] = [
+            (self.kube.create_service_account, children.service_account(run, action)),
+            (self.kube.create_role, children.role(run, action)),
+            (self.kube.create_role_binding, children.role_binding(run, action)),
+            (self.kube.create_config_map, children.spec_config_map(run, action)),
+        ]
+        try:
+            fresh = [await self._create(run, create, body) for create, body in creations]
+        except _Refused as refusal:
+            return str(refusal)
+        if fresh[-1]:
+            memory.recorded = action.spec
+            return None
+        memory.recorded = await self._read_recorded(run)
+        if memory.recorded is None:
+            return f"ConfigMap {action.spec_config_map} exists and is not this run's"
+        if spec_hash(memory.recorded) != spec_hash(action.spec):
+            raise Redecide()
+        return None
+
+    async def _create(self, run: WorkflowRef, create: Create, body: Body) -> bool:
+        """Create a child; whether it is new (False: it existed). _Refused if refused for good."""
+        try:
+            async with self._calls:
+                return await create(run.namespace, body) is not None
+        except ApiError as error:
+            if error.transient:
+                raise
+            raise _Refused(
+                f"{body['kind']} {body['metadata']['name']}: {error.message or error.reason}"
+            ) from None
+
+    async def _create_task(
+        self, run: WorkflowRef, memory: RunMemory, action: CreateTask, refused: list[Refusal]
+    ) -> None:
+        try:
+            fresh = await self._create(
+                run, self.kube.create_job, children.task_job(run, action, self.config)
+            )
+        except _Refused as refusal:
+            refused.append(Refusal(action, str(refusal)))
+            return
+        if not fresh:
+            existing = await self.kube.read_job(run.namespace, action.job_name)
+            if existing is not None and not _owned_by(existing, run.uid):
+                refused.append(Refusal(action, f"Job {action.job_name} belongs to another object"))
+                return
+        ref = JobRef(action.job_name, action.task, action.attempt)
+        memory.created.setdefault(action.job_name, (ref, time.monotonic()))
+
+    async def _delete_job(self, run: WorkflowRef, action: DeleteJob) -> None:
+        async with self._calls:
+            await self.kube.delete_job(run.namespace, action.name)
+
+    async def _write_status(
+        self, run: WorkflowRef, memory: RunMemory, status: WorkflowStatus
+    ) -> None:
+        patch = status_patch(memory.body.get("status") or {}, status.to_wire())
+        if patch:
+            written = await self.kube.patch_workflow_status(run.namespace, run.name, patch)
+            self.runs.seen((run.namespace, run.name), written)
+
+
+def _run_of(body: Mapping[str, Any]) -> WorkflowRef:
+    metadata = body["metadata"]
+    return WorkflowRef(metadata["namespace"], metadata["name"], metadata["uid"])
+
+
+def _status_of(body: Mapping[str, Any]) -> WorkflowStatus:
+    """The status as written; one that does not parse (edited by hand) counts as empty."""
+    try:
+        return WorkflowStatus.model_validate(body.get("status") or {})
+    except ValidationError as error:
+        logger.warning(
+            "%s/%s: status unreadable, reconciling from scratch: %s",
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            "; ".join(schema_messages(error)),
         )
+        return WorkflowStatus()
 
 
-def _invalid_status(body: Body, error: ValidationError) -> WorkflowStatus:
-    """A spec the models refuse (the CRD schema should have stopped it) is phase Error."""
-    message = brief("invalid spec: " + "; ".join(schema_messages(error)))
-    generation = int(body["metadata"].get("generation") or 1)
-    previous = WorkflowStatus.model_validate(body.get("status") or {})
-    verdict = Verdict(WorkflowPhase.ERROR, "InvalidSpec", message)
-    return WorkflowStatus(
-        phase=WorkflowPhase.ERROR,
-        message=message,
-        observed_generation=generation,
-        conditions=verdict_conditions(previous.conditions, verdict, _utcnow(), generation),
-    )
+def _ended(status: WorkflowStatus) -> bool:
+    return status.phase in ENDED
+
+
+def _owned_by(body: Body, uid: str) -> bool:
+    owners = (body.get("metadata") or {}).get("ownerReferences") or ()
+    return any(owner.get("uid") == uid for owner in owners)
+
+
+def _needs_report(record: JobRecord, status: WorkflowStatus) -> bool:
+    """Whether the core still needs to hear how this attempt went (status does not say yet)."""
+    task = status.tasks.get(record.task)
+    if task is None or task.attempts < record.attempt:
+        return True
+    return task.attempts == record.attempt and task.phase in (TaskPhase.PENDING, TaskPhase.RUNNING)
+
+
+def _unseen_record(ref: JobRef, uid: str) -> JobRecord:
+    """A Job this operator created that the watch has not shown yet: active."""
+    return JobRecord(ref.name, uid, ref.task, ref.attempt, None, None, False, None)

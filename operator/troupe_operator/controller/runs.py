@@ -1,0 +1,124 @@
+"""What the shell remembers of each live run between reconciles, and what it forgets.
+
+The Workflow itself (the newest version seen, from a watch event or the
+answer to our own status write, whichever is newer), and what the cluster
+can no longer tell us or is slow to: Jobs that finished (with their pods'
+reports, read once), Jobs confirmed gone, Jobs created but not yet seen on
+the watch, pods that cannot start, the actions the API server refused, when
+the run's Jobs were last listed. All of it is dropped when the run finishes
+or its Workflow is deleted; status, not this memory, is the record, so a
+restarted operator loses nothing by starting empty.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from troupe_operator.api import WorkflowSpec
+from troupe_operator.controller.observe import JobRecord, gone_job
+from troupe_operator.workflow import JobRef, ObservedJob, PodProblem, Refusal
+
+Body = Mapping[str, Any]
+WorkflowKey = tuple[str, str]
+
+
+def resource_version(body: Body) -> int | None:
+    """A resourceVersion as a number, when it is one (etcd revisions are)."""
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or "")
+    except ValueError:
+        return None
+
+
+def is_newer(candidate: Body, current: Body | None) -> bool:
+    """Whether ``candidate`` is a newer version of the object than ``current``."""
+    if current is None:
+        return True
+    if (candidate.get("metadata") or {}).get("uid") != (current.get("metadata") or {}).get("uid"):
+        return True
+    new, old = resource_version(candidate), resource_version(current)
+    return new is None or old is None or new > old
+
+
+@dataclass
+class RunMemory:
+    """The shell's memory of one Workflow object (one uid)."""
+
+    body: Body
+    finished: dict[str, ObservedJob] = field(default_factory=dict)
+    """Jobs that finished or are gone, as the core sees them; terminal, never read again."""
+    listed: dict[str, JobRecord] = field(default_factory=dict)
+    """The run's Jobs as last listed from the API (the resync), or read one by one."""
+    listed_at: float = float("-inf")
+    created: dict[str, tuple[JobRef, float]] = field(default_factory=dict)
+    """Jobs this operator created, not yet on the watch, with the monotonic time of creation."""
+    problems: dict[str, PodProblem] = field(default_factory=dict)
+    first_seen_unschedulable: dict[str, datetime] = field(default_factory=dict)
+    refusals: list[Refusal] = field(default_factory=list)
+    recorded: WorkflowSpec | None = None
+    """The spec the run was prepared with, once this process prepared it or read it back."""
+
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
+
+    def job_deleted(self, record: JobRecord) -> None:
+        """A Job of this run was deleted: it is gone, unless it finished first."""
+        if record.finished:
+            self.listed[record.name] = record  # its pods may still say how it went
+        else:
+            self.finished.setdefault(
+                record.name, gone_job(record.name, record.task, record.attempt)
+            )
+
+
+class Runs:
+    """Every live run's memory, and which runs wait for which Agents."""
+
+    def __init__(self) -> None:
+        self._runs: dict[WorkflowKey, RunMemory] = {}
+        self._waiting: dict[tuple[str, str], set[WorkflowKey]] = defaultdict(set)
+        self._waits_of: dict[WorkflowKey, set[tuple[str, str]]] = defaultdict(set)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, key: WorkflowKey) -> RunMemory | None:
+        return self._runs.get(key)
+
+    def seen(self, key: WorkflowKey, body: Body) -> bool:
+        """Keep ``body`` if it is newer than what is known; whether it was."""
+        memory = self._runs.get(key)
+        if memory is not None and not is_newer(body, memory.body):
+            return False
+        if memory is None or memory.uid != str(body["metadata"]["uid"]):
+            self._runs[key] = RunMemory(body=body)
+        else:
+            memory.body = body
+        return True
+
+    def forget(self, key: WorkflowKey, uid: str | None = None) -> bool:
+        """Drop a run's memory (only if it is of ``uid``, when given); whether it was."""
+        memory = self._runs.get(key)
+        if memory is None or (uid is not None and memory.uid != uid):
+            return False
+        del self._runs[key]
+        self.wait_for_agents(key, ())
+        return True
+
+    def wait_for_agents(self, key: WorkflowKey, agents: Iterable[str]) -> None:
+        """Note that ``key`` waits for these Agents of its namespace (and no others)."""
+        for wanted in self._waits_of.pop(key, set()):
+            self._waiting[wanted].discard(key)
+            if not self._waiting[wanted]:
+                del self._waiting[wanted]
+        for agent in agents:
+            self._waiting[(key[0], agent)].add(key)
+            self._waits_of[key].add((key[0], agent))
+
+    def waiting_for(self, namespace: str, agent: str) -> set[WorkflowKey]:
+        return set(self._waiting.get((namespace, agent), ()))

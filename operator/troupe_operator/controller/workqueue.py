@@ -1,0 +1,140 @@
+"""A rate-limited work queue of Workflow keys, on kopf's event loop.
+
+kopf calls event handlers once per event and logs and drops whatever they
+raise; nothing in it retries a failed reconcile, keeps a key from being
+processed twice at once, or requeues after a delay. This is client-go's
+rate-limited workqueue, which Kubernetes controllers are built on, in
+asyncio: a key is queued at most once; a key being processed is never handed
+out again until it is done (a key added meanwhile is processed once more
+afterwards); ``add_after`` keeps the sooner of two pending wake-ups; and
+``add_rate_limited`` backs off per key exponentially (``base_delay``
+doubling to ``max_delay``) until ``forget`` resets it after a success. It
+refuses to drop a key: only ``discard`` (the object is gone) does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class QueueShutDown(Exception):
+    """The queue was shut down while waiting for a key."""
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, base_delay: float = 0.005, max_delay: float = 60.0) -> None:
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._ready: deque[K] = deque()
+        self._queued: set[K] = set()
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()
+        self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
+        self._failures: dict[K, int] = {}
+        self._added_at: dict[K, float] = {}
+        self._wakeup = asyncio.Event()
+        self._shut_down = False
+
+    def __len__(self) -> int:
+        """Keys ready to be processed (the queue's depth)."""
+        return len(self._ready)
+
+    def add(self, key: K) -> None:
+        """Process ``key`` as soon as a worker is free (once, however often it is added)."""
+        if self._shut_down:
+            return
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._added_at[key] = time.monotonic()
+            self._ready.append(key)
+            self._wakeup.set()
+
+    def add_after(self, key: K, delay: float) -> None:
+        """Add ``key`` after ``delay`` seconds, unless it is already due sooner."""
+        if self._shut_down:
+            return
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending[0] <= due:
+                return
+            pending[1].cancel()
+        self._timers[key] = (due, loop.call_at(due, self._fire, key))
+
+    def add_rate_limited(self, key: K, at_least: float = 0.0) -> float:
+        """Add ``key`` after its backoff, which doubles with each call; the delay chosen.
+
+        ``at_least`` is a wait the server asked for (Retry-After); it wins over a
+        shorter backoff, and over a sooner wake-up already pending.
+        """
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        delay = max(min(self.base_delay * 2.0 ** min(failures, 64), self.max_delay), at_least)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer[1].cancel()
+        self.add_after(key, delay)
+        return delay
+
+    def failures(self, key: K) -> int:
+        return self._failures.get(key, 0)
+
+    def forget(self, key: K) -> None:
+        """Reset ``key``'s backoff (it was processed successfully)."""
+        self._failures.pop(key, None)
+
+    def discard(self, key: K) -> None:
+        """Drop every trace of ``key``: its object is gone."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer[1].cancel()
+        self._failures.pop(key, None)
+        self._dirty.discard(key)
+        if key in self._queued:
+            self._queued.discard(key)
+            self._added_at.pop(key, None)
+            self._ready.remove(key)
+
+    async def get(self) -> tuple[K, float]:
+        """The next key and how long it waited; the caller must call ``done(key)``."""
+        while not self._ready:
+            if self._shut_down:
+                raise QueueShutDown()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        key = self._ready.popleft()
+        self._queued.discard(key)
+        self._processing.add(key)
+        waited = time.monotonic() - self._added_at.pop(key, time.monotonic())
+        return key, waited
+
+    def done(self, key: K) -> None:
+        """``key`` was processed; if it was added meanwhile, it is queued again."""
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def shut_down(self) -> None:
+        """Stop handing out keys; pending wake-ups are cancelled."""
+        self._shut_down = True
+        for _, timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._wakeup.set()
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
