@@ -22,11 +22,13 @@ SECRET_KEY = "sk-test-5f1e2d3c4b5a"
 FAKE_TASK = textwrap.dedent(
     """
     import argparse, json, os, sys, time
+    from troupe_operator.templates import render
     parser = argparse.ArgumentParser()
-    for flag in ("--input", "--output-file", "--termination-log"):
+    for flag in ("--input", "--spec", "--outputs-dir", "--output-file", "--termination-log"):
         parser.add_argument(flag)
     args = parser.parse_args()
     task = json.load(open(args.input))
+    spec = json.load(open(args.spec))
     name = task["task"]
     mode = os.environ.get("FAKE_" + name.upper().replace("-", "_"), "ok")
     record = os.environ.get("FAKE_RECORD")
@@ -38,8 +40,10 @@ FAKE_TASK = textwrap.dedent(
                 "key": os.environ.get(env) if env else None,
                 "openai": os.environ.get("OPENAI_API_KEY"),
             }) + "\\n")
+    def report(**fields):
+        open(args.termination_log, "w").write(json.dumps(fields))
     def fail(message, code):
-        open(args.termination_log, "w").write(message + "\\n")
+        report(succeeded=False, message=message)
         sys.exit(code)
     if mode == "permanent":
         fail("bad request: model 'nope' does not exist", 3)
@@ -47,10 +51,16 @@ FAKE_TASK = textwrap.dedent(
         fail("HTTP 503 from the model", 1)
     if mode == "sleep":
         time.sleep(60)
-    text = f"{name} done; prompt was: {task['prompt']}"
+    upstream = {
+        up: json.load(open(os.path.join(args.outputs_dir, config_map + ".json")))["output"]
+        for up, config_map in task["upstream"].items()
+    }
+    template = next(t["prompt"] for t in spec["tasks"] if t["name"] == name)
+    text = f"{name} done; prompt was: {render(template, spec.get('inputs', {}), upstream)}"
     result = {"model": "fake-model", "usage": {"inputTokens": 3, "outputTokens": 4,
-              "totalTokens": 7}, "bytes": len(text.encode()), "output": text}
-    json.dump(result, open(args.output_file, "w"))
+              "totalTokens": 7}, "bytes": len(text.encode())}
+    json.dump({**result, "output": text}, open(args.output_file, "w"))
+    report(succeeded=True, result=result, preview=text[:200])
     """
 )
 
@@ -126,7 +136,7 @@ def test_the_serial_example_runs_to_the_end(
     printed = capsys.readouterr().out
     scripted_lines = [line for line in printed.splitlines() if "offline scripted model" in line]
     assert len(scripted_lines) == 1
-    assert "TaskStarted" in printed
+    assert "TaskSucceeded" in printed
 
 
 def test_a_permanent_failure_fails_the_run_with_its_reason(

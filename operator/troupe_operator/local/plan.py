@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from troupe_operator.api import AgentSpec, WorkflowSpec
 from troupe_operator.manifests import Manifest, ManifestError, load, parse_spec, secret_value
-from troupe_operator.validation import check_manifests, check_workflow
+from troupe_operator.spec_checks import check_workflow
+from troupe_operator.validation import check_manifests
 
 FALLBACK_KEY_ENV = "OPENAI_API_KEY"
 """Where an API key comes from when the Secret an Agent names is not in the files."""

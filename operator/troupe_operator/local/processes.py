@@ -1,10 +1,13 @@
 """Task attempts as local processes, seen by the core as if they were Jobs.
 
 Plays the Job controller and kubelet for ``troupe run``: starts the agent
-runtime's task mode with the attempt's input file, kills it at its active
-deadline or on request, and reports each attempt as an ObservedJob, with the
-termination log as its failure message and EXIT_PERMANENT as a permanent
-failure. API keys reach a process only as the variable its input names.
+runtime's task mode with the attempt's input, the run's recorded spec and
+the directory of the run's outputs (the local stand-in for its output
+ConfigMaps, which the task reads and writes itself), kills it at its active
+deadline or on request, and reports each attempt as an ObservedJob with the
+report the task left in its termination log, EXIT_PERMANENT making a failure
+permanent. Nothing here reads a task's output: only ``troupe run``'s final
+write-out does. API keys reach a process only as the variable its input names.
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ import json
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from pydantic import ValidationError
+from troupe_operator.api import EXIT_PERMANENT, TaskReport
+from troupe_operator.workflow import CreateTask, JobState, ObservedJob
 
-from troupe_operator.api import EXIT_PERMANENT, INPUT_KEY, TaskResult
-from troupe_operator.workflow import CreateTask, JobState, ObservedJob, TaskOutput
+INPUT_FILE: Final = "input.json"
 
 SCRUBBED_ENV: Final = ("OPENAI_API_KEY",)
 """Variables a task must not inherit: its key comes only as the variable its input names."""
@@ -40,11 +43,6 @@ class _Attempt:
     deadline_exceeded: bool = False
     deleted: bool = False
     failure: str | None = None
-    output: TaskOutput | None = field(default=None, repr=False)
-
-    @property
-    def result_path(self) -> Path:
-        return self.directory / "result.json"
 
     @property
     def termination_log(self) -> Path:
@@ -58,12 +56,16 @@ class LocalJobs:
         self,
         command: Sequence[str],
         scratch: Path,
+        spec_file: Path,
+        outputs: Path,
         api_keys: Mapping[str, str],
         on_change: Callable[[], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.command = list(command)
         self.scratch = scratch
+        self.spec_file = spec_file
+        self.outputs = outputs
         self.api_keys = api_keys
         self.on_change = on_change
         self.clock = clock
@@ -77,7 +79,7 @@ class LocalJobs:
         directory = self.scratch / action.job_name
         directory.mkdir(parents=True, exist_ok=True)
         local_input = action.task_input.model_copy(update={"output": None})
-        (directory / INPUT_KEY).write_text(json.dumps(local_input.to_wire()), encoding="utf-8")
+        (directory / INPUT_FILE).write_text(json.dumps(local_input.to_wire()), encoding="utf-8")
         attempt = _Attempt(action, directory, self.clock())
         self.attempts[action.job_name] = attempt
         supervisor = asyncio.create_task(self._supervise(attempt))
@@ -98,24 +100,26 @@ class LocalJobs:
     def observed(self) -> list[ObservedJob]:
         return [_observe(attempt) for attempt in self.attempts.values() if not attempt.deleted]
 
-    def outputs(self) -> dict[str, TaskOutput]:
-        return {
-            attempt.action.task: attempt.output
-            for attempt in self.attempts.values()
-            if attempt.output is not None
-        }
+    def output_file(self, config_map: str) -> Path:
+        """Where the task whose output ConfigMap would be ``config_map`` writes its output."""
+        return self.outputs / f"{config_map}.json"
 
     async def _supervise(self, attempt: _Attempt) -> None:
         action = attempt.action
+        target = action.task_input.output
         argv = [
             *self.command,
             "--input",
-            str(attempt.directory / INPUT_KEY),
-            "--output-file",
-            str(attempt.result_path),
+            str(attempt.directory / INPUT_FILE),
+            "--spec",
+            str(self.spec_file),
+            "--outputs-dir",
+            str(self.outputs),
             "--termination-log",
             str(attempt.termination_log),
         ]
+        if target is not None:
+            argv += ["--output-file", str(self.output_file(target.config_map))]
         try:
             attempt.process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -137,8 +141,6 @@ class LocalJobs:
             attempt.exit_code = EXIT_PERMANENT
         finally:
             attempt.finished_at = self.clock()
-        if attempt.exit_code == 0:
-            attempt.output = _read_output(attempt)
         self.on_change()
 
     def _environment(self, action: CreateTask) -> dict[str, str]:
@@ -146,7 +148,7 @@ class LocalJobs:
         name = action.task_input.api_key_env
         if name:
             environment.pop(name, None)
-            key = self.api_keys.get(action.agent_name)
+            key = self.api_keys.get(action.task_input.agent_name)
             if key:
                 environment[name] = key
         return environment
@@ -160,6 +162,8 @@ def _observe(attempt: _Attempt) -> ObservedJob:
         state = JobState.SUCCEEDED
     else:
         state = JobState.FAILED
+    text = _termination_text(attempt) if state != JobState.ACTIVE else ""
+    report = TaskReport.decode(text) if text else None
     return ObservedJob(
         name=action.job_name,
         task=action.task,
@@ -167,30 +171,23 @@ def _observe(attempt: _Attempt) -> ObservedJob:
         state=state,
         started_at=attempt.started_at,
         finished_at=attempt.finished_at,
-        message=_failure_message(attempt) if state == JobState.FAILED else None,
+        message=_failure_message(attempt, text) if state == JobState.FAILED else None,
         permanent=attempt.exit_code == EXIT_PERMANENT,
         deadline_exceeded=attempt.deadline_exceeded,
+        report=report,
     )
 
 
-def _failure_message(attempt: _Attempt) -> str:
+def _termination_text(attempt: _Attempt) -> str:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return attempt.termination_log.read_text(encoding="utf-8").strip()
+    return ""
+
+
+def _failure_message(attempt: _Attempt, text: str) -> str:
     if attempt.failure:
         return attempt.failure
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        text = attempt.termination_log.read_text(encoding="utf-8").strip()
-        if text:
-            return text
-    return f"the task process exited with code {attempt.exit_code}"
-
-
-def _read_output(attempt: _Attempt) -> TaskOutput | None:
-    """The result file as a TaskOutput; None (a missing output) when it is absent or bad."""
-    try:
-        wire = json.loads(attempt.result_path.read_text(encoding="utf-8"))
-        text = wire.pop("output")
-        return TaskOutput(str(text), TaskResult.model_validate(wire))
-    except (OSError, ValueError, KeyError, TypeError, ValidationError):
-        return None
+    return text or f"the task process exited with code {attempt.exit_code}"
 
 
 def _kill(process: asyncio.subprocess.Process | None) -> None:

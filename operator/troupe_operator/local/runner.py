@@ -16,9 +16,15 @@ import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, assert_never
 
-from troupe_operator.api import TaskPhase, WorkflowPhase, WorkflowSpec, WorkflowStatus
+from troupe_operator.api import (
+    OUTPUT_KEY,
+    TaskPhase,
+    WorkflowPhase,
+    WorkflowSpec,
+    WorkflowStatus,
+)
 from troupe_operator.local.plan import LocalWorkflow, RunPlan
 from troupe_operator.local.processes import LocalJobs
 from troupe_operator.local.view import ProgressView
@@ -28,8 +34,8 @@ from troupe_operator.workflow import (
     DeleteJob,
     Event,
     Observation,
-    RecordSpec,
-    TaskOutput,
+    PrepareRun,
+    WorkflowRef,
     reconcile,
 )
 
@@ -58,8 +64,8 @@ async def run_plan(
         finally:
             for run in runs:
                 await run.stop()
-    for run, status in zip(runs, statuses, strict=True):
-        run.write(output_dir / run.workflow.name, status)
+        for run, status in zip(runs, statuses, strict=True):
+            run.write(output_dir / run.workflow.name, status)
     return {run.workflow.name: status for run, status in zip(runs, statuses, strict=True)}
 
 
@@ -73,10 +79,20 @@ class _WorkflowRun:
         clock: Clock,
     ) -> None:
         self.workflow = workflow
+        self.ref = WorkflowRef(workflow.namespace, workflow.name, f"local-{workflow.name}")
         self.view = view
         self.clock = clock
         self.changed = asyncio.Event()
-        self.jobs = LocalJobs(task_command, scratch, workflow.api_keys, self.changed.set, clock)
+        self.spec_file = scratch / "spec.json"
+        self.jobs = LocalJobs(
+            task_command,
+            scratch,
+            self.spec_file,
+            scratch / "outputs",
+            workflow.api_keys,
+            self.changed.set,
+            clock,
+        )
         self.recorded: WorkflowSpec | None = None
 
     async def run(self) -> WorkflowStatus:
@@ -98,15 +114,14 @@ class _WorkflowRun:
 
     def _observe(self, status: WorkflowStatus) -> Observation:
         return Observation(
-            namespace=self.workflow.namespace,
-            name=self.workflow.name,
-            uid=f"local-{self.workflow.name}",
+            namespace=self.ref.namespace,
+            name=self.ref.name,
+            uid=self.ref.uid,
             generation=1,
             spec=self.workflow.spec,
             status=status,
             now=self.clock(),
             jobs=self.jobs.observed(),
-            outputs=self.jobs.outputs(),
             agents=self.workflow.agents,
             recorded_spec=self.recorded,
         )
@@ -114,15 +129,27 @@ class _WorkflowRun:
     def _execute(self, actions: Sequence[Action]) -> list[Event]:
         events = []
         for action in actions:
-            if isinstance(action, CreateTask):
-                self.jobs.start(action)
-            elif isinstance(action, DeleteJob):
-                self.jobs.delete(action.name)
-            elif isinstance(action, RecordSpec):
-                self.recorded = action.spec
-            elif isinstance(action, Event):
-                events.append(action)
+            match action:
+                case PrepareRun():
+                    self._prepare(action)
+                case CreateTask():
+                    self.jobs.start(action)
+                case DeleteJob():
+                    self.jobs.delete(action.name)
+                case Event():
+                    events.append(action)
+                case _:
+                    assert_never(action)
         return events
+
+    def _prepare(self, action: PrepareRun) -> None:
+        """Record the spec where every task of the run reads it, as the mounted ConfigMap."""
+        self.spec_file.parent.mkdir(parents=True, exist_ok=True)
+        self.spec_file.write_text(
+            action.spec.model_dump_json(by_alias=True, exclude_none=True), encoding="utf-8"
+        )
+        self.jobs.outputs.mkdir(parents=True, exist_ok=True)
+        self.recorded = action.spec
 
     async def stop(self) -> None:
         """Kill what still runs and wait for its supervisors to notice."""
@@ -132,13 +159,22 @@ class _WorkflowRun:
     def write(self, directory: Path, status: WorkflowStatus) -> None:
         """``<task>.md`` for every succeeded task (stale ones removed), and ``status.json``."""
         directory.mkdir(parents=True, exist_ok=True)
-        outputs: dict[str, TaskOutput] = self.jobs.outputs()
         for task in self.workflow.spec.tasks:
             path = directory / f"{task.name}.md"
             state = status.tasks.get(task.name)
-            if state is not None and state.phase == TaskPhase.SUCCEEDED and task.name in outputs:
-                path.write_text(outputs[task.name].text, encoding="utf-8")
+            text = self._output(task.name) if state and state.phase == TaskPhase.SUCCEEDED else None
+            if text is not None:
+                path.write_text(text, encoding="utf-8")
             else:
                 path.unlink(missing_ok=True)
         wire = json.dumps(status.to_wire(), indent=2) + "\n"
         (directory / "status.json").write_text(wire, encoding="utf-8")
+
+    def _output(self, task: str) -> str | None:
+        """A succeeded task's output text, from the file its process wrote."""
+        path = self.jobs.output_file(self.ref.output_config_map(task))
+        try:
+            text = json.loads(path.read_text(encoding="utf-8")).get(OUTPUT_KEY)
+        except (OSError, ValueError, AttributeError):
+            return None
+        return text if isinstance(text, str) else None
