@@ -2,12 +2,14 @@
 
 The harness's ``JobRunner`` runs each task's real process, which costs a second or more per
 task; the controller benchmark needs tasks that take no time, so that what it measures is
-the operator. This plays the Job controller and the task pod at once: for each new Job
-carrying Troupe's labels it writes the task's output ConfigMap (text plus a ``TaskResult``
-with small fixed token counts, as the agent's task mode would) and marks the Job
-``Complete`` through the ``status`` subresource. It records, in this process's monotonic
-clock, when each Job's ADDED event arrived and when it was marked Complete, which is what
-the dispatch latency is computed from.
+the operator. This plays the Job controller, the kubelet and the task at once: for each new
+Job carrying Troupe's labels it writes the task's output ConfigMap (text plus a
+``TaskResult`` with small fixed token counts, as the agent's task mode would), creates the
+Job's Pod with its container terminated and the task's ``TaskReport`` as its termination
+message, and marks the Job ``Complete`` through the ``status`` subresource. Jobs can be
+finished at once or at a steady rate (``tasks_per_second``). It records, in this process's
+monotonic clock, when each Job's ADDED event arrived and when it was marked Complete, which
+is what the dispatch latency is computed from.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,24 +26,21 @@ from typing import Any
 import aiohttp
 
 from counting_cluster import BENCH_AGENT_PREFIX
-from troupe_operator.api import OUTPUT_KEY, RESULT_KEY, TaskResult, TokenUsage
-from troupe_operator.workflow.naming import (
-    LABEL_ATTEMPT,
-    LABEL_TASK,
-    LABEL_WORKFLOW,
-    output_config_map_name,
-)
+from troupe_operator.api import OUTPUT_KEY, RESULT_KEY, TaskReport, TaskResult, TokenUsage
+from troupe_operator.workflow import LABEL_ATTEMPT, LABEL_TASK, LABEL_WORKFLOW, WorkflowRef
 
 KubeObject = dict[str, Any]
 JobKey = tuple[str, str]  # namespace, Job name
 
 OUTPUT_TEXT = "Done: the instant kubelet finished this task at once."
-RESULT_JSON = TaskResult(
+RESULT = TaskResult(
     model="bench-instant",
     usage=TokenUsage(input_tokens=12, output_tokens=8, total_tokens=20),
     calls=1,
     bytes=len(OUTPUT_TEXT.encode()),
-).model_dump_json(by_alias=True)
+)
+RESULT_JSON = RESULT.model_dump_json(by_alias=True)
+REPORT = TaskReport(succeeded=True, result=RESULT, preview=OUTPUT_TEXT).encode()
 
 
 def session(base_url: str, role: str) -> aiohttp.ClientSession:
@@ -96,14 +95,21 @@ class JobRecord:
 
 
 class InstantKubelet:
-    """Completes task Jobs as soon as their ADDED event arrives; see the module docstring."""
+    """Completes task Jobs as their ADDED events arrive; see the module docstring.
 
-    def __init__(self, base_url: str) -> None:
+    With ``tasks_per_second`` set, Jobs are completed in arrival order at that steady
+    rate instead of at once.
+    """
+
+    def __init__(self, base_url: str, tasks_per_second: float | None = None) -> None:
         self._base_url = base_url
+        self._interval = 1.0 / tasks_per_second if tasks_per_second else 0.0
         self.jobs: dict[JobKey, JobRecord] = {}
         self.errors: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self._pacer: asyncio.Task[None] | None = None
+        self._due: asyncio.Queue[tuple[KubeObject, JobRecord]] = asyncio.Queue()
         self._api: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -112,12 +118,15 @@ class InstantKubelet:
         async with self._api.get("/apis/batch/v1/jobs") as response:
             revision = (await check(response))["metadata"]["resourceVersion"]
         self._watch = asyncio.create_task(self._follow(self._api, revision))
+        if self._interval:
+            self._pacer = asyncio.create_task(self._pace(self._api))
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for background in (self._watch, self._pacer):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -132,6 +141,20 @@ class InstantKubelet:
                 if event["type"] == "ADDED":
                     self._job_added(api, obj)
 
+    async def _pace(self, api: aiohttp.ClientSession) -> None:
+        """Complete queued Jobs one every ``_interval`` seconds, on a fixed schedule."""
+        next_at = time.monotonic()
+        while True:
+            job, record = await self._due.get()
+            next_at = max(next_at + self._interval, time.monotonic())
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            self._spawn(self._complete(api, job, record))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _job_added(self, api: aiohttp.ClientSession, job: KubeObject) -> None:
         metadata = job["metadata"]
         labels = metadata.get("labels") or {}
@@ -145,27 +168,50 @@ class InstantKubelet:
             added_at=time.monotonic(),
         )
         self.jobs[(record.namespace, metadata["name"])] = record
-        task = asyncio.create_task(self._complete(api, job, record))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self._interval:
+            self._due.put_nowait((job, record))
+        else:
+            self._spawn(self._complete(api, job, record))
 
     async def _complete(
         self, api: aiohttp.ClientSession, job: KubeObject, record: JobRecord
     ) -> None:
         metadata = job["metadata"]
-        namespace = record.namespace
+        namespace, name = record.namespace, metadata["name"]
+        owners = metadata.get("ownerReferences") or []
+        run = WorkflowRef(namespace, record.workflow, owners[0]["uid"])
         output = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": output_config_map_name(record.workflow, record.task, record.attempt),
+                "name": run.output_config_map(record.task),
                 "namespace": namespace,
-                "labels": metadata.get("labels") or {},
-                "ownerReferences": metadata.get("ownerReferences") or [],
+                "labels": run.task_labels(record.task),
+                "ownerReferences": [run.owner_reference(block_owner_deletion=False)],
             },
             "data": {OUTPUT_KEY: OUTPUT_TEXT, RESULT_KEY: RESULT_JSON},
         }
         now = _now()
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{name}-pod",
+                "namespace": namespace,
+                "labels": {**(metadata.get("labels") or {}), "job-name": name},
+                "ownerReferences": [
+                    {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": metadata["uid"]}
+                ],
+            },
+            "spec": job["spec"]["template"]["spec"],
+        }
+        terminated = {"exitCode": 0, "reason": "Completed", "message": REPORT, "finishedAt": now}
+        pod_status = {
+            "status": {
+                "phase": "Succeeded",
+                "containerStatuses": [{"name": "agent", "state": {"terminated": terminated}}],
+            }
+        }
         status = {
             "status": {
                 "startTime": now,
@@ -182,14 +228,20 @@ class InstantKubelet:
                 ],
             }
         }
-        job_status = f"/apis/batch/v1/namespaces/{namespace}/jobs/{metadata['name']}/status"
+        pods = f"/api/v1/namespaces/{namespace}/pods"
+        merge = {"Content-Type": "application/merge-patch+json"}
         try:
             async with api.post(f"/api/v1/namespaces/{namespace}/configmaps", json=output) as r:
                 await check(r)
-            headers = {"Content-Type": "application/merge-patch+json"}
-            async with api.patch(job_status, data=json.dumps(status), headers=headers) as r:
+            async with api.post(pods, json=pod) as r:
+                await check(r)
+            path = f"{pods}/{name}-pod/status"
+            async with api.patch(path, data=json.dumps(pod_status), headers=merge) as r:
+                await check(r)
+            path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"
+            async with api.patch(path, data=json.dumps(status), headers=merge) as r:
                 await check(r)
         except (RuntimeError, aiohttp.ClientError) as error:
-            self.errors.append(f"{namespace}/{metadata['name']}: {error}")
+            self.errors.append(f"{namespace}/{name}: {error}")
             return
         record.completed_at = time.monotonic()
