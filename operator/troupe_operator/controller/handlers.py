@@ -193,12 +193,13 @@ def register(
     ) -> None:
         key = (str(namespace), labels[LABEL_WORKFLOW])
         memory = controller.runs.get(key)
-        if memory is None:
+        record = observe.job_record(event["object"])
+        if memory is None or record is None or record.owner_uid != memory.uid:
             return
         if event["type"] == "DELETED":
-            record = observe.job_record(event["object"])
-            if record is not None and record.owner_uid == memory.uid:
-                memory.job_deleted(record)
+            memory.job_deleted(record)
+        elif not record.finished:
+            return  # a running Job changes no decision (its own creation, its start time)
         controller.enqueue(key)
 
     @kopf.on.event(GROUP, VERSION, "agents", registry=registry)
