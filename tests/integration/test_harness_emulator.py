@@ -363,7 +363,7 @@ def test_schema_violations_are_rejected_with_422(widgets: CustomObjectsApi) -> N
     with pytest.raises(ApiException) as required:
         widgets.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, missing)
     assert _status_body(required.value)["details"]["causes"][0] == {
-        "reason": "FieldValueInvalid",
+        "reason": "FieldValueRequired",
         "field": "spec.size",
         "message": "Required value",
     }

@@ -3,63 +3,25 @@
 from __future__ import annotations
 
 import base64
-import sys
-from typing import Any
 
-from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api, V1Job
+from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 
+from tests.support.job_probes import active_and_ready, condition, finished_job, pods_of
 from tests.support.jobrunner import JobRunner
+from tests.support.samples import python_job
 from tests.support.waiting import wait_for
-
-
-def _job(name: str, code: str, **spec: Any) -> dict[str, Any]:
-    container = {
-        "name": "main",
-        "image": "ignored",
-        "command": [sys.executable, "-c", code],
-        **spec.pop("container", {}),
-    }
-    volumes = spec.pop("volumes", [])
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": 0,
-            **spec,
-            "template": {
-                "metadata": {"labels": {"app": "test"}},
-                "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes},
-            },
-        },
-    }
-
-
-def _finished_job(batch: BatchV1Api, name: str, timeout: float = 10) -> V1Job:
-    def finished() -> V1Job | None:
-        job: V1Job = batch.read_namespaced_job(name, "default")
-        conditions = job.status.conditions if job.status else None
-        return job if any(c.type in {"Complete", "Failed"} for c in conditions or []) else None
-
-    return wait_for(finished, timeout=timeout, what=f"job {name} to finish")
-
-
-def _condition(job: V1Job, kind: str) -> Any:
-    return next(c for c in job.status.conditions if c.type == kind)
-
-
-def _pods(core: CoreV1Api, job_name: str) -> list[Any]:
-    return list(core.list_namespaced_pod("default", label_selector=f"job-name={job_name}").items)
 
 
 def test_successful_job_completes_with_pod_and_status(
     kube_api: ApiClient, job_runner: JobRunner
 ) -> None:
     batch, core = BatchV1Api(kube_api), CoreV1Api(kube_api)
-    batch.create_namespaced_job("default", _job("ok", "print('hello from the job')"))
-    job = _finished_job(batch, "ok")
-    assert _condition(job, "Complete").reason == "CompletionsReached"
+    batch.create_namespaced_job("default", python_job("ok", "print('hello from the job')"))
+    job = finished_job(batch, "ok")
+    assert condition(job, "Complete").reason == "CompletionsReached"
     assert job.status.succeeded == 1 and job.status.active == 0
     assert job.status.start_time and job.status.completion_time
-    [pod] = _pods(core, "ok")
+    [pod] = pods_of(core, "ok")
     assert pod.metadata.name.startswith("ok-") and len(pod.metadata.name) == len("ok-") + 5
     assert pod.metadata.labels["app"] == "test"
     assert pod.metadata.labels["controller-uid"] == job.metadata.uid
@@ -73,11 +35,11 @@ def test_failing_job_retries_until_backoff_limit(
     kube_api: ApiClient, job_runner: JobRunner
 ) -> None:
     batch, core = BatchV1Api(kube_api), CoreV1Api(kube_api)
-    batch.create_namespaced_job("default", _job("bad", "raise SystemExit(3)", backoffLimit=2))
-    job = _finished_job(batch, "bad")
-    assert _condition(job, "Failed").reason == "BackoffLimitExceeded"
+    batch.create_namespaced_job("default", python_job("bad", "raise SystemExit(3)", backoffLimit=2))
+    job = finished_job(batch, "bad")
+    assert condition(job, "Failed").reason == "BackoffLimitExceeded"
     assert job.status.failed == 3
-    pods = _pods(core, "bad")
+    pods = pods_of(core, "bad")
     assert len(pods) == 3
     assert {pod.status.container_statuses[0].state.terminated.exit_code for pod in pods} == {3}
 
@@ -85,11 +47,11 @@ def test_failing_job_retries_until_backoff_limit(
 def test_active_deadline_kills_the_process(kube_api: ApiClient, job_runner: JobRunner) -> None:
     batch, core = BatchV1Api(kube_api), CoreV1Api(kube_api)
     batch.create_namespaced_job(
-        "default", _job("slow", "import time; time.sleep(60)", activeDeadlineSeconds=1)
+        "default", python_job("slow", "import time; time.sleep(60)", activeDeadlineSeconds=1)
     )
-    job = _finished_job(batch, "slow")
-    assert _condition(job, "Failed").reason == "DeadlineExceeded"
-    [pod] = _pods(core, "slow")
+    job = finished_job(batch, "slow")
+    assert condition(job, "Failed").reason == "DeadlineExceeded"
+    [pod] = pods_of(core, "slow")
     assert pod.status.phase == "Failed"
 
 
@@ -99,13 +61,14 @@ def test_pod_failure_policy_fails_the_job_at_once(
     batch, core = BatchV1Api(kube_api), CoreV1Api(kube_api)
     policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
     batch.create_namespaced_job(
-        "default", _job("fatal", "raise SystemExit(42)", backoffLimit=5, podFailurePolicy=policy)
+        "default",
+        python_job("fatal", "raise SystemExit(42)", backoffLimit=5, podFailurePolicy=policy),
     )
-    job = _finished_job(batch, "fatal")
-    failed = _condition(job, "Failed")
+    job = finished_job(batch, "fatal")
+    failed = condition(job, "Failed")
     assert failed.reason == "PodFailurePolicy"
     assert "exit code 42 matching FailJob rule at index 0" in failed.message
-    assert len(_pods(core, "fatal")) == 1
+    assert len(pods_of(core, "fatal")) == 1
 
 
 def test_volumes_env_and_termination_message_reach_the_process(
@@ -137,19 +100,22 @@ def test_volumes_env_and_termination_message_reach_the_process(
         "volumeMounts": [{"name": "input", "mountPath": "/etc/troupe/input", "readOnly": True}],
     }
     volumes = [{"name": "input", "configMap": {"name": "input"}}]
-    batch.create_namespaced_job("default", _job("io", code, container=container, volumes=volumes))
-    _finished_job(batch, "io")
-    [pod] = _pods(core, "io")
+    batch.create_namespaced_job(
+        "default", python_job("io", code, container=container, volumes=volumes)
+    )
+    finished_job(batch, "io")
+    [pod] = pods_of(core, "io")
     assert pod.status.container_statuses[0].state.terminated.message == "say hi|s3cret|task"
 
 
-def test_deleting_a_running_job_kills_it(kube_api: ApiClient, job_runner: JobRunner) -> None:
+def test_a_running_job_is_ready_and_deleting_it_kills_it(
+    kube_api: ApiClient, job_runner: JobRunner
+) -> None:
     batch, core = BatchV1Api(kube_api), CoreV1Api(kube_api)
-    batch.create_namespaced_job("default", _job("doomed", "import time; time.sleep(60)"))
-    wait_for(
-        lambda: [p for p in _pods(core, "doomed") if p.status.phase == "Running"],
-        what="pod running",
-    )
+    batch.create_namespaced_job("default", python_job("doomed", "import time; time.sleep(60)"))
+    wait_for(lambda: active_and_ready(batch, "doomed") == (1, 1), what="the job ready")
+    [pod] = pods_of(core, "doomed")
+    assert pod.status.phase == "Running" and condition(pod, "Ready").status == "True"
     batch.delete_namespaced_job("doomed", "default")
-    wait_for(lambda: not _pods(core, "doomed") or None, what="pods collected")
+    wait_for(lambda: not pods_of(core, "doomed") or None, what="pods collected")
     wait_for(lambda: not job_runner.running_jobs or None, what="process killed")

@@ -1,4 +1,4 @@
-"""Pytest fixtures for the harness: emulator, kubeconfig, API client, job runner, LLM stub.
+"""Pytest fixtures for the harness: emulator, kubeconfig, API clients, job runner, LLM stub.
 
 Registered for the whole test suite by `tests/conftest.py` (`pytest_plugins`). Each fixture
 is function-scoped: every server starts in milliseconds and a test never sees another
@@ -49,12 +49,35 @@ def kube_api(emulator: EmulatedCluster) -> Iterator[kubernetes.client.ApiClient]
         yield api_client
 
 
+ClientAs = Callable[[str, str], kubernetes.client.ApiClient]
+
+
 @pytest.fixture
-def job_runner(
-    emulator: EmulatedCluster, kubeconfig: pathlib.Path, tmp_path: pathlib.Path
-) -> Iterator[JobRunner]:
+def kube_api_as(emulator: EmulatedCluster) -> Iterator[ClientAs]:
+    """`kube_api_as(namespace, service_account)`: a client with that ServiceAccount's token.
+
+    What it may do is what RBAC grants the ServiceAccount (403 otherwise), as in a Pod.
+    """
+    clients: list[kubernetes.client.ApiClient] = []
+
+    def client_as(namespace: str, service_account: str) -> kubernetes.client.ApiClient:
+        configuration = kubernetes.client.Configuration(
+            host=emulator.url,
+            api_key={"authorization": emulator.token_for(namespace, service_account)},
+            api_key_prefix={"authorization": "Bearer"},
+        )
+        clients.append(kubernetes.client.ApiClient(configuration))
+        return clients[-1]
+
+    yield client_as
+    for client in clients:
+        client.close()  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+@pytest.fixture
+def job_runner(emulator: EmulatedCluster, tmp_path: pathlib.Path) -> Iterator[JobRunner]:
     """Runs the emulator's Jobs as local processes (see `tests.support.jobrunner`)."""
-    with JobRunner(emulator.url, kubeconfig, tmp_path / "pods") as runner:
+    with JobRunner(emulator.url, tmp_path / "pods") as runner:
         yield runner
 
 

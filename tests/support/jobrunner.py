@@ -1,20 +1,30 @@
-"""A local Job runner: the Job controller and the kubelet, for the emulator.
+"""A local Job runner: the Job controller, with the scheduler and kubelet of `kubelet.py`.
 
 It watches `batch/v1` Jobs through the API, and for each new Job runs attempts until one
 succeeds or the Job fails, the way the Job controller does:
 
 - each attempt is a Pod (`generateName: <job>-`, labels `job-name`,
   `batch.kubernetes.io/job-name`, `controller-uid`, `batch.kubernetes.io/controller-uid`
-  plus the template's, ownerReference to the Job) whose status goes Pending → Running →
-  Succeeded/Failed with `containerStatuses[0].state.terminated` {exitCode, reason, message};
-- the first container runs as a local process (see `pod_sandbox.py` for path rewriting);
-- Job status goes through the `status` subresource: `startTime`, `active`, `succeeded`,
-  `failed`, `ready`, `completionTime`, and conditions `SuccessCriteriaMet` + `Complete`
-  (reason `CompletionsReached`) or `FailureTarget` + `Failed` with reason
-  `BackoffLimitExceeded`, `DeadlineExceeded` (`activeDeadlineSeconds`, process killed) or
-  `PodFailurePolicy` (`onExitCodes` rules; actions FailJob, Ignore, Count);
+  plus the template's, ownerReference to the Job), created through the API; when the API
+  refuses it (its ServiceAccount does not exist: 403 from the ServiceAccount admission),
+  a `FailedCreate` Event goes on the Job and the creation is retried with a back-off
+  (0.1 s doubling to 2 s) until it succeeds or the Job goes, the Job meanwhile active with
+  no Pods;
+- the Pod's life (scheduling, image pull, ServiceAccount token, Secrets and ConfigMaps,
+  the local process, the final state): `kubelet.py`;
+- Job status goes through the `status` subresource: `startTime`, `active` (1 while its Pod
+  is unfinished), `ready` (1 while the container runs), `succeeded`, `failed`,
+  `completionTime`, and conditions `SuccessCriteriaMet` + `Complete` (reason
+  `CompletionsReached`) or `FailureTarget` + `Failed` with reason `BackoffLimitExceeded`,
+  `DeadlineExceeded` (`activeDeadlineSeconds`, process killed) or `PodFailurePolicy`
+  (`onExitCodes` rules; actions FailJob, Ignore, Count);
 - a Job deleted while it runs has its process killed (its Pods go by garbage collection);
 - Jobs run concurrently, optionally capped (`max_parallel`; waiting Pods stay Pending).
+
+Options, as constructor keywords or as attributes a test sets on the fixture's runner
+before creating Jobs: `unpullable_images(image) -> bool` (those Pods wait in
+`ImagePullBackOff`) and `unschedulable_jobs(job) -> bool` (those Jobs' Pods stay
+`Unschedulable`).
 
 Not emulated: `completions`/`parallelism` above 1, indexed Jobs, `suspend`,
 `ttlSecondsAfterFinished`, `onPodConditions` rules, init and sidecar containers, the
@@ -27,14 +37,27 @@ import asyncio
 import contextlib
 import datetime
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from tests.support.event_recorder import EventRecorder
 from tests.support.kube_http import KubeHttp, KubeHttpError, KubeObject
+from tests.support.kubelet import Kubelet
 from tests.support.loopback import BackgroundService
-from tests.support.pod_sandbox import PodSandbox
+
+USER_AGENT = "troupe-harness-jobrunner/1.0"
+_CREATE_RETRY_START = 0.1
+_CREATE_RETRY_MAX = 2.0
+
+ImagePredicate = Callable[[str], bool]
+JobPredicate = Callable[[KubeObject], bool]
+
+
+def _never(_: object) -> bool:
+    return False
 
 
 def _now() -> str:
@@ -44,12 +67,6 @@ def _now() -> str:
 def _finished(job: KubeObject) -> bool:
     conditions = (job.get("status") or {}).get("conditions") or []
     return any(c["type"] in {"Complete", "Failed"} and c["status"] == "True" for c in conditions)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    pod_name: str
-    exit_code: int
 
 
 @dataclass(frozen=True)
@@ -86,18 +103,20 @@ class JobRunner(BackgroundService):
     def __init__(
         self,
         api_url: str,
-        kubeconfig: pathlib.Path,
         workdir: pathlib.Path,
         *,
         max_parallel: int | None = None,
         retry_delay: float = 0.0,
+        unpullable_images: ImagePredicate = _never,
+        unschedulable_jobs: JobPredicate = _never,
     ) -> None:
         super().__init__("job-runner")
         self._api_url = api_url
-        self._kubeconfig = kubeconfig
         self._workdir = workdir
         self._max_parallel = max_parallel
         self._retry_delay = retry_delay
+        self.unpullable_images = unpullable_images
+        self.unschedulable_jobs = unschedulable_jobs
         self._running: dict[str, asyncio.Task[None]] = {}
         self._seen: set[str] = set()
 
@@ -111,8 +130,10 @@ class JobRunner(BackgroundService):
         return (self._workdir / namespace / pod_name / "log").read_text(errors="replace")
 
     async def _start(self) -> None:
-        self._api = KubeHttp(self._api_url)
-        self._slots = asyncio.Semaphore(self._max_parallel or 1_000_000)
+        self._api = KubeHttp(self._api_url, user_agent=USER_AGENT)
+        self._events = EventRecorder(self._api)
+        slots = asyncio.Semaphore(self._max_parallel or 1_000_000)
+        self._kubelet = Kubelet(self._api, self._api_url, self._events, self._workdir, slots)
         self._controller = asyncio.create_task(self._follow_jobs())
 
     async def _stop(self) -> None:
@@ -151,14 +172,14 @@ class JobRunner(BackgroundService):
             if error.status != 404:  # 404: the Job was deleted meanwhile
                 raise
 
+    async def _patch_status(self, job: KubeObject, **status: Any) -> None:
+        metadata = job["metadata"]
+        path = f"/apis/batch/v1/namespaces/{metadata['namespace']}/jobs/{metadata['name']}/status"
+        await self._api.merge_patch(path, {"status": status})
+
     async def _drive_job(self, job: KubeObject) -> None:
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        status_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"
-        started = _now()
         counts = {"failed": 0, "succeeded": 0}
-        await self._api.merge_patch(
-            status_path, {"status": {"startTime": started, "active": 1, "ready": 0}}
-        )
+        await self._patch_status(job, startTime=_now(), active=0, ready=0)
         deadline = job["spec"].get("activeDeadlineSeconds")
         try:
             async with asyncio.timeout(deadline):
@@ -170,31 +191,39 @@ class JobRunner(BackgroundService):
             counts["failed"] += 1
         except JobFailed as failure:
             outcome = failure.outcome
-        await self._api.merge_patch(status_path, {"status": self._final_status(outcome, counts)})
+        await self._patch_status(job, **self._final_status(outcome, counts))
 
     async def _attempts(self, job: KubeObject, counts: dict[str, int]) -> Outcome:
         backoff_limit = job["spec"].get("backoffLimit", 6)
         namespace = job["metadata"]["namespace"]
+        image = job["spec"]["template"]["spec"]["containers"][0].get("image", "")
         while True:
-            attempt = await self._run_pod(job)
-            if attempt.exit_code == 0:
+            pod = await self._create_pod(job)
+            await self._patch_status(job, active=1, ready=0)
+            exit_code = await self._kubelet.run(
+                pod,
+                schedulable=not self.unschedulable_jobs(job),
+                pullable=not self.unpullable_images(image),
+                on_running=lambda: self._patch_status(job, ready=1),
+            )
+            pod_name = pod["metadata"]["name"]
+            if exit_code == 0:
                 counts["succeeded"] += 1
                 return Outcome(
                     True, "CompletionsReached", "Reached expected number of succeeded pods"
                 )
-            policy = _policy_action(job, attempt.exit_code)
+            policy = _policy_action(job, exit_code)
             if policy is not None and policy[0] == "FailJob":
                 counts["failed"] += 1
                 container = job["spec"]["template"]["spec"]["containers"][0]["name"]
                 raise JobFailed(
                     "PodFailurePolicy",
-                    f"Container {container} for pod {namespace}/{attempt.pod_name} failed with"
-                    f" exit code {attempt.exit_code} matching FailJob rule at index {policy[1]}",
+                    f"Container {container} for pod {namespace}/{pod_name} failed with"
+                    f" exit code {exit_code} matching FailJob rule at index {policy[1]}",
                 )
             if policy is None or policy[0] != "Ignore":
                 counts["failed"] += 1
-            path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{job['metadata']['name']}/status"
-            await self._api.merge_patch(path, {"status": {"failed": counts["failed"]}})
+            await self._patch_status(job, failed=counts["failed"], active=0, ready=0)
             if counts["failed"] > backoff_limit:
                 raise JobFailed(
                     "BackoffLimitExceeded", "Job has reached the specified backoff limit"
@@ -224,65 +253,20 @@ class JobRunner(BackgroundService):
             status["completionTime"] = now
         return status
 
-    async def _run_pod(self, job: KubeObject) -> Attempt:
-        pod = await self._api.create(
-            f"/api/v1/namespaces/{job['metadata']['namespace']}/pods", self._pod_for(job)
-        )
-        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        pod_path = f"/api/v1/namespaces/{namespace}/pods/{name}/status"
-        sandbox = PodSandbox(self._workdir / namespace / name, pod, self._api, self._kubeconfig)
-        container_name = sandbox.container["name"]
-        exit_code, reason = 1, "Error"
-        try:
-            async with self._slots:
-                started = _now()
-                await sandbox.prepare()
-                running = {"running": {"startedAt": started}}
-                await self._api.merge_patch(
-                    pod_path, self._pod_status("Running", container_name, running, started)
-                )
-                exit_code = await sandbox.run()
-                reason = "Completed" if exit_code == 0 else "Error"
-        except asyncio.CancelledError:  # deadline reached, Job deleted, or runner stopping
-            exit_code, reason = 137, "Killed"
-            raise
-        except (KubeHttpError, KeyError, OSError) as problem:
-            sandbox.message_path.parent.mkdir(parents=True, exist_ok=True)
-            sandbox.message_path.write_text(f"CreateContainerConfigError: {problem}")
-            exit_code, reason = 128, "CreateContainerConfigError"
-        finally:
-            terminated = {
-                "terminated": {
-                    "exitCode": exit_code,
-                    "reason": reason,
-                    "message": sandbox.termination_message(exit_code),
-                    "finishedAt": _now(),
-                }
-            }
-            phase = "Succeeded" if exit_code == 0 else "Failed"
-            with contextlib.suppress(KubeHttpError, aiohttp.ClientError):  # the Pod may be gone
-                await self._api.merge_patch(
-                    pod_path, self._pod_status(phase, container_name, terminated, None)
-                )
-        return Attempt(name, exit_code)
-
-    @staticmethod
-    def _pod_status(
-        phase: str, container: str, state: KubeObject, started: str | None
-    ) -> KubeObject:
-        container_status = {
-            "name": container,
-            "state": state,
-            "ready": phase == "Running",
-            "started": phase == "Running",
-            "restartCount": 0,
-            "image": "",
-            "imageID": "",
-        }
-        status: dict[str, Any] = {"phase": phase, "containerStatuses": [container_status]}
-        if started is not None:
-            status["startTime"] = started
-        return {"status": status}
+    async def _create_pod(self, job: KubeObject) -> KubeObject:
+        """Create the attempt's Pod, retrying with a back-off while the API refuses it."""
+        path = f"/api/v1/namespaces/{job['metadata']['namespace']}/pods"
+        delay = _CREATE_RETRY_START
+        while True:
+            try:
+                return await self._api.create(path, self._pod_for(job))
+            except KubeHttpError as refused:
+                if refused.status == 404:  # the namespace went, and the Job with it
+                    raise
+                message = f"Error creating: {refused.message}"
+                await self._events.record("job-controller", job, "Warning", "FailedCreate", message)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, _CREATE_RETRY_MAX)
 
     @staticmethod
     def _pod_for(job: KubeObject) -> KubeObject:

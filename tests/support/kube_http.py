@@ -2,7 +2,9 @@
 
 The runner plays a cluster controller, so it talks to the emulator over HTTP like any
 controller would, from its own event loop; the `kubernetes` package is synchronous and
-kopf's client is private, hence this small aiohttp wrapper.
+kopf's client is private, hence this small aiohttp wrapper. It carries no credentials
+(controllers are unrestricted here) and names itself with a User-Agent, so faults aimed
+at other clients never hit it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,20 @@ class KubeHttpError(Exception):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"HTTP {status}: {body}")
         self.status = status
+        self.body = body
+
+    @property
+    def message(self) -> str:
+        """The `Status` message of the error (the body itself if it is not a `Status`)."""
+        try:
+            return str(json.loads(self.body)["message"])
+        except (ValueError, KeyError, TypeError):
+            return self.body
 
 
 class KubeHttp:
-    def __init__(self, base_url: str) -> None:
-        self._session = aiohttp.ClientSession(base_url)
+    def __init__(self, base_url: str, *, user_agent: str) -> None:
+        self._session = aiohttp.ClientSession(base_url, headers={"User-Agent": user_agent})
 
     async def close(self) -> None:
         await self._session.close()

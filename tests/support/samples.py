@@ -1,6 +1,10 @@
-"""A small sample CRD (`widgets.example.com`) for harness tests that must not depend on Troupe's."""
+"""Sample objects for harness tests that must not depend on Troupe's: a small CRD
+(`widgets.example.com`) and its objects, and Jobs whose container runs a Python snippet."""
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 from tests.support.kube.resources import KubeObject
 
@@ -67,4 +71,33 @@ def widget(name: str, size: int = 1, **spec: object) -> KubeObject:
         "kind": "Widget",
         "metadata": {"name": name},
         "spec": {"size": size, **spec},
+    }
+
+
+def python_job(name: str, code: str, **spec: Any) -> KubeObject:
+    """A Job running `python -c code` once (`backoffLimit: 0` unless given).
+
+    `container=` and `volumes=` go into the Pod template, `service_account=` sets its
+    `serviceAccountName`; anything else goes into the Job's spec.
+    """
+    container = {
+        "name": "main",
+        "image": "python:3.11-slim",
+        "command": [sys.executable, "-c", code],
+        **spec.pop("container", {}),
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": spec.pop("volumes", []),
+    }
+    if "service_account" in spec:
+        pod_spec["serviceAccountName"] = spec.pop("service_account")
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            **spec,
+            "template": {"metadata": {"labels": {"app": "test"}}, "spec": pod_spec},
+        },
     }

@@ -1,17 +1,30 @@
-"""The HTTP face of the emulator: kmock's `KubernetesScaffold` plus a resource API router.
+"""The HTTP face of the emulator: kmock's `KubernetesScaffold`, with the API as kmock reactions.
 
 What stays kmock's: the aiohttp server plumbing, the discovery documents built from
 `kmock.resources` (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`), `/version`,
-the `Status` error bodies, and the reactions a test may add with kmock's DSL for any
-non-resource URL. kmock's `KubernetesEmulator` store is not used (see `store.py` for why).
+the `Status` error bodies, and its DSL: every part of the API is a reaction, so a test can
+put its own reactions in front of any of it (`emulator.handler["get /api/v1/..."] << 503`).
+kmock's `KubernetesEmulator` store is not used (see `store.py` for why).
 
-What is added: every resource URL is served here with Kubernetes semantics — list, watch,
-get, create (POST), replace (PUT), patch (merge / strategic / JSON patch), delete,
-deletecollection, and the `status` subresource — plus `Table` output for kubectl.
+The reactions, in the order they are tried:
+
+- override priority: the API server's filters (`kube.access`: 401, 403, 413);
+- normal priority: injected faults (`kube.faults`), then anything a test adds;
+- fallback priority: the identity APIs (`kube.auth_api`); then every resource URL with
+  Kubernetes semantics: watch, create (201), `Table` output for kubectl, and get, list,
+  replace (PUT), patch (merge / strategic / JSON patch), delete, deletecollection, and the
+  `status` subresource; then kmock's discovery and its 404 for anything else.
+
+Reading and dispatch are kmock's, minus its URL parser and history scans (`kube.dispatch`).
+A `KubernetesError` from any reaction is the API's answer, rendered as its `Status` (with
+`Retry-After` when it carries `retryAfterSeconds`), not a harness failure: kmock's `errors`
+keep only real ones. kmock's request log, kept for DSL assertions, holds the last
+`request_log_limit` requests (the older ones are dropped, so slices such as `[:3]` count
+from there).
 
 Not emulated: `limit`/`continue` paging (everything comes in one page), `dryRun`, server-side
-apply, `scale`/`log`/`exec`/`eviction` subresources, authentication and RBAC, protobuf,
-`/openapi/v2` and `/openapi/v3` (404), watch in `Table` form (`kubectl get -w`).
+apply, `scale`/`log`/`exec`/`eviction` subresources, protobuf, `/openapi/v2` and
+`/openapi/v3` (404), watch in `Table` form (`kubectl get -w`).
 """
 
 from __future__ import annotations
@@ -19,24 +32,43 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp.web
 import attrs
 import kmock
+from kmock._internal.rendering import (  # how kmock reports a broken stream or a mismatch
+    ReactionMismatchError,
+    StreamingError,
+)
 from typing_extensions import override
 
-from tests.support.kube.errors import bad_request, method_not_allowed, unsupported_media_type
+from tests.support.kube import auth_api
+from tests.support.kube.access import AccessControl
+from tests.support.kube.dispatch import Predicate, PriorityOrder, header, read_request, sees
+from tests.support.kube.errors import (
+    bad_request,
+    method_not_allowed,
+    server_error,
+    unsupported_media_type,
+)
+from tests.support.kube.faults import FaultInjector, WatchPlan
 from tests.support.kube.patches import apply_patch
 from tests.support.kube.paths import ApiPath
+from tests.support.kube.rbac import Authorizer
+from tests.support.kube.request_info import is_watch
 from tests.support.kube.resources import BUILTIN_TYPES, KubeObject, ResourceRegistry, ResourceType
 from tests.support.kube.selectors import FieldSelector, LabelSelector, ObjectFilter
 from tests.support.kube.store import ObjectStore
 from tests.support.kube.tables import render_table
+from tests.support.kube.tokens import TokenIssuer
 from tests.support.kube.watches import Watcher, WatchHub
 
-_TABLE_CONTENT_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+_TABLE_HEADERS = {"Content-Type": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _DEFAULT_WATCH_SECONDS = 3600.0
+_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "token": ["create"]}
 
 
 def _resource_not_found() -> kmock.KubernetesError:
@@ -48,17 +80,99 @@ def _resource_not_found() -> kmock.KubernetesError:
     )
 
 
-async def _json_body(request: aiohttp.web.BaseRequest) -> Any:
-    if "protobuf" in request.content_type or "cbor" in request.content_type:
-        raise unsupported_media_type(request.content_type)
+def _api_path(request: kmock.Request) -> ApiPath | None:
+    return ApiPath.parse(request.url.path)
+
+
+def _json_body(request: kmock.Request) -> Any:
+    content_type = header(request, "Content-Type")
+    if "protobuf" in content_type or "cbor" in content_type:
+        raise unsupported_media_type(content_type)
     try:
-        return json.loads(await request.read())
+        return json.loads(request.body)
     except ValueError as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from exc
 
 
-def _respond(payload: KubeObject, status: int = 200) -> aiohttp.web.Response:
-    return aiohttp.web.json_response(payload, status=status)
+def _event(kind: str, obj: KubeObject) -> KubeObject:
+    return {"type": kind, "object": obj}
+
+
+def _error_event(error: kmock.KubernetesError) -> KubeObject:
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "code": error.status,
+        "reason": error.reason,
+        "message": error.message,
+    }
+    return _event("ERROR", status)
+
+
+@Predicate
+def _is_resource(request: kmock.Request) -> bool:
+    return _api_path(request) is not None
+
+
+@Predicate
+def _is_watch(request: kmock.Request) -> bool:
+    return request.method == kmock.method.GET and is_watch(request.params) and _is_resource(request)
+
+
+@Predicate
+def _is_create(request: kmock.Request) -> bool:
+    path = _api_path(request)
+    return request.method == kmock.method.POST and path is not None and path.name is None
+
+
+@Predicate
+def _wants_table(request: kmock.Request) -> bool:
+    return (
+        request.method == kmock.method.GET
+        and "as=Table" in header(request, "Accept")
+        and _is_resource(request)
+    )
+
+
+@Predicate
+def _is_token_request(request: kmock.Request) -> bool:
+    path = _api_path(request)
+    return (
+        request.method == kmock.method.POST
+        and path is not None
+        and (path.group, path.plural, path.subresource) == ("", "serviceaccounts", "token")
+        and path.namespace is not None
+    )
+
+
+def _is_review(group: str, plural: str) -> Predicate:
+    def is_review(request: kmock.Request) -> bool:
+        path = _api_path(request)
+        return (
+            request.method == kmock.method.POST
+            and path is not None
+            and (path.group, path.plural, path.name, path.namespace) == (group, plural, None, None)
+        )
+
+    return Predicate(is_review)
+
+
+_IS_TOKEN_REVIEW = _is_review("authentication.k8s.io", "tokenreviews")
+_IS_ACCESS_REVIEW = _is_review("authorization.k8s.io", "subjectaccessreviews")
+_IS_SELF_ACCESS_REVIEW = _is_review("authorization.k8s.io", "selfsubjectaccessreviews")
+
+
+def _object_filter(query: Mapping[str, str], path: ApiPath) -> ObjectFilter:
+    fields = query.get("fieldSelector", "")
+    if path.name is not None:
+        fields = ",".join(filter(None, [fields, f"metadata.name={path.name}"]))
+    return ObjectFilter(
+        namespace=path.namespace,
+        labels=LabelSelector.parse(query.get("labelSelector", "")),
+        fields=FieldSelector.parse(fields),
+    )
 
 
 @attrs.define(kw_only=True)
@@ -67,9 +181,17 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
     bookmark_interval: float = 1.0
     history_limit: int = 20_000
+    request_log_limit: int = 5_000
+    fault_seed: int = 0
     registry: ResourceRegistry = attrs.field(init=False)
     store: ObjectStore = attrs.field(init=False)
     watches: WatchHub = attrs.field(init=False)
+    tokens: TokenIssuer = attrs.field(init=False)
+    authorizer: Authorizer = attrs.field(init=False)
+    access: AccessControl = attrs.field(init=False)
+    auth_api: auth_api.AuthApi = attrs.field(init=False)
+    faults: FaultInjector = attrs.field(init=False)
+    _order: PriorityOrder = attrs.field(init=False, factory=PriorityOrder)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -78,16 +200,81 @@ class KubeEmulator(kmock.KubernetesScaffold):
         self.store = ObjectStore(self.registry, self.watches)
         for rtype in BUILTIN_TYPES:
             self.registry.add(rtype)
+        self.tokens = TokenIssuer(self.store.is_alive)
+        self.authorizer = Authorizer(self.store, self.registry)
+        self.access = AccessControl(self.tokens, self.authorizer)
+        self.auth_api = auth_api.AuthApi(self.store, self.registry, self.tokens, self.authorizer)
+        self.faults = FaultInjector(self.fault_seed)
+        auth_api.register_discovery(self.resources)
+        self.override << self.access.check
+        self[Predicate(self.faults.targets)] << self.faults.intercept
+        api = self.fallback**1  # still a fallback, but tried before kmock's discovery
+        api[_is_token_request] << 201 << self._serve_token_request
+        api[_IS_TOKEN_REVIEW] << 201 << self._serve_token_review
+        api[_IS_ACCESS_REVIEW] << 201 << self._serve_access_review
+        api[_IS_SELF_ACCESS_REVIEW] << 201 << self._serve_self_access_review
+        api[_is_watch] << _JSON_HEADERS << self._serve_watch
+        api[_is_create] << 201 << self._serve_create
+        api[_wants_table] << _TABLE_HEADERS << self._serve_table
+        api[_is_resource] << self._serve_resource
+        self.fallback["get /version/"] << self._serve_server_version  # the python client's URL
+
+    # Dispatch.
 
     @override
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        path = ApiPath.parse(raw_request.path)
-        if path is None:
-            return await super().__call__(raw_request)
+        """kmock's entry point, reading the URL the Kubernetes way (see `kube.dispatch`).
+
+        A failure that is not an API answer is a harness bug: kept in kmock's `errors` and
+        answered with a 500 `Status` (or an `ERROR` event when a stream had started).
+        """
+        request = await read_request(raw_request, id=len(self._requests))
+        self._requests.append(request)
         try:
-            return await self._serve_resource(raw_request, path)
-        except Exception as exc:  # kmock renders any failure as a `Status` body (500 if unknown)
-            return await self._render_error(exc)
+            return await self._handle(request)
+        except StreamingError as broken:
+            failure = broken.__cause__ if isinstance(broken.__cause__, Exception) else broken
+            self.errors.append(failure)
+            stream: aiohttp.web.StreamResponse = broken.args[0]
+            if not stream.prepared:
+                return await self._render_error(failure)
+            await self._stream_error(failure, stream)
+            await stream.write_eof()
+            return stream
+        except Exception as failure:
+            self.errors.append(failure)
+            return await self._render_error(failure)
+
+    @override
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        self._forget_old_requests()
+        for reaction in self._order(self._payloads):
+            if reaction._disabled.is_set() or not sees(reaction._source, request):
+                continue
+            try:
+                return await reaction(request)
+            except ReactionMismatchError:
+                reaction._disabled.set()
+            except NotImplementedError:
+                continue
+            except kmock.KubernetesError as answer:
+                return await self._render_error(answer)
+        raise NotImplementedError(f"no reaction serves {request.method.value} {request.url}")
+
+    @override
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        response = await super()._render_error(exc)
+        details = exc.details if isinstance(exc, kmock.KubernetesError) else None
+        if isinstance(details, dict) and "retryAfterSeconds" in details:
+            response.headers["Retry-After"] = str(details["retryAfterSeconds"])
+        return response
+
+    def _forget_old_requests(self) -> None:
+        if len(self._requests) <= 2 * self.request_log_limit:
+            return
+        del self._requests[: -self.request_log_limit]
+        for reaction in self._payloads:
+            del reaction._requests[: -self.request_log_limit]
 
     @override
     async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
@@ -98,159 +285,158 @@ class KubeEmulator(kmock.KubernetesScaffold):
         document["groupVersion"] = document["groupVersion"].lstrip("/")
         for entry in document["resources"]:
             if "/" in entry["name"]:
+                subresource = entry["name"].partition("/")[2]
                 entry.update(
-                    shortNames=[], categories=[], singularName="", verbs=["get", "patch", "update"]
+                    shortNames=[],
+                    categories=[],
+                    singularName="",
+                    verbs=_SUBRESOURCE_VERBS.get(subresource, ["get"]),
                 )
         return document
 
-    async def _serve_resource(
-        self, request: aiohttp.web.BaseRequest, path: ApiPath
-    ) -> aiohttp.web.StreamResponse:
+    # Resources.
+
+    def _resolved(self, request: kmock.Request) -> tuple[ResourceType, ApiPath, bool]:
+        """The type and path of a resource URL, and whether it is the `status` subresource."""
+        path = _api_path(request)
+        assert path is not None  # the reactions' criteria let only resource URLs through
         rtype = self.registry.find(path.group, path.version, path.plural)
         if rtype is None or (path.namespace is not None and not rtype.namespaced):
             raise _resource_not_found()
         status_only = path.subresource == "status" and rtype.has_status
         if path.subresource is not None and not status_only:
             raise _resource_not_found()
-        query = request.query
-        method = request.method.upper()
-        if method == "GET" and query.get("watch") in {"true", "1"}:
-            return await self._watch(request, rtype, path)
-        if method == "GET" and path.name is None:
-            objects = self.store.select(rtype, self._filter(request, path))
-            return self._render_list(request, rtype, objects)
-        if method == "POST" and path.name is None:
-            return _respond(
-                self.store.create(rtype, path.namespace, await _json_body(request)), 201
-            )
-        if method == "DELETE" and path.name is None:
-            deleted = self.store.delete_collection(rtype, self._filter(request, path))
-            return _respond(
-                {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "items": deleted}
-            )
+        return rtype, path, status_only
+
+    def _serve_create(self, request: kmock.Request) -> KubeObject:
+        rtype, path, status_only = self._resolved(request)
+        if status_only:
+            raise method_not_allowed("POST is not supported on the status subresource")
+        return self.store.create(rtype, path.namespace, _json_body(request))
+
+    def _serve_resource(self, request: kmock.Request) -> KubeObject:
+        rtype, path, status_only = self._resolved(request)
+        method = request.method.value
         if path.name is None:
+            if method == "GET":
+                return self._list(
+                    rtype, self.store.select(rtype, _object_filter(request.params, path))
+                )
+            if method == "DELETE":
+                deleted = self.store.delete_collection(rtype, _object_filter(request.params, path))
+                return {
+                    "kind": f"{rtype.kind}List",
+                    "apiVersion": rtype.api_version,
+                    "items": deleted,
+                }
             raise method_not_allowed(f"{method} is not supported on a collection")
         if method == "GET":
-            obj = self.store.get(rtype, path.namespace, path.name)
-            return (
-                self._render_list(request, rtype, [obj])
-                if self._wants_table(request)
-                else _respond(obj)
-            )
+            return self.store.get(rtype, path.namespace, path.name)
         if method == "PUT":
-            desired = await _json_body(request)
-            return _respond(
-                self.store.update(
-                    rtype, path.namespace, path.name, desired, status_only=status_only
-                )
+            return self.store.update(
+                rtype, path.namespace, path.name, _json_body(request), status_only=status_only
             )
         if method == "PATCH":
             current = self.store.get(rtype, path.namespace, path.name)
-            desired = apply_patch(rtype, request.content_type, current, await _json_body(request))
-            return _respond(
-                self.store.update(
-                    rtype, path.namespace, path.name, desired, status_only=status_only
-                )
+            content_type = header(request, "Content-Type")
+            desired = apply_patch(rtype, content_type, current, _json_body(request))
+            return self.store.update(
+                rtype, path.namespace, path.name, desired, status_only=status_only
             )
         if method == "DELETE":
-            return _respond(self.store.delete(rtype, path.namespace, path.name))
+            return self.store.delete(rtype, path.namespace, path.name)
         raise method_not_allowed(f"{method} is not supported")
 
-    @staticmethod
-    def _filter(request: aiohttp.web.BaseRequest, path: ApiPath) -> ObjectFilter:
-        fields = request.query.get("fieldSelector", "")
-        if path.name is not None:
-            fields = ",".join(filter(None, [fields, f"metadata.name={path.name}"]))
-        return ObjectFilter(
-            namespace=path.namespace,
-            labels=LabelSelector.parse(request.query.get("labelSelector", "")),
-            fields=FieldSelector.parse(fields),
-        )
+    def _serve_table(self, request: kmock.Request) -> KubeObject:
+        rtype, path, _ = self._resolved(request)
+        if path.name is None:
+            objects = self.store.select(rtype, _object_filter(request.params, path))
+        else:
+            objects = [self.store.get(rtype, path.namespace, path.name)]
+        include_object = request.params.get("includeObject", "Metadata")
+        return render_table(rtype, objects, include_object, str(self.store.revision))
 
-    @staticmethod
-    def _wants_table(request: aiohttp.web.BaseRequest) -> bool:
-        return "as=Table" in request.headers.get("Accept", "")
+    def _list(self, rtype: ResourceType, objects: list[KubeObject]) -> KubeObject:
+        return {
+            "kind": f"{rtype.kind}List",
+            "apiVersion": rtype.api_version,
+            "metadata": {"resourceVersion": str(self.store.revision)},
+            "items": objects,
+        }
 
-    def _render_list(
-        self, request: aiohttp.web.BaseRequest, rtype: ResourceType, objects: list[KubeObject]
-    ) -> aiohttp.web.Response:
-        revision = str(self.store.revision)
-        if self._wants_table(request):
-            include_object = request.query.get("includeObject", "Metadata")
-            table = render_table(rtype, objects, include_object, revision)
-            return aiohttp.web.Response(
-                text=json.dumps(table), headers={"Content-Type": _TABLE_CONTENT_TYPE}
-            )
-        return _respond(
-            {
-                "kind": f"{rtype.kind}List",
-                "apiVersion": rtype.api_version,
-                "metadata": {"resourceVersion": revision},
-                "items": objects,
-            }
-        )
+    # Identity.
 
-    async def _watch(
-        self, request: aiohttp.web.BaseRequest, rtype: ResourceType, path: ApiPath
-    ) -> aiohttp.web.StreamResponse:
-        object_filter = self._filter(request, path)
-        since_text = request.query.get("resourceVersion", "")
+    def _serve_token_request(self, request: kmock.Request) -> KubeObject:
+        path = _api_path(request)
+        assert path is not None and path.namespace is not None and path.name is not None
+        return self.auth_api.token_request(path.namespace, path.name, _json_body(request))
+
+    def _serve_token_review(self, request: kmock.Request) -> KubeObject:
+        return self.auth_api.token_review(_json_body(request))
+
+    def _serve_access_review(self, request: kmock.Request) -> KubeObject:
+        return self.auth_api.subject_access_review(_json_body(request))
+
+    def _serve_self_access_review(self, request: kmock.Request) -> KubeObject:
+        caller = self.access.identify(request)
+        return self.auth_api.self_subject_access_review(_json_body(request), caller)
+
+    # Watches.
+
+    def _serve_watch(self, request: kmock.Request) -> AsyncIterator[KubeObject | bytes]:
+        """Resolve the URL now (a 404 is a plain answer), then stream the watch."""
+        rtype, path, _ = self._resolved(request)
+        return self._watch_stream(request, rtype, _object_filter(request.params, path))
+
+    async def _watch_stream(
+        self, request: kmock.Request, rtype: ResourceType, object_filter: ObjectFilter
+    ) -> AsyncIterator[KubeObject | bytes]:
+        yield b""  # the headers go out now: clients wait for them before anything happens
+        since_text = request.params.get("resourceVersion", "")
         since = int(since_text) if since_text not in {"", "0"} else None
-        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             watcher = self.watches.subscribe(rtype.key, object_filter, since)
-        except kmock.KubernetesError as exc:
-            await response.prepare(request)
-            error = {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "code": exc.status,
-                "reason": exc.reason,
-                "message": exc.message,
-            }
-            await response.write(json.dumps({"type": "ERROR", "object": error}).encode() + b"\n")
-            return response
-        initial = [] if since is not None else self.store.select(rtype, object_filter)
+        except kmock.KubernetesError as too_old:
+            yield _error_event(too_old)
+            return
+        plan = self.faults.watch_plan(request)
         try:
-            await response.prepare(request)
-            for obj in initial:
-                await response.write(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
-            await self._stream_changes(request, response, rtype, watcher)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            if since is None:
+                for obj in self.store.select(rtype, object_filter):
+                    yield _event("ADDED", obj)
+            if plan.error_first:
+                yield _error_event(server_error(500))
+                return
+            async for event in self._changes(request.params, rtype, watcher, plan):
+                yield event
         finally:
             self.watches.unsubscribe(rtype.key, watcher)
-        return response
 
-    async def _stream_changes(
-        self,
-        request: aiohttp.web.BaseRequest,
-        response: aiohttp.web.StreamResponse,
-        rtype: ResourceType,
-        watcher: Watcher,
-    ) -> None:
-        timeout_seconds = float(request.query.get("timeoutSeconds") or _DEFAULT_WATCH_SECONDS)
-        bookmarks = request.query.get("allowWatchBookmarks") == "true"
-        deadline = time.monotonic() + timeout_seconds
+    async def _changes(
+        self, query: Mapping[str, str], rtype: ResourceType, watcher: Watcher, plan: WatchPlan
+    ) -> AsyncIterator[KubeObject]:
+        """Events until the client's `timeoutSeconds` (or a fault's cut), with bookmarks."""
+        duration = float(query.get("timeoutSeconds") or _DEFAULT_WATCH_SECONDS)
+        cut = plan.cut_after is not None and plan.cut_after < duration
+        deadline = time.monotonic() + min(duration, plan.cut_after or duration)
+        bookmarks = query.get("allowWatchBookmarks") == "true"
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 event = await asyncio.wait_for(
                     watcher.queue.get(), timeout=min(remaining, self.bookmark_interval)
                 )
             except TimeoutError:
-                if request.transport is None or request.transport.is_closing():
-                    return  # the client went away: forget the watcher now, not at its timeout
                 if bookmarks:
                     bookmark = {
                         "kind": rtype.kind,
                         "apiVersion": rtype.api_version,
                         "metadata": {"resourceVersion": str(self.store.revision)},
                     }
-                    await response.write(
-                        json.dumps({"type": "BOOKMARK", "object": bookmark}).encode() + b"\n"
-                    )
+                    yield _event("BOOKMARK", bookmark)
                 continue
             if event is None:
                 return
-            await response.write(json.dumps(event).encode() + b"\n")
+            if not plan.drops(event):
+                yield event
+        if cut:
+            plan.record_cut()

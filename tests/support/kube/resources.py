@@ -4,6 +4,9 @@ kmock only learns a resource from the objects or reactions it has seen, so kopf 
 cannot discover `v1/namespaces`, `batch/v1/jobs` and friends before something creates one.
 This module declares them up front, with the group/version/scope/verbs/shortNames that a
 real API server reports, and keeps the registry of every type (built-in or CRD) by URL.
+RBAC kinds include `clusterroles` and `clusterrolebindings`; `serviceaccounts/token` is
+listed as a subresource. The review APIs (TokenReview, SubjectAccessReview) are not stored
+objects and are not here: `kube.auth_api` serves and lists them.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     has_status: bool = False
+    create_subresources: tuple[str, ...] = ()
+    """Subresources served to POST only, such as `serviceaccounts/token`."""
     custom: bool = False
     printer_columns: tuple[KubeObject, ...] = ()
     schema: ObjectSchema | None = field(default=None, repr=False)
@@ -70,6 +75,7 @@ def _builtin(
     namespaced: bool = True,
     short_names: tuple[str, ...] = (),
     has_status: bool = False,
+    create_subresources: tuple[str, ...] = (),
 ) -> ResourceType:
     group, _, version = group_version.rpartition("/")
     return ResourceType(
@@ -81,6 +87,7 @@ def _builtin(
         short_names=short_names,
         categories=("all",) if plural in {"pods", "services", "deployments", "jobs"} else (),
         has_status=has_status,
+        create_subresources=create_subresources,
     )
 
 
@@ -90,7 +97,13 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ),
     _builtin("v1", "configmaps", "ConfigMap", short_names=("cm",)),
     _builtin("v1", "secrets", "Secret"),
-    _builtin("v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
+    _builtin(
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        short_names=("sa",),
+        create_subresources=("token",),
+    ),
     _builtin("v1", "events", "Event", short_names=("ev",)),
     _builtin("v1", "pods", "Pod", short_names=("po",), has_status=True),
     _builtin("v1", "services", "Service", short_names=("svc",), has_status=True),
@@ -103,6 +116,13 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
     _builtin("rbac.authorization.k8s.io/v1", "roles", "Role"),
     _builtin("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding"),
+    _builtin("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", namespaced=False),
+    _builtin(
+        "rbac.authorization.k8s.io/v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        namespaced=False,
+    ),
     _builtin(
         "apiextensions.k8s.io/v1",
         "customresourcedefinitions",
@@ -138,7 +158,10 @@ class ResourceRegistry:
                 verbs=ALL_VERBS,
                 shortnames=rtype.short_names,
                 categories=rtype.categories,
-                subresources={"status"} if rtype.has_status else set(),
+                subresources={
+                    *rtype.create_subresources,
+                    *(["status"] if rtype.has_status else []),
+                },
             )
         )
 

@@ -3,7 +3,8 @@
 kmock ignores both parameters and returns every object of a resource, so an operator that
 lists "the Jobs of this Workflow" by label would see everybody's Jobs.
 
-Label selectors: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`.
+Label selectors: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`; also
+from `matchLabels` / `matchExpressions` objects (RBAC aggregation rules).
 Field selectors: `path=v`, `path==v`, `path!=v` on any dotted path (`metadata.name`,
 `metadata.namespace`, `status.phase`, ...); the real server allows only a few paths per kind,
 here every path is allowed.
@@ -62,6 +63,25 @@ class LabelSelector:
                 _label_requirement(match["key"], bool(match["negated"]), op, values)
             )
             position = match.end()
+        return cls(tuple(requirements))
+
+    @classmethod
+    def from_object(cls, selector: KubeObject) -> LabelSelector:
+        """A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`)."""
+        requirements = [
+            _label_requirement(key, False, "=", {value})
+            for key, value in (selector.get("matchLabels") or {}).items()
+        ]
+        for expression in selector.get("matchExpressions") or []:
+            operator = expression["operator"]
+            requirements.append(
+                _label_requirement(
+                    expression["key"],
+                    operator == "DoesNotExist",
+                    {"In": "in", "NotIn": "notin"}.get(operator),
+                    set(expression.get("values") or ()),
+                )
+            )
         return cls(tuple(requirements))
 
     def matches(self, obj: KubeObject) -> bool:

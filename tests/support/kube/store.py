@@ -17,7 +17,12 @@ store fills the gaps an operator depends on:
 - garbage collection by `ownerReferences` uid, transitively, when the owner goes away;
   deleting a Namespace deletes what is in it; deleting a CRD deletes its objects;
 - CRDs created through the API start being served at once (status `Established`);
-- Secret `stringData` is folded into base64 `data`, as the API server does.
+- Secret `stringData` is folded into base64 `data`, as the API server does;
+- names, labels, annotations and ConfigMap/Secret sizes are checked as kube-apiserver checks
+  them (`kube.validation`), on every write;
+- a Pod gets `spec.serviceAccountName` (default `default`) and is refused with 403 when that
+  ServiceAccount does not exist (the ServiceAccount admission plugin); a new Namespace gets
+  its `default` ServiceAccount at once (the ServiceAccount controller).
 
 Lookups are by resource, namespace and name in nested dicts, so a list costs the number of
 objects of that resource in that namespace, never the whole cluster.
@@ -34,8 +39,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from tests.support.kube import crds
-from tests.support.kube.errors import already_exists, bad_request, conflict, invalid, not_found
+from tests.support.kube import crds, validation
+from tests.support.kube.errors import (
+    already_exists,
+    bad_request,
+    conflict,
+    forbidden,
+    invalid,
+    not_found,
+)
 from tests.support.kube.resources import KubeObject, ResourceRegistry, ResourceType
 from tests.support.kube.selectors import ObjectFilter
 from tests.support.kube.watches import Change, WatchHub
@@ -44,6 +56,9 @@ _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _CRDS_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 _NAMESPACES_KEY = ("", "namespaces")
 _SECRETS_KEY = ("", "secrets")
+_PODS_KEY = ("", "pods")
+_SERVICE_ACCOUNTS_KEY = ("", "serviceaccounts")
+DEFAULT_SERVICE_ACCOUNT = "default"
 _SERVER_OWNED_METADATA = (
     "name",
     "namespace",
@@ -81,6 +96,10 @@ class ObjectStore:
     def revision(self) -> int:
         return self._revision
 
+    def is_alive(self, uid: str) -> bool:
+        """Whether an object with this uid exists (tokens die with what they are bound to)."""
+        return uid in self._by_uid
+
     # Reads.
 
     def get(self, rtype: ResourceType, namespace: str | None, name: str) -> KubeObject:
@@ -115,6 +134,8 @@ class ObjectStore:
         obj = copy.deepcopy(body)
         metadata = obj.setdefault("metadata", {})
         namespace = self._target_namespace(rtype, namespace, metadata.get("namespace"))
+        if rtype.key == _PODS_KEY:
+            self._admit_pod(rtype, namespace or "", obj)
         name = metadata.get("name") or self._generate_name(
             rtype, namespace, metadata.get("generateName")
         )
@@ -133,6 +154,9 @@ class ObjectStore:
         obj = self._admitted(rtype, obj)
         obj.update(self._initial_status(rtype, obj))
         self._commit(rtype, "ADDED", obj, None)
+        if rtype.key == _NAMESPACES_KEY:  # the ServiceAccount controller's first act
+            service_accounts = self._registry.versions_of(_SERVICE_ACCOUNTS_KEY)[0]
+            self.create(service_accounts, name, {"metadata": {"name": DEFAULT_SERVICE_ACCOUNT}})
         return obj
 
     def update(
@@ -205,6 +229,21 @@ class ObjectStore:
             raise not_found(namespaces, namespace)
         return namespace
 
+    def _admit_pod(self, rtype: ResourceType, namespace: str, pod: KubeObject) -> None:
+        """The ServiceAccount admission plugin: a Pod runs as an existing ServiceAccount."""
+        spec = pod.setdefault("spec", {})
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+        spec["serviceAccountName"] = account or DEFAULT_SERVICE_ACCOUNT
+        if spec["serviceAccountName"] not in self._objects[_SERVICE_ACCOUNTS_KEY][namespace]:
+            metadata = pod.get("metadata") or {}
+            raise forbidden(
+                rtype.group,
+                rtype.plural,
+                metadata.get("name") or metadata.get("generateName") or "Unknown",
+                f"error looking up service account {namespace}/{spec['serviceAccountName']}:"
+                f' serviceaccount "{spec["serviceAccountName"]}" not found',
+            )
+
     def _generate_name(self, rtype: ResourceType, namespace: str | None, prefix: str | None) -> str:
         if not prefix:
             raise invalid(
@@ -258,13 +297,14 @@ class ObjectStore:
             }
             obj = {key: value for key, value in obj.items() if key != "stringData"}
             obj["data"] = {**(obj.get("data") or {}), **encoded}
-        if rtype.schema is None:
-            return obj
-        pruned = rtype.schema.prune(obj)
-        causes = rtype.schema.violations(pruned)
+        if rtype.schema is not None:
+            obj = rtype.schema.prune(obj)
+        causes = validation.violations(rtype, obj)
+        if rtype.schema is not None:
+            causes += rtype.schema.violations(obj)
         if causes:
             raise invalid(rtype, obj["metadata"].get("name", ""), causes)
-        return pruned
+        return obj
 
     def _commit(
         self, rtype: ResourceType, kind: str, obj: KubeObject, old: KubeObject | None

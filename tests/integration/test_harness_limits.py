@@ -1,0 +1,130 @@
+"""The emulator refuses what kube-apiserver refuses: names, labels, annotations, sizes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes.client import ApiClient, ApiException, CoreV1Api, RbacAuthorizationV1Api
+
+from tests.support.emulator import EmulatedCluster
+
+MIB = 1024 * 1024
+NAME_RULE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or"
+    " '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex"
+    r" used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+LABEL_RULE = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or"
+    " '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or"
+    " 'my_value',  or '12345', regex used for validation is"
+    " '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+
+
+def _config_map(name: str = "cm", **fields: Any) -> dict[str, Any]:
+    metadata = {"name": name, **fields.pop("metadata", {})}
+    return {"metadata": metadata, **fields}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            _config_map(data={"big": "x" * (MIB + 1)}),
+            'ConfigMap "cm" is invalid: []: Too long: must have at most 1048576 bytes',
+        ),
+        (
+            _config_map(data={"a": "x" * MIB}, binaryData={"b": base64.b64encode(b"x").decode()}),
+            'ConfigMap "cm" is invalid: []: Too long: must have at most 1048576 bytes',
+        ),
+        (
+            _config_map(metadata={"annotations": {"note": "x" * (256 * 1024)}}),
+            'ConfigMap "cm" is invalid: metadata.annotations: Too long: must have at most 262144'
+            " bytes",
+        ),
+        (
+            _config_map(metadata={"labels": {"task": "x" * 64}}),
+            f'ConfigMap "cm" is invalid: metadata.labels: Invalid value: "{"x" * 64}": must be no'
+            " more than 63 characters",
+        ),
+        (
+            _config_map(metadata={"labels": {"task": "two words"}}),
+            f'ConfigMap "cm" is invalid: metadata.labels: Invalid value: "two words": {LABEL_RULE}',
+        ),
+        (
+            _config_map("Report_1"),
+            'ConfigMap "Report_1" is invalid: metadata.name: Invalid value: "Report_1": '
+            + NAME_RULE,
+        ),
+    ],
+)
+def test_config_maps_beyond_the_limits_are_invalid(
+    kube_api: ApiClient, body: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        CoreV1Api(kube_api).create_namespaced_config_map("default", body)
+    status = json.loads(refused.value.body)
+    assert (refused.value.status, status["reason"], status["message"]) == (422, "Invalid", message)
+
+
+def test_data_up_to_one_mebibyte_is_stored(kube_api: ApiClient) -> None:
+    core = CoreV1Api(kube_api)
+    core.create_namespaced_config_map("default", _config_map(data={"a": "x" * MIB}))
+    secret = {"metadata": {"name": "s"}, "data": {"a": base64.b64encode(b"x" * MIB).decode()}}
+    core.create_namespaced_secret("default", secret)
+    secret["metadata"]["name"] = "t"
+    secret["data"]["b"] = "eA=="
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_secret("default", secret)
+    assert json.loads(refused.value.body)["message"] == (
+        'Secret "t" is invalid: data: Too long: must have at most 1048576 bytes'
+    )
+
+
+@pytest.mark.parametrize(
+    ("create", "name", "problem"),
+    [
+        ("namespace", "a.b", "must not contain dots"),
+        ("namespace", "x" * 64, "must be no more than 63 characters"),
+        ("service", "1st", "a DNS-1035 label must consist of lower case alphanumeric"),
+        ("role", "troupe/operator", "may not contain '/'"),
+    ],
+)
+def test_names_follow_each_kinds_rule(
+    kube_api: ApiClient, create: str, name: str, problem: str
+) -> None:
+    core, rbac = CoreV1Api(kube_api), RbacAuthorizationV1Api(kube_api)
+    calls = {
+        "namespace": lambda body: core.create_namespace(body),
+        "service": lambda body: core.create_namespaced_service("default", body),
+        "role": lambda body: rbac.create_namespaced_role("default", body),
+    }
+    with pytest.raises(ApiException) as refused:
+        calls[create]({"metadata": {"name": name}})
+    assert refused.value.status == 422
+    assert problem in json.loads(refused.value.body)["message"]
+
+
+def test_rbac_names_may_hold_colons(kube_api: ApiClient) -> None:
+    role = {"metadata": {"name": "troupe:operator"}, "rules": []}
+    assert RbacAuthorizationV1Api(kube_api).create_cluster_role(role).metadata.name == (
+        "troupe:operator"
+    )
+
+
+def test_request_bodies_over_three_mebibytes_are_too_large(emulator: EmulatedCluster) -> None:
+    body = json.dumps(_config_map(data={"big": "x" * (3 * MIB)}))
+    response = httpx.post(
+        f"{emulator.url}/api/v1/namespaces/default/configmaps",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert (response.status_code, response.json()["message"]) == (
+        413,
+        "Request entity too large: limit is 3145728",
+    )
