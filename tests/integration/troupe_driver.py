@@ -21,7 +21,7 @@ from kubernetes.aio import client as aio_client
 from tests.support.fixtures import RunOperator
 from tests.support.waiting import wait_for
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.controller.handlers import Controller, register
+from troupe_operator.controller.handlers import Controller, api_client, register
 from troupe_operator.main import USER_AGENT
 from troupe_operator.workflow import WorkflowRef
 
@@ -89,9 +89,7 @@ class Troupe:
         host = self.api.configuration.host
 
         async def connect() -> aio_client.ApiClient:
-            api = aio_client.ApiClient(aio_client.Configuration(host=host))
-            api.user_agent = USER_AGENT
-            return api
+            return api_client(aio_client.Configuration(host=host), USER_AGENT)
 
         registry = kopf.OperatorRegistry()
         controller = register(registry, lambda: config, connect)

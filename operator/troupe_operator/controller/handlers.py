@@ -28,7 +28,7 @@ from kubernetes.aio import client
 from pydantic import ValidationError
 
 from troupe_operator.api import GROUP, VERSION, AgentSpec
-from troupe_operator.controller import metrics, observe
+from troupe_operator.controller import kopf_settings, metrics, observe
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.kube import ApiError, Kube
 from troupe_operator.controller.observe import JobRecord
@@ -165,11 +165,7 @@ def register(
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, **indices: Any) -> None:
         config = load_config()
-        settings.posting.level = logging.WARNING  # kopf's own Events: warnings and errors only
-        settings.networking.request_timeout = config.api_timeout_seconds
-        settings.networking.connect_timeout = config.api_timeout_seconds
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
+        kopf_settings.configure(settings, config)
         await controller.start(config, await connect(), indices[JOB_INDEX], indices[AGENT_INDEX])
 
     @kopf.on.cleanup(registry=registry)
@@ -210,6 +206,19 @@ def register(
     return controller
 
 
+def api_client(configuration: client.Configuration, user_agent: str) -> client.ApiClient:
+    """The operator's client: its own User-Agent, and no ``~/.netrc`` or proxy from the env.
+
+    The client's aiohttp session would otherwise look for a netrc file in a
+    worker thread on every request; the operator talks to its API server
+    directly, with the ServiceAccount's token.
+    """
+    configuration.client_session_kwargs = {"trust_env": False}
+    api = client.ApiClient(configuration)
+    api.user_agent = user_agent
+    return api
+
+
 async def api_client_from_environment(user_agent: str) -> client.ApiClient:
     """A client configured in-cluster (the pod's ServiceAccount), else from KUBECONFIG."""
     from kubernetes.aio import config
@@ -219,6 +228,4 @@ async def api_client_from_environment(user_agent: str) -> client.ApiClient:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]  # untyped upstream
     except config.ConfigException:
         await config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    api = client.ApiClient(configuration)
-    api.user_agent = user_agent
-    return api
+    return api_client(configuration, user_agent)

@@ -1,29 +1,30 @@
 """The operator's Kubernetes API calls, async, bounded in time, with errors that say what to do.
 
 Built on the asyncio flavour of the official client (``kubernetes.aio``),
-through its public typed API classes only. The ``*_without_preload_content``
-variants are used so that objects stay plain dicts (the shapes the core and
-the task pods share) and nothing is converted to typed models and back for
-every call. Every call runs under a deadline (``timeout_seconds``), on top of
-the client's own. Failures become :class:`ApiError`, which says whether to
-retry (timeouts, connection errors, 429, 5xx, 409 Conflict on an update) or
-not (any other 4xx: the server will say the same again). Creating what
-exists answers None, deleting what is gone is success; nothing else is
-swallowed here.
+through the public ``request`` method of its dynamic client: objects stay
+plain dicts (the shapes the core and the task pods share), where the typed
+API classes would convert every body into their models and back, which cost
+more CPU than the rest of a task's work together. Every call runs under a
+deadline (``timeout_seconds``), on top of the client's own. Failures become
+:class:`ApiError`, which says whether to retry (timeouts, connection errors,
+429, 5xx, 409 Conflict on an update) or not (any other 4xx: the server will
+say the same again). Creating what exists answers None, deleting what is
+gone is success; nothing else is swallowed here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
 
 import aiohttp
 from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.dynamic import DynamicClient
 
-from troupe_operator.api import GROUP, VERSION
+from troupe_operator.api import API_VERSION
 
 Body = dict[str, Any]
 MERGE_PATCH: Final = "application/merge-patch+json"
@@ -54,40 +55,32 @@ class ApiError(Exception):
         )
 
 
-M = TypeVar("M")
-
-
-def _model(kind: type[M], body: Body) -> M:
-    """The client's typed model of ``body`` (its API methods validate into one anyway)."""
-    model = getattr(kind, "from_dict")(body)  # noqa: B009  # from_dict is untyped upstream
-    if model is None:
-        raise ValueError(f"not a {kind.__name__}: {body}")
-    return cast(M, model)
-
-
 def _retry_after(headers: Any) -> float | None:
     try:
-        return max(0.0, float(headers.get("Retry-After", "")))
-    except ValueError:
+        return max(0.0, float((headers or {}).get("Retry-After", "")))
+    except (ValueError, TypeError, AttributeError):
         return None
 
 
-async def _answer(response: aiohttp.ClientResponse) -> Body:
-    """The JSON body of a response; ApiError for an error status."""
-    data = await response.read()
+def _api_error(error: ApiException) -> ApiError:
+    """The Status body the server sent, as an ApiError."""
     try:
-        body = json.loads(data or b"{}")
-    except ValueError:
-        body = {"message": data[:300].decode(errors="replace")}
-    if response.status >= 400:
-        body = body if isinstance(body, dict) else {}
-        raise ApiError(
-            response.status,
-            str(body.get("reason") or response.reason or ""),
-            str(body.get("message") or ""),
-            _retry_after(response.headers),
-        )
-    return cast(Body, body)
+        status = json.loads(error.body or "{}")
+    except (ValueError, TypeError):
+        status = {}
+    status = status if isinstance(status, dict) else {}
+    return ApiError(
+        int(error.status or NO_STATUS),
+        str(status.get("reason") or error.reason or ""),
+        str(status.get("message") or ""),
+        _retry_after(error.headers),
+    )
+
+
+def path(group_version: str, plural: str, namespace: str, name: str = "") -> str:
+    """The REST path of a namespaced collection or object."""
+    root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{root}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
 
 
 @dataclass(frozen=True)
@@ -96,11 +89,28 @@ class Kube:
 
     api: client.ApiClient
     timeout_seconds: float
+    _dynamic: DynamicClient = field(init=False)
 
-    async def _call(self, request: Callable[[], Awaitable[aiohttp.ClientResponse]]) -> Body:
+    def __post_init__(self) -> None:
+        dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]  # untyped upstream
+        object.__setattr__(self, "_dynamic", dynamic)
+
+    async def _call(
+        self, method: str, resource: str, body: Body | None = None, **query: Any
+    ) -> Body:
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                return await _answer(await request())
+                response = await self._dynamic.request(
+                    method,
+                    resource,
+                    body=body,
+                    serialize=False,
+                    _request_timeout=self.timeout_seconds,
+                    **query,
+                )
+                data = await response.read()
+        except ApiException as error:
+            raise _api_error(error) from None
         except TimeoutError:
             raise ApiError(
                 NO_STATUS, "Timeout", f"no answer within {self.timeout_seconds}s"
@@ -109,162 +119,89 @@ class Kube:
             raise ApiError(
                 NO_STATUS, "ConnectionError", str(error) or type(error).__name__
             ) from None
+        return cast(Body, json.loads(data or b"{}"))
 
-    @property
-    def _options(self) -> dict[str, Any]:
-        return {"_request_timeout": self.timeout_seconds}
-
-    async def _create(
-        self, request: Callable[[], Awaitable[aiohttp.ClientResponse]]
-    ) -> Body | None:
+    async def _create(self, resource: str, body: Body) -> Body | None:
         try:
-            return await self._call(request)
+            return await self._call("post", resource, body)
         except ApiError as error:
             if error.status == 409 and error.reason == "AlreadyExists":
                 return None
             raise
 
-    # -- workflows -------------------------------------------------------------
-
-    async def patch_workflow_status(self, namespace: str, name: str, status: Body) -> Body:
-        api = client.CustomObjectsApi(self.api)
-        return await self._call(
-            lambda: api.patch_namespaced_custom_object_status_without_preload_content(
-                GROUP,
-                VERSION,
-                namespace,
-                "workflows",
-                name,
-                {"status": status},
-                _content_type=MERGE_PATCH,
-                **self._options,
-            )
-        )
-
-    # -- jobs and their pods ---------------------------------------------------
-
-    async def create_job(self, namespace: str, body: Body) -> Body | None:
-        """The created Job; None when one of that name exists."""
-        api = client.BatchV1Api(self.api)
-        return await self._create(
-            lambda: api.create_namespaced_job_without_preload_content(
-                namespace, _model(client.V1Job, body), **self._options
-            )
-        )
-
-    async def read_job(self, namespace: str, name: str) -> Body | None:
-        api = client.BatchV1Api(self.api)
+    async def _read(self, resource: str) -> Body | None:
         try:
-            return await self._call(
-                lambda: api.read_namespaced_job_without_preload_content(
-                    name, namespace, **self._options
-                )
-            )
+            return await self._call("get", resource)
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
 
-    async def list_jobs(self, namespace: str, label_selector: str) -> list[Body]:
-        api = client.BatchV1Api(self.api)
-        listing = await self._call(
-            lambda: api.list_namespaced_job_without_preload_content(
-                namespace, label_selector=label_selector, **self._options
-            )
-        )
+    async def _list(self, resource: str, label_selector: str) -> list[Body]:
+        listing = await self._call("get", resource, label_selector=label_selector)
         return list(listing.get("items") or [])
+
+    # -- workflows -------------------------------------------------------------
+
+    async def patch_workflow_status(self, namespace: str, name: str, status: Body) -> Body:
+        resource = path(API_VERSION, "workflows", namespace, name) + "/status"
+        return await self._call("patch", resource, {"status": status}, content_type=MERGE_PATCH)
+
+    # -- jobs and their pods ---------------------------------------------------
+
+    async def create_job(self, namespace: str, body: Body) -> Body | None:
+        """The created Job; None when one of that name exists."""
+        return await self._create(path("batch/v1", "jobs", namespace), body)
+
+    async def read_job(self, namespace: str, name: str) -> Body | None:
+        return await self._read(path("batch/v1", "jobs", namespace, name))
+
+    async def list_jobs(self, namespace: str, label_selector: str) -> list[Body]:
+        return await self._list(path("batch/v1", "jobs", namespace), label_selector)
 
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and (in the background) its pods; a Job already gone is fine."""
-        api = client.BatchV1Api(self.api)
         try:
             await self._call(
-                lambda: api.delete_namespaced_job_without_preload_content(
-                    name, namespace, propagation_policy="Background", **self._options
-                )
+                "delete",
+                path("batch/v1", "jobs", namespace, name),
+                propagation_policy="Background",
             )
         except ApiError as error:
             if error.status != 404:
                 raise
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
-        api = client.CoreV1Api(self.api)
-        listing = await self._call(
-            lambda: api.list_namespaced_pod_without_preload_content(
-                namespace, label_selector=label_selector, **self._options
-            )
-        )
-        return list(listing.get("items") or [])
+        return await self._list(path("v1", "pods", namespace), label_selector)
 
     # -- what a run is prepared with -------------------------------------------
 
     async def create_config_map(self, namespace: str, body: Body) -> Body | None:
-        api = client.CoreV1Api(self.api)
-        return await self._create(
-            lambda: api.create_namespaced_config_map_without_preload_content(
-                namespace, _model(client.V1ConfigMap, body), **self._options
-            )
-        )
+        return await self._create(path("v1", "configmaps", namespace), body)
 
     async def read_config_map(self, namespace: str, name: str) -> Body | None:
-        api = client.CoreV1Api(self.api)
-        try:
-            return await self._call(
-                lambda: api.read_namespaced_config_map_without_preload_content(
-                    name, namespace, **self._options
-                )
-            )
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        return await self._read(path("v1", "configmaps", namespace, name))
 
     async def create_service_account(self, namespace: str, body: Body) -> Body | None:
-        api = client.CoreV1Api(self.api)
-        return await self._create(
-            lambda: api.create_namespaced_service_account_without_preload_content(
-                namespace, _model(client.V1ServiceAccount, body), **self._options
-            )
-        )
+        return await self._create(path("v1", "serviceaccounts", namespace), body)
 
     async def create_role(self, namespace: str, body: Body) -> Body | None:
-        api = client.RbacAuthorizationV1Api(self.api)
-        return await self._create(
-            lambda: api.create_namespaced_role_without_preload_content(
-                namespace, _model(client.V1Role, body), **self._options
-            )
-        )
+        return await self._create(path("rbac.authorization.k8s.io/v1", "roles", namespace), body)
 
     async def create_role_binding(self, namespace: str, body: Body) -> Body | None:
-        api = client.RbacAuthorizationV1Api(self.api)
         return await self._create(
-            lambda: api.create_namespaced_role_binding_without_preload_content(
-                namespace, _model(client.V1RoleBinding, body), **self._options
-            )
+            path("rbac.authorization.k8s.io/v1", "rolebindings", namespace), body
         )
 
     # -- events ----------------------------------------------------------------
 
     async def create_event(self, namespace: str, body: Body) -> Body | None:
-        api = client.CoreV1Api(self.api)
-        return await self._create(
-            lambda: api.create_namespaced_event_without_preload_content(
-                namespace, _model(client.CoreV1Event, body), **self._options
-            )
-        )
+        return await self._create(path("v1", "events", namespace), body)
 
     async def read_event(self, namespace: str, name: str) -> Body:
-        api = client.CoreV1Api(self.api)
-        return await self._call(
-            lambda: api.read_namespaced_event_without_preload_content(
-                name, namespace, **self._options
-            )
-        )
+        return await self._call("get", path("v1", "events", namespace, name))
 
     async def patch_event(self, namespace: str, name: str, patch: Body) -> Body:
-        api = client.CoreV1Api(self.api)
         return await self._call(
-            lambda: api.patch_namespaced_event_without_preload_content(
-                name, namespace, patch, _content_type=MERGE_PATCH, **self._options
-            )
+            "patch", path("v1", "events", namespace, name), patch, content_type=MERGE_PATCH
         )
