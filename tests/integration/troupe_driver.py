@@ -1,17 +1,24 @@
 """Drives the real Troupe operator against the emulator, for the controller's tests.
 
 Starts the operator's own handlers (not a test double) with the Job runner
-playing the kubelet, applies manifests, and waits for Workflow phases with
-bounded polling.
+playing the kubelet, in this process or as its own ``kopf run`` process
+(restarted when it exits, as a Deployment would be), applies manifests, and
+waits for Workflow phases with bounded polling.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
+import pathlib
 import re
+import shlex
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -60,6 +67,65 @@ def workflow(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, A
     }
 
 
+TEST_CONFIG = OperatorConfig(
+    agent_image="unused-by-the-job-runner",
+    task_command=(sys.executable, "-m", "troupe_agent"),
+    resync_seconds=2.0,
+    pod_check_seconds=1.0,
+    api_timeout_seconds=5.0,
+)
+
+
+@dataclass
+class OperatorProcess:
+    """``kopf run -m troupe_operator.main`` against the emulator, started again when it exits.
+
+    ``exits`` counts the times it ended on its own (a crash), as a kubelet
+    would count restarts; its output goes to ``log``.
+    """
+
+    kubeconfig: pathlib.Path
+    log: pathlib.Path
+    exits: list[int] = field(default_factory=list)
+    _process: subprocess.Popen[bytes] | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        environment = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "TROUPE_TASK_COMMAND": shlex.join(TEST_CONFIG.task_command),
+            "TROUPE_RESYNC_SECONDS": str(TEST_CONFIG.resync_seconds),
+            "TROUPE_POD_CHECK_SECONDS": str(TEST_CONFIG.pod_check_seconds),
+            "TROUPE_API_TIMEOUT_SECONDS": str(TEST_CONFIG.api_timeout_seconds),
+        }
+        command = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces"]
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [*command, "-m", "troupe_operator.main"],
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        threading.Thread(target=self._restart_on_exit, args=(self._process,), daemon=True).start()
+
+    def _restart_on_exit(self, process: subprocess.Popen[bytes]) -> None:
+        code = process.wait()
+        if not self._stopping.is_set():
+            self.exits.append(code)
+            self.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=5)
+
+
 @dataclass
 class Troupe:
     """The cluster as a test sees it, plus the operator that can be (re)started."""
@@ -78,14 +144,7 @@ class Troupe:
     @contextlib.contextmanager
     def operator(self, **settings: Any) -> Iterator[Controller]:
         """The real operator's handlers, freshly built, running until the block ends."""
-        config = OperatorConfig(
-            agent_image="unused-by-the-job-runner",
-            task_command=(sys.executable, "-m", "troupe_agent"),
-            resync_seconds=2.0,
-            pod_check_seconds=1.0,
-            api_timeout_seconds=5.0,
-            **settings,
-        )
+        config = dataclasses.replace(TEST_CONFIG, **settings)
         host = self.api.configuration.host
 
         async def connect() -> aio_client.ApiClient:
@@ -95,6 +154,16 @@ class Troupe:
         controller = register(registry, lambda: config, connect)
         with self.run_operator(registry, clusterwide=True):
             yield controller
+
+    @contextlib.contextmanager
+    def operator_process(self, kubeconfig: pathlib.Path) -> Iterator[OperatorProcess]:
+        """The real operator as its own process, restarted whenever it exits on its own."""
+        process = OperatorProcess(kubeconfig, kubeconfig.with_name("operator.log"))
+        process.start()
+        try:
+            yield process
+        finally:
+            process.stop()
 
     def apply(self, *documents: dict[str, Any]) -> None:
         for document in documents:
