@@ -23,6 +23,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.integration.troupe_driver import TASK_MARK, Troupe, agent, workflow
 from tests.support.emulator import EmulatedCluster
@@ -117,6 +118,17 @@ def assert_every_run_clean(troupe: Troupe, stub: OpenAIStub, names: list[str]) -
         for task in TASKS:
             data = outputs[run.output_config_map(task)]
             assert data["output"] == f"output-of-{name}-{task}", (name, task)
+        events = [e for e in troupe.core.list_namespaced_event("default").items]
+        posted = [(e.reason, e.message, e.count) for e in events if e.involved_object.name == name]
+        assert all(count == 1 for _, _, count in posted), f"{name}: an Event was posted twice"
+        assert len({(reason, message) for reason, message, _ in posted}) == len(posted)
+
+
+def reconcile_errors() -> float:
+    value = REGISTRY.get_sample_value(
+        "controller_runtime_reconcile_errors_total", {"controller": "workflow"}
+    )
+    return value or 0.0
 
 
 def test_every_run_succeeds_when_a_tenth_of_the_operators_requests_fail(
@@ -124,6 +136,7 @@ def test_every_run_succeeds_when_a_tenth_of_the_operators_requests_fail(
 ) -> None:
     names = [f"faulty-{i}" for i in range(3)]
     troupe.apply(agent("worker", stub.base_url), *runs(*names))
+    errors_before = reconcile_errors()
     faults = emulator.faults
     faults.seed(8)
     for client in (OPERATOR, KOPF):
@@ -134,7 +147,37 @@ def test_every_run_succeeds_when_a_tenth_of_the_operators_requests_fail(
         wait_until_ended(troupe, names, timeout=240)
         faults.clear()
     assert faults.injected["fail"] > 0 and faults.injected["delay"] > 0
+    assert reconcile_errors() > errors_before, "failed reconciles are counted"
     assert_every_run_clean(troupe, stub, names)
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_one_refused_job_create_is_retried_and_the_run_gets_its_status(
+    troupe: Troupe, stub: OpenAIStub, emulator: EmulatedCluster, status: int
+) -> None:
+    """Reproduced: one 500 or 429 on the POST that creates a Job left the run stuck 400 s+."""
+    creates = Target("troupe-operator", verbs={"create"}, resource="jobs")
+    emulator.faults.fail(creates, status, retry_after=1 if status == 429 else None, count=1)
+    troupe.apply(agent("worker", stub.base_url), *runs("once"))
+    with troupe.operator(resync_seconds=120):  # the retry must come from the backoff
+        wait_until_ended(troupe, ["once"], timeout=90)
+    assert emulator.faults.injected["fail"] == 1
+    assert_every_run_clean(troupe, stub, ["once"])
+
+
+def test_task_pods_finish_what_they_paid_for_when_output_writes_fail(
+    troupe: Troupe, stub: OpenAIStub, emulator: EmulatedCluster
+) -> None:
+    """Reproduced: one 5xx or 429 on the output write failed the task after the model call."""
+    writes = Target("troupe-agent", verbs={"create", "update", "patch"}, resource="configmaps")
+    emulator.faults.seed(5)
+    emulator.faults.fail(writes, 503, fraction=0.2)
+    emulator.faults.fail(writes, 429, retry_after=1, fraction=0.1)
+    troupe.apply(agent("worker", stub.base_url), *runs("paid"))
+    with troupe.operator():
+        wait_until_ended(troupe, ["paid"], timeout=180)
+    assert emulator.faults.injected["fail"] > 0
+    assert_every_run_clean(troupe, stub, ["paid"])
 
 
 def test_every_run_succeeds_when_watches_are_cut_every_two_seconds(
@@ -237,7 +280,8 @@ def test_a_lost_complete_event_costs_at_most_one_resync(
         )
 
     lost = emulator.faults.drop_event(Target("kopf", resource="jobs"), is_top_completing)
-    troupe.apply(agent("worker", stub.base_url), *runs("lost"))
+    # A one-hour run timeout must not stretch the resync (3600 s was seen).
+    troupe.apply(agent("worker", stub.base_url), *runs("lost", timeoutSeconds=3600))
     with troupe.operator():
         wait_until_ended(troupe, ["lost"], timeout=120)
     assert lost.injected == 1

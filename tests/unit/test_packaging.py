@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -28,3 +30,20 @@ def test_api_import_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_importing_the_operator_needs_no_cluster(tmp_path: pathlib.Path) -> None:
+    """Reproduced: the client was built at import time, so importing main needed a kubeconfig."""
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "KUBECONFIG": str(tmp_path / "missing"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import troupe_operator.main"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr
