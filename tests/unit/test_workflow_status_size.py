@@ -91,3 +91,51 @@ def test_a_small_workflow_keeps_full_detail() -> None:
     assert task.job == run.job_name("a", 1)
     assert task.output is not None and task.output.config_map == run.output_config_map("a")
     assert task.preview is not None and len(task.preview) == 200
+
+
+def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
+    """fit_status skips measuring small statuses; the bounds it trusts must really bound."""
+    from troupe_operator.api import Condition, ConditionStatus, OutputRef, TaskPhase, TaskStatus
+    from troupe_operator.workflow.compaction import MOST_RUN_BYTES, MOST_TASK_BYTES, wire_size
+    from troupe_operator.workflow.summary import MESSAGE_CHARS
+
+    wide = "\u2028"  # escaped to six bytes, like any non-ASCII character
+    usage = TokenUsage(input_tokens=10**12, output_tokens=10**12, total_tokens=2 * 10**12)
+    task = TaskStatus(
+        phase=TaskPhase.SUCCEEDED,
+        attempts=11,
+        job="j" * 63,
+        started_at=T0,
+        finished_at=T0,
+        message=wide * MESSAGE_CHARS,
+        model=wide * 100,
+        output=OutputRef(config_map="c" * 63, key="output", bytes=10**9),
+        preview=wide * PREVIEW_CHARS,
+        usage=usage,
+    )
+    one = WorkflowStatus(tasks={"t" * 63: task})
+    assert wire_size(one) - wire_size(WorkflowStatus()) <= MOST_TASK_BYTES
+    condition = Condition(
+        type="SpecChangeRefused",
+        status=ConditionStatus.TRUE,
+        reason="SpecChangeRefused",
+        message=wide * MESSAGE_CHARS,
+        last_transition_time=T0,
+        observed_generation=10**9,
+    )
+    run = WorkflowStatus(
+        phase=WorkflowPhase.FAILED,
+        progress="1000/1000",
+        started_at=T0,
+        finished_at=T0,
+        duration="99h59m59s",
+        message=wide * MESSAGE_CHARS,
+        usage=usage,
+        observed_generation=10**9,
+        spec_hash="f" * 64,
+        conditions=[
+            condition.model_copy(update={"type": kind})
+            for kind in ("Ready", "Succeeded", "Failed", "SpecChangeRefused")
+        ],
+    )
+    assert wire_size(run) <= MOST_RUN_BYTES

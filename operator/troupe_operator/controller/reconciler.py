@@ -41,7 +41,6 @@ from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
 from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.runs import RunMemory, Runs, WorkflowKey
-from troupe_operator.manifests import schema_messages
 from troupe_operator.workflow import (
     LABEL_WORKFLOW,
     CreateTask,
@@ -119,7 +118,7 @@ class WorkflowReconciler:
         if memory is None:
             return None
         run = _run_of(memory.body)
-        if not _ended(_status_of(memory.body)):
+        if not _ended(memory.status()):
             await self._resync(run, memory)
         decision = await self._decide(run, memory)
         await self._write_status(run, memory, decision.status)
@@ -153,12 +152,7 @@ class WorkflowReconciler:
 
     async def _observe(self, run: WorkflowRef, memory: RunMemory) -> Observation:
         body = memory.body
-        status = _status_of(body)
-        spec: WorkflowSpec | InvalidSpec
-        try:
-            spec = WorkflowSpec.model_validate(body.get("spec") or {})
-        except ValidationError as error:
-            spec = InvalidSpec(schema_messages(error))
+        status, spec = memory.status(), memory.spec()
         return Observation(
             namespace=run.namespace,
             name=run.name,
@@ -389,29 +383,17 @@ class WorkflowReconciler:
     async def _write_status(
         self, run: WorkflowRef, memory: RunMemory, status: WorkflowStatus
     ) -> None:
-        patch = status_patch(memory.body.get("status") or {}, status.to_wire())
+        wire = status.to_wire()
+        patch = status_patch(memory.body.get("status") or {}, wire)
         if patch:
             written = await self.kube.patch_workflow_status(run.namespace, run.name, patch)
-            self.runs.seen((run.namespace, run.name), written)
+            if self.runs.seen((run.namespace, run.name), written):
+                memory.written(written, status, wire)
 
 
 def _run_of(body: Mapping[str, Any]) -> WorkflowRef:
     metadata = body["metadata"]
     return WorkflowRef(metadata["namespace"], metadata["name"], metadata["uid"])
-
-
-def _status_of(body: Mapping[str, Any]) -> WorkflowStatus:
-    """The status as written; one that does not parse (edited by hand) counts as empty."""
-    try:
-        return WorkflowStatus.model_validate(body.get("status") or {})
-    except ValidationError as error:
-        logger.warning(
-            "%s/%s: status unreadable, reconciling from scratch: %s",
-            body["metadata"]["namespace"],
-            body["metadata"]["name"],
-            "; ".join(schema_messages(error)),
-        )
-        return WorkflowStatus()
 
 
 def _ended(status: WorkflowStatus) -> bool:

@@ -12,18 +12,23 @@ restarted operator loses nothing by starting empty.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from troupe_operator.api import WorkflowSpec
+from pydantic import ValidationError
+
+from troupe_operator.api import WorkflowSpec, WorkflowStatus
 from troupe_operator.controller.observe import JobRecord, gone_job
-from troupe_operator.workflow import JobRef, ObservedJob, PodProblem, Refusal
+from troupe_operator.manifests import schema_messages
+from troupe_operator.workflow import InvalidSpec, JobRef, ObservedJob, PodProblem, Refusal
 
 Body = Mapping[str, Any]
 WorkflowKey = tuple[str, str]
+logger = logging.getLogger(__name__)
 
 
 def resource_version(body: Body) -> int | None:
@@ -61,6 +66,45 @@ class RunMemory:
     refusals: list[Refusal] = field(default_factory=list)
     recorded: WorkflowSpec | None = None
     """The spec the run was prepared with, once this process prepared it or read it back."""
+    parsed_spec: tuple[int, WorkflowSpec | InvalidSpec] | None = None
+    """The spec parsed, with the generation it was parsed at."""
+    parsed_status: tuple[str | None, WorkflowStatus] | None = None
+    """The status parsed (or written by us), with the resourceVersion it is of."""
+
+    def spec(self) -> WorkflowSpec | InvalidSpec:
+        """The spec, parsed once per generation; one the models refuse says why."""
+        generation = int(self.body["metadata"].get("generation") or 1)
+        if self.parsed_spec is None or self.parsed_spec[0] != generation:
+            spec: WorkflowSpec | InvalidSpec
+            try:
+                spec = WorkflowSpec.model_validate(self.body.get("spec") or {})
+            except ValidationError as error:
+                spec = InvalidSpec(schema_messages(error))
+            self.parsed_spec = (generation, spec)
+        return self.parsed_spec[1]
+
+    def status(self) -> WorkflowStatus:
+        """The status, parsed once per version; one that does not parse counts as empty."""
+        version = self.body["metadata"].get("resourceVersion")
+        if self.parsed_status is None or self.parsed_status[0] != version:
+            try:
+                status = WorkflowStatus.model_validate(self.body.get("status") or {})
+            except ValidationError as error:
+                logger.warning(
+                    "%s/%s: status unreadable, reconciling from scratch: %s",
+                    self.body["metadata"]["namespace"],
+                    self.body["metadata"]["name"],
+                    "; ".join(schema_messages(error)),
+                )
+                status = WorkflowStatus()
+            self.parsed_status = (version, status)
+        return self.parsed_status[1]
+
+    def written(self, body: Body, status: WorkflowStatus, wire: Mapping[str, Any]) -> None:
+        """The answer to our status write: kept, with ``status`` as its parse if it matches."""
+        self.body = body
+        if body.get("status") == wire:
+            self.parsed_status = (body["metadata"].get("resourceVersion"), status)
 
     @property
     def uid(self) -> str:

@@ -21,6 +21,11 @@ from troupe_operator.workflow.tasks import FINISHED
 
 STATUS_BUDGET_BYTES: Final = 240 * 1024
 SLIM_MESSAGE_CHARS: Final = 100
+MOST_TASK_BYTES: Final = 4_608
+"""The most one task's status can take as JSON: capped message, preview and model, each
+character escaped to six bytes, a Job and ConfigMap name, timestamps, usage."""
+MOST_RUN_BYTES: Final = 16_384
+"""The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 
 
 def wire_size(status: WorkflowStatus) -> int:
@@ -28,7 +33,12 @@ def wire_size(status: WorkflowStatus) -> int:
 
 
 def fit_status(status: WorkflowStatus, budget: int = STATUS_BUDGET_BYTES) -> WorkflowStatus:
-    """``status`` unchanged if it fits; otherwise with its finished tasks slimmed."""
+    """``status`` unchanged if it fits; otherwise with its finished tasks slimmed.
+
+    A status whose tasks cannot add up to the budget is not measured.
+    """
+    if MOST_RUN_BYTES + MOST_TASK_BYTES * len(status.tasks) <= budget:
+        return status
     if wire_size(status) <= budget:
         return status
     slim = _map_finished(status, _without_references)
