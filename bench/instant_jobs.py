@@ -4,9 +4,10 @@ The harness's ``JobRunner`` runs each task's real process, which costs a second 
 task; the controller benchmark needs tasks that take no time, so that what it measures is
 the operator. This plays the Job controller, the kubelet and the task at once: for each new
 Job carrying Troupe's labels it writes the task's output ConfigMap (text plus a
-``TaskResult`` with small fixed token counts, as the agent's task mode would), creates the
-Job's Pod with its container terminated and the task's ``TaskReport`` as its termination
-message, and marks the Job ``Complete`` through the ``status`` subresource. Jobs can be
+``TaskResult`` with small fixed token counts, stamped with the attempt's ``TaskReport``, as
+the agent's task mode does) and marks the Job ``Complete`` through the ``status``
+subresource. It makes no Pods: on success the operator reads the stamped report, never a
+pod. Jobs can be
 finished at once or at a steady rate (``tasks_per_second``). It records, in this process's
 monotonic clock, when each Job's ADDED event arrived and when it was marked Complete, which
 is what the dispatch latency is computed from.
@@ -26,7 +27,15 @@ from typing import Any
 import aiohttp
 
 from counting_cluster import BENCH_AGENT_PREFIX
-from troupe_operator.api import OUTPUT_KEY, RESULT_KEY, TaskReport, TaskResult, TokenUsage
+from troupe_operator.api import (
+    ATTEMPT_ANNOTATION,
+    OUTPUT_KEY,
+    REPORT_ANNOTATION,
+    RESULT_KEY,
+    TaskReport,
+    TaskResult,
+    TokenUsage,
+)
 from troupe_operator.workflow import LABEL_ATTEMPT, LABEL_TASK, LABEL_WORKFLOW, WorkflowRef
 
 KubeObject = dict[str, Any]
@@ -187,31 +196,12 @@ class InstantKubelet:
                 "name": run.output_config_map(record.task),
                 "namespace": namespace,
                 "labels": run.task_labels(record.task),
+                "annotations": {REPORT_ANNOTATION: REPORT, ATTEMPT_ANNOTATION: str(record.attempt)},
                 "ownerReferences": [run.owner_reference(block_owner_deletion=False)],
             },
             "data": {OUTPUT_KEY: OUTPUT_TEXT, RESULT_KEY: RESULT_JSON},
         }
         now = _now()
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{name}-pod",
-                "namespace": namespace,
-                "labels": {**(metadata.get("labels") or {}), "job-name": name},
-                "ownerReferences": [
-                    {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": metadata["uid"]}
-                ],
-            },
-            "spec": job["spec"]["template"]["spec"],
-        }
-        terminated = {"exitCode": 0, "reason": "Completed", "message": REPORT, "finishedAt": now}
-        pod_status = {
-            "status": {
-                "phase": "Succeeded",
-                "containerStatuses": [{"name": "agent", "state": {"terminated": terminated}}],
-            }
-        }
         status = {
             "status": {
                 "startTime": now,
@@ -228,15 +218,9 @@ class InstantKubelet:
                 ],
             }
         }
-        pods = f"/api/v1/namespaces/{namespace}/pods"
         merge = {"Content-Type": "application/merge-patch+json"}
         try:
             async with api.post(f"/api/v1/namespaces/{namespace}/configmaps", json=output) as r:
-                await check(r)
-            async with api.post(pods, json=pod) as r:
-                await check(r)
-            path = f"{pods}/{name}-pod/status"
-            async with api.patch(path, data=json.dumps(pod_status), headers=merge) as r:
                 await check(r)
             path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"
             async with api.patch(path, data=json.dumps(status), headers=merge) as r:

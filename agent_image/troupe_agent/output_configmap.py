@@ -1,7 +1,9 @@
 """Task outputs as ConfigMaps: the upstream ones read, this task's own written.
 
 Inside the cluster a task's output lives in one ConfigMap per task (keys
-``OUTPUT_KEY`` and ``RESULT_KEY``), owned by the Workflow. A task reads each
+``OUTPUT_KEY`` and ``RESULT_KEY``), owned by the Workflow and stamped with the
+writing attempt's report and number (``REPORT_ANNOTATION``,
+``ATTEMPT_ANNOTATION``), which the operator reads as metadata. A task reads each
 upstream task's ConfigMap once and writes its own; both go through
 :class:`~troupe_agent.kube_api.KubeCaller`, so a busy API costs retries, not
 the attempt. An earlier attempt's ConfigMap is replaced (the newest attempt
@@ -22,11 +24,14 @@ from troupe_agent.failures import TaskFailed
 from troupe_agent.kube_api import KubeApiError, KubeCaller, connect
 from troupe_agent.retry import Deadline
 from troupe_operator.api import (
+    ATTEMPT_ANNOTATION,
     EXIT_PERMANENT,
     EXIT_RETRYABLE,
     OUTPUT_KEY,
+    REPORT_ANNOTATION,
     RESULT_KEY,
     OutputTarget,
+    TaskReport,
     TaskResult,
 )
 
@@ -34,8 +39,10 @@ _NOT_FOUND: Final = 404
 _CONFLICT: Final = 409
 
 
-def output_config_map(target: OutputTarget, text: str, result: TaskResult) -> V1ConfigMap:
-    """The ConfigMap that holds a task's output and result."""
+def output_config_map(
+    target: OutputTarget, text: str, result: TaskResult, report: TaskReport, attempt: int
+) -> V1ConfigMap:
+    """The ConfigMap that holds a task's output and result, stamped with the attempt's report."""
     return V1ConfigMap(
         api_version="v1",
         kind="ConfigMap",
@@ -43,6 +50,7 @@ def output_config_map(target: OutputTarget, text: str, result: TaskResult) -> V1
             name=target.config_map,
             namespace=target.namespace,
             labels=target.labels or None,
+            annotations={REPORT_ANNOTATION: report.encode(), ATTEMPT_ANNOTATION: str(attempt)},
             owner_references=[_owner_reference(ref) for ref in target.owner_references] or None,
         ),
         data={OUTPUT_KEY: text, RESULT_KEY: json.dumps(result.to_wire())},
@@ -97,9 +105,11 @@ class OutputConfigMaps:
             raise TaskFailed(f"the output of {where} has no '{OUTPUT_KEY}' key", EXIT_PERMANENT)
         return text
 
-    def write(self, target: OutputTarget, text: str, result: TaskResult) -> None:
+    def write(
+        self, target: OutputTarget, text: str, result: TaskResult, report: TaskReport, attempt: int
+    ) -> None:
         """Create the output ConfigMap, or replace the one an earlier attempt left."""
-        body = output_config_map(target, text, result)
+        body = output_config_map(target, text, result, report, attempt)
 
         def create_or_replace(timeout: float) -> None:
             try:

@@ -107,7 +107,7 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[str, TaskResult]:
 
         return OutputConfigMaps.connect(task_input.namespace, deadline)
 
-    write = _output_writer(options, task_input.output, cluster)
+    write = _output_writer(options, task_input.output, task_input.attempt, cluster)
     upstream: UpstreamOutputs = (
         OutputFiles(options.outputs_dir) if options.outputs_dir is not None else cluster()
     )
@@ -125,7 +125,10 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[str, TaskResult]:
 
 
 def _output_writer(
-    options: TaskOptions, target: OutputTarget | None, cluster: Callable[[], OutputConfigMaps]
+    options: TaskOptions,
+    target: OutputTarget | None,
+    attempt: int,
+    cluster: Callable[[], OutputConfigMaps],
 ) -> Callable[[str, TaskResult], None]:
     """Where the output will go, decided before any work is done."""
     if options.output_file is not None:
@@ -133,7 +136,7 @@ def _output_writer(
     if target is not None:
 
         def write_config_map(text: str, result: TaskResult) -> None:
-            cluster().write(target, text, result)
+            cluster().write(target, text, result, success_report(text, result), attempt)
 
         return write_config_map
     raise TaskFailed(

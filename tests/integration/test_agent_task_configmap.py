@@ -184,6 +184,10 @@ def test_a_task_reads_its_upstream_and_creates_then_replaces_its_output(
         assert "Plan tides from: the moon pulls" in text
         result = TaskResult.model_validate(json.loads(data[RESULT_KEY]))
         assert report.succeeded and report.result == result and report.preview
+        assert metadata.annotations == {
+            "troupe.dev/report": report.encode(),
+            "troupe.dev/attempt": str(attempt),
+        }
         assert metadata.labels["troupe.dev/task"] == "plan"
         [owner] = metadata.owner_references or []
         assert (owner.kind, owner.name, owner.uid, owner.controller) == (

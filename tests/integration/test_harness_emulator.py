@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import kubernetes
@@ -407,3 +408,24 @@ def test_closed_watches_are_forgotten(emulator: EmulatedCluster, kube_api: ApiCl
     while emulator.handler.watches.watcher_count and time.monotonic() < deadline:
         time.sleep(0.05)
     assert emulator.handler.watches.watcher_count == 0
+
+
+def test_metadata_only_reads_answer_partial_object_metadata(emulator: EmulatedCluster) -> None:
+    """What metadata informers and controllers use to read an object without its data."""
+    emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "big", "namespace": "default", "annotations": {"a": "b"}},
+            "data": {"payload": "x" * 1000},
+        }
+    )
+    request = urllib.request.Request(
+        f"{emulator.url}/api/v1/namespaces/default/configmaps/big",
+        headers={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+    assert answer["kind"] == "PartialObjectMetadata"
+    assert answer["metadata"]["annotations"] == {"a": "b"}
+    assert "data" not in answer

@@ -160,10 +160,17 @@ def test_jobs_and_their_pods_read_as_observations(
 ) -> None:
     record = observe.job_record(job_body(conditions))
     assert record is not None
-    job = observe.observed_job(record, pods)
+    job = observe.observed_job(record, observe.termination_of(pods))
     assert job.state == state
     for field, value in expect.items():
         assert getattr(job, field) == value, field
+
+
+def test_a_report_stamped_on_the_output_is_read_only_for_its_own_attempt() -> None:
+    stamped = {"annotations": {"troupe.dev/report": REPORT.encode(), "troupe.dev/attempt": "2"}}
+    assert observe.stamped_report(stamped, 2) == (REPORT.encode(), 0)
+    assert observe.stamped_report(stamped, 1) is None, "another attempt's report"
+    assert observe.stamped_report({}, 1) is None
 
 
 def test_pods_that_cannot_start_say_why() -> None:

@@ -27,6 +27,7 @@ from troupe_operator.api.common import (
     TokenUsage,
 )
 from troupe_operator.api.task_io import (
+    ATTEMPT_ANNOTATION,
     EXIT_PERMANENT,
     EXIT_RETRYABLE,
     INPUT_ENV,
@@ -34,6 +35,7 @@ from troupe_operator.api.task_io import (
     MAX_PROMPT_CHARS,
     MAX_REPORT_BYTES,
     OUTPUT_KEY,
+    REPORT_ANNOTATION,
     REPORT_MESSAGE_CHARS,
     RESULT_KEY,
     SCRIPTED_MODEL_NAME,
@@ -68,6 +70,7 @@ from troupe_operator.api.workflow import (
 
 __all__ = [
     "API_VERSION",
+    "ATTEMPT_ANNOTATION",
     "EXIT_PERMANENT",
     "EXIT_RETRYABLE",
     "GROUP",
@@ -76,6 +79,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_REPORT_BYTES",
     "OUTPUT_KEY",
+    "REPORT_ANNOTATION",
     "REPORT_MESSAGE_CHARS",
     "RESULT_KEY",
     "ROLE_DEFAULTS",

@@ -8,7 +8,10 @@ inputs included) as the ConfigMap it recorded, mounted read-only. The pod
 reads the upstream outputs itself, renders its prompt inside its own limits
 and deadline, writes its output ConfigMap, and says how it went in a
 :class:`TaskReport` on its termination message, which is all the operator
-reads. Both sides import these models, so the shape cannot drift between them.
+reads. A successful attempt also stamps its report on the output ConfigMap
+(``REPORT_ANNOTATION``), so that the operator can read it by name, metadata
+only, instead of listing pods. Both sides import these models, so the shape
+cannot drift between them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ OUTPUT_KEY: Final = "output"
 
 RESULT_KEY: Final = "result.json"
 """Key of the :class:`TaskResult` (without the text) in the output ConfigMap."""
+
+REPORT_ANNOTATION: Final = "troupe.dev/report"
+"""Annotation on the output ConfigMap holding the writing attempt's TaskReport (as JSON)."""
+
+ATTEMPT_ANNOTATION: Final = "troupe.dev/attempt"
+"""Annotation on the output ConfigMap naming the attempt that wrote it."""
 
 MAX_OUTPUT_BYTES: Final = 1_000_000
 """Largest output kept: a ConfigMap holds 1 MiB in all, keys and metadata included."""

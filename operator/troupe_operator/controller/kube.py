@@ -28,6 +28,9 @@ from troupe_operator.api import API_VERSION
 
 Body = dict[str, Any]
 MERGE_PATCH: Final = "application/merge-patch+json"
+METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+FROM_CACHE: Final = "0"
+"""resourceVersion of a LIST the API server may answer from its watch cache, not etcd."""
 TRANSIENT_STATUSES: Final = frozenset({408, 429}) | frozenset(range(500, 600))
 NO_STATUS: Final = 0
 """Status of a failure without an HTTP answer: a timeout or a connection error."""
@@ -129,16 +132,18 @@ class Kube:
                 return None
             raise
 
-    async def _read(self, resource: str) -> Body | None:
+    async def _read(self, resource: str, **query: Any) -> Body | None:
         try:
-            return await self._call("get", resource)
+            return await self._call("get", resource, **query)
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
 
     async def _list(self, resource: str, label_selector: str) -> list[Body]:
-        listing = await self._call("get", resource, label_selector=label_selector)
+        listing = await self._call(
+            "get", resource, label_selector=label_selector, resource_version=FROM_CACHE
+        )
         return list(listing.get("items") or [])
 
     # -- workflows -------------------------------------------------------------
@@ -157,6 +162,7 @@ class Kube:
         return await self._read(path("batch/v1", "jobs", namespace, name))
 
     async def list_jobs(self, namespace: str, label_selector: str) -> list[Body]:
+        """Jobs by label, from the API server's watch cache: never a scan of etcd."""
         return await self._list(path("batch/v1", "jobs", namespace), label_selector)
 
     async def delete_job(self, namespace: str, name: str) -> None:
@@ -172,6 +178,7 @@ class Kube:
                 raise
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
+        """Pods by label, from the API server's watch cache: never a scan of etcd."""
         return await self._list(path("v1", "pods", namespace), label_selector)
 
     # -- what a run is prepared with -------------------------------------------
@@ -181,6 +188,12 @@ class Kube:
 
     async def read_config_map(self, namespace: str, name: str) -> Body | None:
         return await self._read(path("v1", "configmaps", namespace, name))
+
+    async def read_config_map_metadata(self, namespace: str, name: str) -> Body | None:
+        """A ConfigMap's metadata only (labels, annotations), never its data."""
+        return await self._read(
+            path("v1", "configmaps", namespace, name), header_params={"Accept": METADATA_ONLY}
+        )
 
     async def create_service_account(self, namespace: str, body: Body) -> Body | None:
         return await self._create(path("v1", "serviceaccounts", namespace), body)

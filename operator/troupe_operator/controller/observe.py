@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from troupe_operator.api import EXIT_PERMANENT, TaskReport
+from troupe_operator.api import ATTEMPT_ANNOTATION, EXIT_PERMANENT, REPORT_ANNOTATION, TaskReport
 from troupe_operator.workflow import (
     LABEL_ATTEMPT,
     LABEL_TASK,
@@ -92,7 +92,20 @@ def job_record(job: Body) -> JobRecord | None:
     )
 
 
-def _terminated(pods: Sequence[Body]) -> tuple[str, int | None] | None:
+Termination = tuple[str, int | None]
+"""A task container's termination message (a TaskReport, or plain words) and exit code."""
+
+
+def stamped_report(metadata: Body, attempt: int) -> Termination | None:
+    """The report an attempt stamped on its output ConfigMap (metadata only), if this one did."""
+    annotations = metadata.get("annotations") or {}
+    report = annotations.get(REPORT_ANNOTATION)
+    if annotations.get(ATTEMPT_ANNOTATION) != str(attempt) or not report:
+        return None
+    return str(report), 0
+
+
+def termination_of(pods: Sequence[Body]) -> Termination | None:
     """The newest pod's terminated container: its termination message and exit code."""
     newest = sorted(
         pods, key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or ""
@@ -105,8 +118,8 @@ def _terminated(pods: Sequence[Body]) -> tuple[str, int | None] | None:
     return None
 
 
-def observed_job(record: JobRecord, pods: Sequence[Body] = ()) -> ObservedJob:
-    """The core's view of a task Job, with its pod's report when it has finished."""
+def observed_job(record: JobRecord, termination: Termination | None = None) -> ObservedJob:
+    """The core's view of a task Job, with how its task ended when it has finished."""
     common: dict[str, Any] = {
         "name": record.name,
         "task": record.task,
@@ -115,8 +128,7 @@ def observed_job(record: JobRecord, pods: Sequence[Body] = ()) -> ObservedJob:
     }
     if not record.finished:
         return ObservedJob(state=JobState.ACTIVE, **common)
-    terminated = _terminated(pods)
-    text, exit_code = terminated if terminated else ("", None)
+    text, exit_code = termination if termination else ("", None)
     report = TaskReport.decode(text) if text else None
     if record.outcome == "Complete":
         return ObservedJob(

@@ -204,12 +204,34 @@ class WorkflowReconciler:
     async def _finished(
         self, run: WorkflowRef, memory: RunMemory, record: JobRecord, status: WorkflowStatus
     ) -> ObservedJob:
-        """A finished Job as the core sees it; its pods are read once, only if still needed."""
-        pods = await self._pods_of(run, record.name) if _needs_report(record, status) else []
-        job = observe.observed_job(record, pods)
+        """A finished Job as the core sees it, read once, and only if status does not tell yet.
+
+        A successful attempt's report is read from its output ConfigMap's metadata (by
+        name); a failed one's, or one without a stamped report, from its pods.
+        """
+        termination = None
+        if _needs_report(record, status):
+            if record.outcome == "Complete":
+                termination = await self._stamped_report(run, record)
+            if termination is None:
+                termination = observe.termination_of(await self._pods_of(run, record.name))
+        job = observe.observed_job(record, termination)
         memory.finished[record.name] = job
         memory.problems.pop(record.name, None)
         return job
+
+    async def _stamped_report(
+        self, run: WorkflowRef, record: JobRecord
+    ) -> observe.Termination | None:
+        async with self._calls:
+            metadata = await self.kube.read_config_map_metadata(
+                run.namespace, run.output_config_map(record.task)
+            )
+        return (
+            observe.stamped_report(metadata.get("metadata") or {}, record.attempt)
+            if metadata
+            else None
+        )
 
     async def _pods_of(self, run: WorkflowRef, job: str) -> list[Body]:
         async with self._calls:

@@ -13,6 +13,7 @@ restarted operator loses nothing by starting empty.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ class RunMemory:
     """Jobs that finished or are gone, as the core sees them; terminal, never read again."""
     listed: dict[str, JobRecord] = field(default_factory=dict)
     """The run's Jobs as last listed from the API (the resync), or read one by one."""
-    listed_at: float = float("-inf")
+    listed_at: float = field(default_factory=time.monotonic)
+    """When the run's Jobs were last listed; at first sight kopf's index is fresh."""
     created: dict[str, tuple[JobRef, float]] = field(default_factory=dict)
     """Jobs this operator created, not yet on the watch, with the monotonic time of creation."""
     problems: dict[str, PodProblem] = field(default_factory=dict)

@@ -66,6 +66,9 @@ from tests.support.kube.tokens import TokenIssuer
 from tests.support.kube.watches import Watcher, WatchHub
 
 _TABLE_HEADERS = {"Content-Type": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+_METADATA_HEADERS = {
+    "Content-Type": "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+}
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _DEFAULT_WATCH_SECONDS = 3600.0
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "token": ["create"]}
@@ -132,6 +135,19 @@ def _wants_table(request: kmock.Request) -> bool:
     return (
         request.method == kmock.method.GET
         and "as=Table" in header(request, "Accept")
+        and _is_resource(request)
+    )
+
+
+@Predicate
+def _wants_metadata(request: kmock.Request) -> bool:
+    """A GET of one object asking for its metadata only, as metadata informers do."""
+    path = _api_path(request)
+    return (
+        request.method == kmock.method.GET
+        and "as=PartialObjectMetadata" in header(request, "Accept")
+        and path is not None
+        and path.name is not None
         and _is_resource(request)
     )
 
@@ -216,6 +232,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         api[_is_watch] << _JSON_HEADERS << self._serve_watch
         api[_is_create] << 201 << self._serve_create
         api[_wants_table] << _TABLE_HEADERS << self._serve_table
+        api[_wants_metadata] << _METADATA_HEADERS << self._serve_metadata
         api[_is_resource] << self._serve_resource
         self.fallback["get /version/"] << self._serve_server_version  # the python client's URL
 
@@ -355,6 +372,16 @@ class KubeEmulator(kmock.KubernetesScaffold):
             objects = [self.store.get(rtype, path.namespace, path.name)]
         include_object = request.params.get("includeObject", "Metadata")
         return render_table(rtype, objects, include_object, str(self.store.revision))
+
+    def _serve_metadata(self, request: kmock.Request) -> KubeObject:
+        rtype, path, _ = self._resolved(request)
+        assert path.name is not None  # _wants_metadata holds only for one object
+        found = self.store.get(rtype, path.namespace, path.name)
+        return {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": found["metadata"],
+        }
 
     def _list(self, rtype: ResourceType, objects: list[KubeObject]) -> KubeObject:
         return {
