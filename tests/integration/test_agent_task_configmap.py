@@ -2,13 +2,12 @@
 its TaskInput in TROUPE_TASK_INPUT, the run's spec as a file, KUBECONFIG for credentials.
 
 It reads each upstream output ConfigMap once, writes (then, on a later attempt, replaces) its
-own, and survives the API's bad moments: a fault-injecting proxy in front of the emulator
-answers chosen requests with 5xx, 429 + Retry-After or 403 before passing the rest on.
+own, and survives the API's bad moments: the emulator answers chosen requests of the task
+(User-Agent ``troupe-agent``) with 5xx, 429 + Retry-After or 403.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import subprocess
@@ -17,13 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import aiohttp.web
+import kmock
 import kubernetes
 import pytest
 
 from tests.support.emulator import EmulatedCluster
-from tests.support.loopback import BackgroundService
+from tests.support.kube.faults import Target
 from troupe_agent.scripted import PLACEHOLDER_BANNER
 from troupe_operator.api import (
     EXIT_PERMANENT,
@@ -59,52 +57,6 @@ SPEC = {
 }
 UPSTREAM = {"research": "wf-research-output", "outline": "wf-outline-output"}
 OUTPUT_CONFIG_MAP = "wf-plan-output"
-
-
-class FaultyApi(BackgroundService):
-    """A proxy to the emulator that answers queued faults first, per HTTP method."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__("faulty-kube-api")
-        self.target = target
-        self.faults: dict[str, collections.deque[tuple[int, dict[str, str]]]] = (
-            collections.defaultdict(collections.deque)
-        )
-        self.passed: list[tuple[str, str, int]] = []
-        self.url = ""
-
-    def inject(self, method: str, status: int, **headers: str) -> None:
-        self.faults[method].append((status, headers))
-
-    async def _start(self) -> None:
-        self._session = aiohttp.ClientSession()
-        server = aiohttp.web.Server(self._handle)
-        self._runner = aiohttp.web.ServerRunner(server)
-        await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-
-    async def _stop(self) -> None:
-        await self._session.close()
-        await self._runner.cleanup()
-
-    async def _handle(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.Response:
-        if self.faults[request.method]:
-            status, headers = self.faults[request.method].popleft()
-            body = {"kind": "Status", "status": "Failure", "code": status, "message": f"{status}!"}
-            return aiohttp.web.json_response(body, status=status, headers=headers)
-        async with self._session.request(
-            request.method,
-            self.target + request.path_qs,
-            data=await request.read(),
-            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
-        ) as answer:
-            self.passed.append((request.method, request.path, answer.status))
-            return aiohttp.web.Response(
-                body=await answer.read(), status=answer.status, content_type="application/json"
-            )
 
 
 def kubeconfig_for(server: str, path: Path) -> Path:
@@ -210,33 +162,36 @@ def test_a_deleted_upstream_output_is_a_permanent_failure_naming_it(
     )
 
 
+READS = Target("troupe-agent", verbs={"get"}, resource="configmaps")
+WRITES = Target("troupe-agent", verbs={"create"}, resource="configmaps")
+
+
 def test_passing_api_faults_are_retried_and_each_output_is_read_once(
-    tmp_path: Path, emulator: EmulatedCluster
+    tmp_path: Path, emulator: EmulatedCluster, kubeconfig: Path
 ) -> None:
     upstream_outputs(emulator, research="the moon pulls", outline="1. intro")
-    with FaultyApi(emulator.url) as api:
-        api.inject("GET", 503)
-        api.inject("GET", 429, **{"Retry-After": "1"})
-        api.inject("POST", 500)
-        api.inject("POST", 429, **{"Retry-After": "0"})
-        api.inject("POST", 504)
-        finished, report = run_task(tmp_path, kubeconfig_for(api.url, tmp_path / "kubeconfig"))
-        assert finished.returncode == 0, finished.stderr
-        assert report.succeeded
-        reads = collections.Counter(path for method, path, _ in api.passed if method == "GET")
-        assert sorted(reads.values()) == [1, 1] and len(reads) == len(UPSTREAM)
-        assert ("POST", "/api/v1/namespaces/default/configmaps", 201) in api.passed
+    emulator.faults.fail(READS, 503, count=1)
+    emulator.faults.fail(READS, 429, retry_after=1, count=1)
+    for status in (500, 429, 504):
+        emulator.faults.fail(WRITES, status, retry_after=0 if status == 429 else None, count=1)
+    finished, report = run_task(tmp_path, kubeconfig)
+    assert finished.returncode == 0, finished.stderr
+    assert report.succeeded
+    assert emulator.faults.injected["fail"] == 5
+    reads = emulator.handler[kmock.method.GET, kmock.resource("v1/configmaps")]
+    assert len(reads) == len(UPSTREAM) + 2, "an output was read more than once"
+    written = [cm["metadata"]["name"] for cm in emulator.objects("v1", "configmaps")]
+    assert OUTPUT_CONFIG_MAP in written
 
 
 def test_a_forbidden_read_is_permanent_with_the_api_message(
-    tmp_path: Path, emulator: EmulatedCluster
+    tmp_path: Path, emulator: EmulatedCluster, kubeconfig: Path
 ) -> None:
-    with FaultyApi(emulator.url) as api:
-        api.inject("GET", 403)
-        finished, report = run_task(tmp_path, kubeconfig_for(api.url, tmp_path / "kubeconfig"))
+    emulator.faults.fail(READS, 403, count=1)
+    finished, report = run_task(tmp_path, kubeconfig)
     assert finished.returncode == EXIT_PERMANENT
     assert report.message is not None and "HTTP 403" in report.message
-    assert report.message.endswith(": 403!")
+    assert report.message.endswith("injected HTTP 403")
 
 
 @pytest.mark.parametrize(

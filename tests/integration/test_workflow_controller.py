@@ -24,24 +24,12 @@ from tests.integration.troupe_driver import (
     reply_naming_the_task,
     workflow,
 )
-from tests.support.emulator import EmulatedCluster
-from tests.support.fixtures import RunOperator
 from tests.support.jobrunner import JobRunner
 from tests.support.kubectl import kubectl
 from tests.support.openai_stub import Fault, OpenAIStub
 from tests.support.waiting import wait_for
 
 UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port: connection refused at once
-
-
-@pytest.fixture
-def troupe(
-    emulator: EmulatedCluster,
-    kube_api: kubernetes.client.ApiClient,
-    job_runner: JobRunner,
-    run_operator: RunOperator,
-) -> Troupe:
-    return Troupe(kube_api, run_operator)
 
 
 @pytest.fixture

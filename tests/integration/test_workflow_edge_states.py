@@ -22,20 +22,8 @@ import pytest
 
 from tests.integration.troupe_driver import Troupe, agent, reply_naming_the_task, workflow
 from tests.support.emulator import EmulatedCluster
-from tests.support.fixtures import RunOperator
-from tests.support.jobrunner import JobRunner
 from tests.support.openai_stub import Fault, OpenAIStub
 from tests.support.waiting import wait_for
-
-
-@pytest.fixture
-def troupe(
-    emulator: EmulatedCluster,
-    kube_api: kubernetes.client.ApiClient,
-    job_runner: JobRunner,
-    run_operator: RunOperator,
-) -> Troupe:
-    return Troupe(kube_api, run_operator)
 
 
 @pytest.fixture

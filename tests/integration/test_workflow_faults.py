@@ -27,8 +27,6 @@ from prometheus_client import REGISTRY
 
 from tests.integration.troupe_driver import TASK_MARK, Troupe, agent, workflow
 from tests.support.emulator import EmulatedCluster
-from tests.support.fixtures import RunOperator
-from tests.support.jobrunner import JobRunner
 from tests.support.kube.faults import Target
 from tests.support.openai_stub import Fault, OpenAIStub
 from tests.support.waiting import wait_for
@@ -73,16 +71,6 @@ def reply(body: dict[str, Any]) -> str:
     prompt = str(next(m["content"] for m in body["messages"] if m["role"] == "user"))
     run, task = RUN_MARK.search(prompt), TASK_MARK.search(prompt)
     return f"output-of-{run.group(1) if run else '?'}-{task.group(1) if task else '?'}"
-
-
-@pytest.fixture
-def troupe(
-    emulator: EmulatedCluster,
-    kube_api: kubernetes.client.ApiClient,
-    job_runner: JobRunner,
-    run_operator: RunOperator,
-) -> Troupe:
-    return Troupe(kube_api, run_operator)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ retried with per-Workflow backoff; never dropped.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -167,6 +168,9 @@ def register(
         config = load_config()
         kopf_settings.configure(settings, config)
         await controller.start(config, await connect(), indices[JOB_INDEX], indices[AGENT_INDEX])
+        # What exists now (libraries, the client) lives as long as the process: keep it out
+        # of every full garbage collection, which would otherwise scan it each time.
+        gc.freeze()
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:

@@ -49,6 +49,7 @@ from troupe_operator.workflow import (
     Event,
     InvalidSpec,
     JobRef,
+    JobState,
     Observation,
     ObservedJob,
     PrepareRun,
@@ -209,15 +210,16 @@ class WorkflowReconciler:
         A successful attempt's report is read from its output ConfigMap's metadata (by
         name); a failed one's, or one without a stamped report, from its pods.
         """
-        termination = None
-        if _needs_report(record, status):
-            if record.outcome == "Complete":
-                termination = await self._stamped_report(run, record)
-            if termination is None:
-                termination = observe.termination_of(await self._pods_of(run, record.name))
-        job = observe.observed_job(record, termination)
-        memory.finished[record.name] = job
         memory.problems.pop(record.name, None)
+        if not _needs_report(record.task, record.attempt, status):
+            return observe.observed_job(record)
+        termination = None
+        if record.outcome == "Complete":
+            termination = await self._stamped_report(run, record)
+        if termination is None:
+            termination = observe.termination_of(await self._pods_of(run, record.name))
+        job = observe.observed_job(record, termination)
+        memory.finished[record.name] = job  # read once; kept until status records it
         return job
 
     async def _stamped_report(
@@ -411,6 +413,9 @@ class WorkflowReconciler:
             written = await self.kube.patch_workflow_status(run.namespace, run.name, patch)
             if self.runs.seen((run.namespace, run.name), written):
                 memory.written(written, status, wire)
+        for name, job in list(memory.finished.items()):
+            if job.state != JobState.GONE and not _needs_report(job.task, job.attempt, status):
+                del memory.finished[name]  # status records it; the index still shows the Job
 
 
 def _run_of(body: Mapping[str, Any]) -> WorkflowRef:
@@ -427,12 +432,12 @@ def _owned_by(body: Body, uid: str) -> bool:
     return any(owner.get("uid") == uid for owner in owners)
 
 
-def _needs_report(record: JobRecord, status: WorkflowStatus) -> bool:
+def _needs_report(task_name: str, attempt: int, status: WorkflowStatus) -> bool:
     """Whether the core still needs to hear how this attempt went (status does not say yet)."""
-    task = status.tasks.get(record.task)
-    if task is None or task.attempts < record.attempt:
+    task = status.tasks.get(task_name)
+    if task is None or task.attempts < attempt:
         return True
-    return task.attempts == record.attempt and task.phase in (TaskPhase.PENDING, TaskPhase.RUNNING)
+    return task.attempts == attempt and task.phase in (TaskPhase.PENDING, TaskPhase.RUNNING)
 
 
 def _unseen_record(ref: JobRef, uid: str) -> JobRecord:

@@ -52,7 +52,12 @@ def is_newer(candidate: Body, current: Body | None) -> bool:
 
 @dataclass
 class RunMemory:
-    """The shell's memory of one Workflow object (one uid)."""
+    """The shell's memory of one Workflow object (one uid).
+
+    ``body`` is the newest version seen without its spec, which is kept only as
+    parsed (once per generation): a thousand live runs would otherwise hold every
+    spec twice.
+    """
 
     body: Body
     finished: dict[str, ObservedJob] = field(default_factory=dict)
@@ -73,16 +78,27 @@ class RunMemory:
     parsed_status: tuple[str | None, WorkflowStatus] | None = None
     """The status parsed (or written by us), with the resourceVersion it is of."""
 
-    def spec(self) -> WorkflowSpec | InvalidSpec:
-        """The spec, parsed once per generation; one the models refuse says why."""
-        generation = int(self.body["metadata"].get("generation") or 1)
+    @classmethod
+    def of(cls, body: Body) -> RunMemory:
+        memory = cls(body={})
+        memory.keep(body)
+        return memory
+
+    def keep(self, body: Body) -> None:
+        """Remember ``body``: its spec parsed if its generation is new, the rest as it is."""
+        generation = int(body["metadata"].get("generation") or 1)
         if self.parsed_spec is None or self.parsed_spec[0] != generation:
             spec: WorkflowSpec | InvalidSpec
             try:
-                spec = WorkflowSpec.model_validate(self.body.get("spec") or {})
+                spec = WorkflowSpec.model_validate(body.get("spec") or {})
             except ValidationError as error:
                 spec = InvalidSpec(schema_messages(error))
             self.parsed_spec = (generation, spec)
+        self.body = {key: value for key, value in body.items() if key != "spec"}
+
+    def spec(self) -> WorkflowSpec | InvalidSpec:
+        """The spec, as parsed for the newest generation seen; one the models refuse says why."""
+        assert self.parsed_spec is not None  # keep() parses it
         return self.parsed_spec[1]
 
     def status(self) -> WorkflowStatus:
@@ -104,7 +120,7 @@ class RunMemory:
 
     def written(self, body: Body, status: WorkflowStatus, wire: Mapping[str, Any]) -> None:
         """The answer to our status write: kept, with ``status`` as its parse if it matches."""
-        self.body = body
+        self.keep(body)
         if body.get("status") == wire:
             self.parsed_status = (body["metadata"].get("resourceVersion"), status)
 
@@ -142,9 +158,9 @@ class Runs:
         if memory is not None and not is_newer(body, memory.body):
             return False
         if memory is None or memory.uid != str(body["metadata"]["uid"]):
-            self._runs[key] = RunMemory(body=body)
+            self._runs[key] = RunMemory.of(body)
         else:
-            memory.body = body
+            memory.keep(body)
         return True
 
     def forget(self, key: WorkflowKey, uid: str | None = None) -> bool:
