@@ -250,8 +250,9 @@ class WorkflowReconciler:
         if memory.recorded is not None or status.spec_hash is None:
             return memory.recorded
         if isinstance(spec, WorkflowSpec) and spec_hash(spec) == status.spec_hash:
-            return spec
-        memory.recorded = await self._read_recorded(run)
+            memory.recorded = spec
+        else:
+            memory.recorded = await self._read_recorded(run)
         return memory.recorded
 
     async def _read_recorded(self, run: WorkflowRef) -> WorkflowSpec | None:

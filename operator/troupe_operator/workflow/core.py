@@ -78,21 +78,25 @@ def reconcile(observation: Observation) -> Decision:
     if status.phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
         return Decision(status=status, actions=list(_stop_jobs(observation.jobs, "run finished")))
     spec, recorded = observation.spec, observation.recorded_spec
-    bound = status.spec_hash or (spec_hash(recorded) if recorded is not None else None)
+    current = spec_hash(spec) if isinstance(spec, WorkflowSpec) else None
+    recorded_hash = (
+        None if recorded is None else current if recorded is spec else spec_hash(recorded)
+    )
+    bound = status.spec_hash or recorded_hash
     if bound is None:
         problems = (
             list(spec.problems)
             if isinstance(spec, InvalidSpec)
             else check_workflow(observation.name, spec)
         )
-        if problems or isinstance(spec, InvalidSpec):
+        if problems or not isinstance(spec, WorkflowSpec) or current is None:
             return _invalid(observation, problems)
-        return _Run(observation, spec).decide()
-    if isinstance(spec, WorkflowSpec) and spec_hash(spec) == bound:
-        return _Run(observation, spec).decide()
-    if recorded is None or spec_hash(recorded) != bound:
+        return _Run(observation, spec, current).decide()
+    if isinstance(spec, WorkflowSpec) and current == bound:
+        return _Run(observation, spec, bound).decide()
+    if recorded is None or recorded_hash != bound:
         return _spec_lost(observation)
-    return _Run(observation, recorded, change_refused=True).decide()
+    return _Run(observation, recorded, bound, change_refused=True).decide()
 
 
 def _invalid(observation: Observation, problems: list[str]) -> Decision:
@@ -162,11 +166,16 @@ class _Run:
     """One reconcile of a valid run: settle every task, stop or schedule, sum up."""
 
     def __init__(
-        self, observation: Observation, spec: WorkflowSpec, change_refused: bool = False
+        self,
+        observation: Observation,
+        spec: WorkflowSpec,
+        spec_hash: str,
+        change_refused: bool = False,
     ) -> None:
         self.observation = observation
         self.workflow = WorkflowRef(observation.namespace, observation.name, observation.uid)
         self.spec = spec
+        self.spec_hash = spec_hash
         self.change_refused = change_refused
         self.now = observation.now
         self.previous = observation.status
@@ -399,7 +408,7 @@ class _Run:
             tasks=self.tasks,
             usage=total_usage(self.tasks.values()),
             observed_generation=self.observation.generation,
-            spec_hash=spec_hash(self.spec) if started_at or verdict.finished else None,
+            spec_hash=self.spec_hash if started_at or verdict.finished else None,
             conditions=conditions,
         )
         return fit_status(status)
