@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 Connect = Callable[[], Awaitable[client.ApiClient]]
 AgentEntry = tuple[str, AgentSpec | None]
 QUEUE: Final = "workflow"
+GC_THRESHOLDS: Final = (20_000, 20, 50)
+"""Allocations before a young collection; young ones before a middle one; middle ones
+before a full one (CPython's defaults are 700, 10, 10)."""
 JOB_INDEX: Final = "task_jobs"
 AGENT_INDEX: Final = "agents"
 
@@ -169,8 +172,12 @@ def register(
         kopf_settings.configure(settings, config)
         await controller.start(config, await connect(), indices[JOB_INDEX], indices[AGENT_INDEX])
         # What exists now (libraries, the client) lives as long as the process: keep it out
-        # of every full garbage collection, which would otherwise scan it each time.
+        # of every full garbage collection, which would otherwise scan it each time. And
+        # collect less often: at a thousand live runs a full collection took up to 300 ms
+        # and all collections 0.8 ms of CPU per task, while nearly all garbage here is freed
+        # by reference counting anyway.
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
