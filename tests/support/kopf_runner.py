@@ -1,5 +1,11 @@
 """Run a kopf operator in-process, in its own thread, against the emulator.
 
+Why not `kopf.testing.KopfRunner`: it returns as soon as its thread starts, before the
+operator has logged in, listed and started watching, so every test would have to guess when
+the operator is ready; this runner waits on kopf's own `ready_flag`. And KopfRunner drives
+kopf through click's `CliRunner`, which replaces `sys.stdout` and `sys.stderr` of the whole
+process while the operator runs, under pytest's own capture.
+
 The caller builds the `kopf.OperatorRegistry` (a trivial one in harness tests, the real
 Troupe operator's later), so the same helper serves every operator test. A login handler
 returning `kopf.ConnectionInfo(server=<emulator URL>)` is added to that registry (once per
