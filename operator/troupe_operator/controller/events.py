@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from troupe_operator.api import API_VERSION
+from troupe_operator.controller import metrics
 from troupe_operator.controller.kube import ApiError, Kube
 from troupe_operator.workflow import Event
 
@@ -42,7 +43,6 @@ class EventRecorder:
         self.kube = kube
         self.instance = instance
         self.clock = clock
-        self.failures = 0
         self._counts: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     async def post(self, workflow: Mapping[str, Any], event: Event) -> None:
@@ -58,7 +58,7 @@ class EventRecorder:
             else:
                 self._remember((namespace, name), 1)
         except ApiError as error:
-            self.failures += 1
+            metrics.EVENTS_LOST.inc()
             logger.warning(
                 "could not post Event %s on %s: %s", event.reason, metadata["name"], error
             )

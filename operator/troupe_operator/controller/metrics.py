@@ -2,8 +2,8 @@
 
 Dashboards built for controller-runtime operators read these unchanged:
 reconciles by result, reconcile errors, reconcile time, and the work queue's
-depth, adds, wait and retries. Labels are bounded (the controller's name),
-never a Workflow's.
+depth, adds, wait and retries; and Troupe's own count of Events it could not
+post. Labels are bounded (the controller's name), never a Workflow's.
 """
 
 from __future__ import annotations
@@ -39,3 +39,7 @@ QUEUE_WAIT = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 10.0),
 )
 QUEUE_RETRIES = Counter("workqueue_retries_total", "Keys requeued after an error.", ["name"])
+EVENTS_LOST = Counter(
+    "troupe_events_lost_total",
+    "Events the operator could not post (Events are best effort; each loss is logged).",
+)

@@ -146,9 +146,6 @@ class Runs:
         self._waiting: dict[tuple[str, str], set[WorkflowKey]] = defaultdict(set)
         self._waits_of: dict[WorkflowKey, set[tuple[str, str]]] = defaultdict(set)
 
-    def __len__(self) -> int:
-        return len(self._runs)
-
     def get(self, key: WorkflowKey) -> RunMemory | None:
         return self._runs.get(key)
 
