@@ -66,9 +66,7 @@ from tests.support.kube.tokens import TokenIssuer
 from tests.support.kube.watches import Watcher, WatchHub
 
 _TABLE_HEADERS = {"Content-Type": "application/json;as=Table;v=v1;g=meta.k8s.io"}
-_METADATA_HEADERS = {
-    "Content-Type": "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
-}
+_METADATA_HEADERS = {"Content-Type": "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"}
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _DEFAULT_WATCH_SECONDS = 3600.0
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "token": ["create"]}
