@@ -131,7 +131,8 @@ class LocalJobs:
             )
             deadline = action.active_deadline_seconds
             try:
-                attempt.exit_code = await asyncio.wait_for(attempt.process.wait(), deadline)
+                async with asyncio.timeout(deadline):  # not wait_for: it can lose a cancellation
+                    attempt.exit_code = await attempt.process.wait()
             except TimeoutError:
                 attempt.deadline_exceeded = True
                 _kill(attempt.process)

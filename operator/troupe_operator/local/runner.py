@@ -109,8 +109,11 @@ class _WorkflowRun:
                 if decision.requeue_after is not None
                 else RESYNC_SECONDS
             )
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancellation
+            # (Ctrl-C) that arrives as the awaited event is set, and the run would go on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self.changed.wait()
 
     def _observe(self, status: WorkflowStatus) -> Observation:
         return Observation(
