@@ -63,6 +63,13 @@ async def test_a_wait_the_server_asked_for_wins_over_a_shorter_backoff() -> None
     assert await next_key(queue) == "a"
 
 
+async def test_a_sooner_pending_wakeup_is_kept_when_a_backoff_is_longer() -> None:
+    queue: Queue = WorkQueue(base_delay=60)
+    queue.add_after("a", 0.01)
+    assert queue.add_rate_limited("a") == 60
+    assert await next_key(queue) == "a"
+
+
 async def test_a_retried_key_is_not_dropped_and_a_discarded_one_is() -> None:
     queue: Queue = WorkQueue(base_delay=0.001)
     queue.add("a")

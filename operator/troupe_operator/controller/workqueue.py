@@ -76,15 +76,18 @@ class WorkQueue(Generic[K]):
     def add_rate_limited(self, key: K, at_least: float = 0.0) -> float:
         """Add ``key`` after its backoff, which doubles with each call; the delay chosen.
 
-        ``at_least`` is a wait the server asked for (Retry-After); it wins over a
-        shorter backoff, and over a sooner wake-up already pending.
+        A sooner wake-up already pending is kept, unless it comes before
+        ``at_least``, a wait the server asked for (Retry-After), which wins over
+        both it and a shorter backoff.
         """
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
         delay = max(min(self.base_delay * 2.0 ** min(failures, 64), self.max_delay), at_least)
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer[1].cancel()
+        pending = self._timers.get(key)
+        asked_until = asyncio.get_running_loop().time() + at_least
+        if at_least and pending is not None and pending[0] < asked_until:
+            pending[1].cancel()
+            del self._timers[key]
         self.add_after(key, delay)
         return delay
 
