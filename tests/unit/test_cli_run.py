@@ -235,8 +235,9 @@ def test_ctrl_c_kills_the_task_processes_and_exits_130(
     tmp_path: Path, pipeline: str, fake_command: list[str]
 ) -> None:
     record = tmp_path / "record.jsonl"
-    program = (
-        "import sys; from troupe_operator.local.command import run_command; "
+    program = (  # SIGINT as a terminal gives it, even if this test runs as a background job
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from troupe_operator.local.command import run_command; "
         f"sys.exit(run_command([{pipeline!r}], output_dir={str(tmp_path / 'out')!r}, "
         f"task_command={fake_command!r}))"
     )
