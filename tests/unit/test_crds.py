@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from troupe_operator import crdgen
+from troupe_operator.api.crd import KINDS, Kind
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
@@ -19,12 +20,12 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 
 
-def committed(kind: crdgen.Kind) -> str:
+def committed(kind: Kind) -> str:
     return (CRD_DIR / f"{kind.plural}.troupe.dev.yaml").read_text()
 
 
 def schema_of(kind_name: str) -> dict[str, Any]:
-    kind = next(k for k in crdgen.KINDS if k.kind == kind_name)
+    kind = next(k for k in KINDS if k.kind == kind_name)
     crd = yaml.safe_load(committed(kind))
     schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return schema
@@ -40,13 +41,13 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
         yield from nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
-@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
-def test_committed_crd_matches_the_models(kind: crdgen.Kind) -> None:
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_committed_crd_matches_the_models(kind: Kind) -> None:
     assert committed(kind) == crdgen.render(kind), "run `make crds` and commit crds/"
 
 
-@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
-def test_crd_passes_kubernetes_validate(kind: crdgen.Kind) -> None:
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_crd_passes_kubernetes_validate(kind: Kind) -> None:
     kubernetes_validate.validate(yaml.safe_load(committed(kind)), KUBERNETES_VERSION, strict=True)
 
 
@@ -68,14 +69,14 @@ def test_printer_columns_scope_and_category() -> None:
             c["name"].upper()
             for c in crdgen.crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
         ]
-        for kind in crdgen.KINDS
+        for kind in KINDS
     }
     assert columns["Workflow"] == ["PHASE", "PROGRESS", "TOKENS", "AGE", "DURATION"]
     assert columns["Agent"] == ["ROLE", "MODEL", "READY", "SUPERVISOR", "AGE"]
     assert columns["Tenant"] == ["NAMESPACES", "RUNNING", "TOKENS", "AGE"]
-    scopes = {kind.kind: crdgen.crd(kind)["spec"]["scope"] for kind in crdgen.KINDS}
+    scopes = {kind.kind: crdgen.crd(kind)["spec"]["scope"] for kind in KINDS}
     assert scopes == {"Agent": "Namespaced", "Workflow": "Namespaced", "Tenant": "Cluster"}
-    for kind in crdgen.KINDS:
+    for kind in KINDS:
         version = crdgen.crd(kind)["spec"]["versions"][0]
         assert version["subresources"] == {"status": {}}
         assert "troupe" in crdgen.crd(kind)["spec"]["names"]["categories"]
