@@ -2,7 +2,7 @@
 
 The schema already guarantees types, bounds and name patterns. What remains
 needs the whole spec: task names unique, dependencies that exist and form no
-cycle, templates that only read inputs that exist and tasks that are
+cycle, templates that render to something and only read inputs that exist and tasks that are
 upstream, agents that exist, and a name short enough to label children with.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
@@ -16,7 +16,7 @@ from collections.abc import Collection
 
 from troupe_operator import dag
 from troupe_operator.api import WorkflowSpec
-from troupe_operator.templates import TemplateError, references
+from troupe_operator.templates import TemplateError, references, renders_nothing
 
 LABEL_VALUE_MAX = 63
 
@@ -75,6 +75,8 @@ def _check_template(
 ) -> list[str]:
     try:
         refs = references(template)
+        if renders_nothing(template):
+            return [f"task '{task}' prompt renders to nothing but spaces; say what the task is"]
     except TemplateError as error:
         return [f"task '{task}' prompt: {error}"]
     problems = [

@@ -202,6 +202,21 @@ def references(template: str) -> References:
     return References(inputs=frozenset(inputs), tasks=frozenset(tasks))
 
 
+def renders_nothing(template: str) -> bool:
+    """A template whose every rendering is blank: only spaces, comments and empty tags.
+
+    Such a prompt would send the model nothing to do and still cost a call.
+    Raises TemplateError for a syntax error.
+    """
+    for node in _parse(template).iter_child_nodes():
+        if not isinstance(node, nodes.Output):
+            return False
+        for child in node.nodes:
+            if not isinstance(child, nodes.TemplateData) or child.data.strip():
+                return False
+    return True
+
+
 def render(template: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> str:
     """Render a prompt with the workflow's inputs and its upstream tasks' outputs.
 

@@ -6,6 +6,7 @@ types encode both once so the kinds only declare their own fields.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -21,7 +22,7 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN: Final = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 
@@ -33,6 +34,8 @@ DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SU
 
 
 def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{value} is negative; a quantity is at least 0")
     if isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value):
         raise ValueError(f"{value!r} is not a quantity such as 2, 500m or 4Gi")
     return value
@@ -45,12 +48,34 @@ Quantity = Annotated[
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 0,
             "pattern": QUANTITY_PATTERN,
             "x-kubernetes-int-or-string": True,
         }
     ),
 ]
-"""A Kubernetes resource quantity such as ``2``, ``500m`` or ``4Gi``."""
+"""A Kubernetes resource quantity such as ``2``, ``500m`` or ``4Gi``; never negative, as
+no request, limit or quota may be."""
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR such as 10.0.0.0/8") from None
+    return value
+
+
+Cidr = Annotated[
+    str,
+    AfterValidator(_check_cidr),
+    WithJsonSchema({"type": "string", "format": "cidr"}),
+]
+"""An IPv4 or IPv6 network, as the API server's ``cidr`` format accepts it (host bits may
+be set, as in ``10.0.0.1/8``)."""
+
+Port = Annotated[int, Field(ge=1, le=65_535)]
+"""A TCP or UDP port number."""
 
 
 class ApiModel(BaseModel):

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from troupe_operator.api.common import ApiModel, Condition, DnsLabel, Quantity
+from troupe_operator.api.common import ApiModel, Cidr, Condition, DnsLabel, Port, Quantity
 
 
 class OwnerKind(StrEnum):
@@ -54,13 +54,13 @@ class NetworkIsolation(ApiModel):
     """A default-deny NetworkPolicy that still lets agents reach DNS and their models."""
 
     enabled: bool = Field(default=True, description="Create the NetworkPolicy.")
-    model_egress_cidrs: list[str] = Field(
+    model_egress_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
         alias="modelEgressCIDRs",
         max_length=64,
         description="Where model endpoints may be reached, as CIDRs.",
     )
-    model_egress_ports: list[int] = Field(
+    model_egress_ports: list[Port] = Field(
         default_factory=lambda: [443],
         max_length=16,
         description="Ports of the model endpoints.",

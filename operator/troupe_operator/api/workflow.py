@@ -16,6 +16,8 @@ from pydantic import Field
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, TokenUsage
 
 MAX_TASKS: Final = 1000
+MAX_TEMPLATE_CHARS: Final = 65_536
+"""Most characters of one prompt template; what it renders to is bounded in the task pod."""
 PREVIEW_CHARS: Final = 200
 
 
@@ -26,7 +28,8 @@ class TaskSpec(ApiModel):
     agent: DnsLabel = Field(description="Name of an Agent in the Workflow's namespace.")
     prompt: str = Field(
         min_length=1,
-        max_length=65_536,
+        max_length=MAX_TEMPLATE_CHARS,
+        pattern=r"\S",
         description=(
             "Prompt template. It may use {{ inputs.NAME }} and {{ tasks.NAME.output }} "
             "for any task this one depends on, directly or not."
