@@ -1,8 +1,10 @@
 """Reading Troupe objects from YAML files, as ``kubectl apply -f`` would take them.
 
-Files may mix Agents, Workflows, Tenants and Secrets in many documents. This
-module turns them into typed objects or into readable problems; it never lets
-a parser's traceback reach a user.
+Files may mix Agents, Workflows, Tenants, Secrets and ``List`` documents
+(unpacked, as kubectl unpacks them). Reading is :mod:`troupe_operator.documents`
+(bounded, JSON-faithful); judging an object as the API server would is
+:mod:`troupe_operator.admission`; this module puts them together and turns
+what passes into typed specs. It never lets a parser's traceback reach a user.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from troupe_operator.api import API_VERSION, AgentSpec, ApiModel, TenantSpec, WorkflowSpec
-from troupe_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
+from troupe_operator.admission import object_problems, served_kind
+from troupe_operator.api import AgentSpec, ApiModel, TenantSpec, WorkflowSpec
+from troupe_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, GROUP
+from troupe_operator.documents import DocumentError, read_documents
 
 SPEC_MODELS: dict[str, type[ApiModel]] = {
     "Agent": AgentSpec,
@@ -31,25 +34,31 @@ NAME_PATTERNS = frozenset({DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN})
 
 
 class ManifestError(Exception):
-    """A file that cannot be read or parsed as YAML at all."""
+    """Input that holds no objects to check: unreadable, not YAML, over a bound, or empty."""
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """One document of one file."""
+    """One object of one file (a document, or an item of a ``List`` document)."""
 
     source: str
     body: dict[str, Any]
 
     @property
     def kind(self) -> str:
-        return str(self.body.get("kind") or "?")
+        kind = self.body.get("kind")
+        return kind if isinstance(kind, str) and kind else "?"
+
+    @property
+    def api_version(self) -> str:
+        api_version = self.body.get("apiVersion")
+        return api_version if isinstance(api_version, str) else ""
 
     @property
     def name(self) -> str:
         metadata = self.body.get("metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else None
-        return str(name) if name else "?"
+        return name if isinstance(name, str) and name else "?"
 
     @property
     def namespace(self) -> str | None:
@@ -57,11 +66,12 @@ class Manifest:
             return None
         metadata = self.body.get("metadata")
         namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
-        return str(namespace) if namespace else "default"
+        return namespace if isinstance(namespace, str) and namespace else "default"
 
     @property
     def is_troupe(self) -> bool:
-        return self.kind in SPEC_MODELS
+        """In Troupe's API group, whether or not its kind is one Troupe serves."""
+        return self.api_version.rpartition("/")[0] == GROUP
 
     @property
     def label(self) -> str:
@@ -69,29 +79,32 @@ class Manifest:
 
 
 def load(paths: Iterable[str | Path]) -> list[Manifest]:
-    """Every document of every file, in order. Raises ManifestError on the first bad file."""
+    """Every object of every file, in order; ManifestError on a bad file or no object at all."""
     manifests = []
+    names = []
     for path in paths:
-        source = str(path)
+        names.append(str(path))
         try:
-            text = Path(path).read_text(encoding="utf-8")
-            documents = list(yaml.safe_load_all(text))
-        except OSError as error:
-            raise ManifestError(f"{source}: cannot read: {error.strerror or error}") from None
-        except UnicodeDecodeError:
-            raise ManifestError(f"{source}: cannot read: not UTF-8 text") from None
-        except yaml.YAMLError as error:
-            where = getattr(error, "problem_mark", None)
-            line = f" at line {where.line + 1}" if where is not None else ""
-            problem = getattr(error, "problem", None) or str(error)
-            raise ManifestError(f"{source}: not valid YAML{line}: {problem}") from None
+            documents = read_documents(path)
+        except DocumentError as error:
+            raise ManifestError(str(error)) from None
         for document in documents:
-            if document is None:
-                continue
-            if not isinstance(document, dict):
-                raise ManifestError(f"{source}: a document is not a mapping of fields")
-            manifests.append(Manifest(source=source, body=document))
+            manifests += _objects(document.source, document.index, document.body)
+    if not manifests:
+        raise ManifestError(f"{', '.join(names)}: no objects to apply")
     return manifests
+
+
+def _objects(source: str, index: int, body: Any) -> list[Manifest]:
+    if not isinstance(body, dict):
+        raise ManifestError(f"{source}: document {index} is not a mapping of fields")
+    kind = body.get("kind")
+    if not (isinstance(kind, str) and kind.endswith("List") and "items" in body):
+        return [Manifest(source, body)]
+    items = body["items"]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ManifestError(f"{source}: document {index}: a {kind}'s items must be objects")
+    return [Manifest(source, item) for item in items]
 
 
 def schema_messages(error: ValidationError, prefix: str = "spec") -> list[str]:
@@ -115,21 +128,27 @@ def _readable(detail: ErrorDetails) -> str:
 
 
 def parse_spec(manifest: Manifest) -> tuple[ApiModel | None, list[str]]:
-    """The typed spec of a Troupe object, or the reasons it has none."""
-    body = manifest.body
-    problems = []
-    if body.get("apiVersion") != API_VERSION:
-        problems.append(f"apiVersion is {body.get('apiVersion')!r}; expected {API_VERSION!r}")
-    if manifest.name == "?":
-        problems.append("metadata.name is missing")
-    spec = body.get("spec")
-    if not isinstance(spec, dict):
-        return None, [*problems, "spec is missing or not a mapping"]
+    """The typed spec of a Troupe object, or every reason the API server would refuse it."""
+    missing = [
+        f"{field} is missing"
+        for field, value in (("apiVersion", manifest.api_version), ("kind", manifest.kind))
+        if value in ("", "?")
+    ]
+    if missing:
+        return None, missing
     try:
-        model = SPEC_MODELS[manifest.kind].model_validate(spec)
+        kind = served_kind(manifest.api_version, manifest.kind)
+    except ValueError as error:
+        return None, [str(error)]
+    if kind is None:
+        return None, ["is not a Troupe object"]
+    problems = object_problems(kind, manifest.body)
+    if problems:
+        return None, problems
+    try:
+        return SPEC_MODELS[kind.kind].model_validate(manifest.body["spec"]), []
     except ValidationError as error:
-        return None, problems + schema_messages(error)
-    return (None if problems else model), problems
+        return None, schema_messages(error)
 
 
 def secret_value(manifests: Sequence[Manifest], namespace: str, name: str, key: str) -> str | None:

@@ -36,8 +36,8 @@ def check_manifests(manifests: Sequence[Manifest]) -> list[tuple[Manifest, str]]
         if identity in seen:
             found.append((manifest, "is given more than once"))
         seen.add(identity)
-        if not manifest.is_troupe:
-            continue
+        if not manifest.is_troupe and manifest.api_version and manifest.kind != "?":
+            continue  # another API's object: the API server checks it, we cannot
         spec, problems = parse_spec(manifest)
         if isinstance(spec, WorkflowSpec):
             known = agents.get(manifest.namespace, set()) if agents else None

@@ -87,7 +87,7 @@ CASES = {
     ),
     "schema": (
         "- {name: Bad_Name, agent: writer, prompt: x}\n",
-        "Workflow/wf: spec.tasks[0].name: 'Bad_Name' is not a valid name",
+        "Workflow/wf: spec.tasks[0].name: must be a name of lowercase letters",
     ),
 }
 
@@ -113,7 +113,7 @@ def test_valid_files_exit_0(write: Writer, capsys: Capture) -> None:
     ("text", "expected"),
     [
         ("a: [\n", "not valid YAML at line 2"),
-        ("- just\n- a list\n", "a document is not a mapping"),
+        ("- just\n- a list\n", "document 1 is not a mapping"),
         (b"\xff\xfe".decode("latin-1"), "not UTF-8"),
     ],
 )
@@ -145,11 +145,14 @@ def test_cross_object_problems(write: Writer, capsys: Capture) -> None:
 
 
 def test_wrong_api_version_and_missing_spec(write: Writer, capsys: Capture) -> None:
-    path = write("apiVersion: troupe.dev/v1\nkind: Agent\nmetadata: {name: a}\n")
+    path = write(
+        "apiVersion: troupe.dev/v1\nkind: Agent\nmetadata: {name: a}\n---\n"
+        "apiVersion: troupe.dev/v1alpha1\nkind: Agent\nmetadata: {name: b}\n"
+    )
     assert main(["validate", path]) == 1
     out = capsys.readouterr().out
-    assert "apiVersion is 'troupe.dev/v1'; expected 'troupe.dev/v1alpha1'" in out
-    assert "spec is missing" in out
+    assert "Agent/a: apiVersion 'troupe.dev/v1': troupe.dev serves only troupe.dev/v1alpha1" in out
+    assert "Agent/b: spec: is required" in out
 
 
 def test_console_script_never_prints_a_traceback(write: Writer) -> None:
