@@ -230,7 +230,7 @@ def _sentence(error: ValidationError) -> str:
             return f"{path}: must be {bound} {rule} characters, not {len(value)}"
         case "minItems" | "maxItems":
             bound = "at least" if error.validator == "minItems" else "at most"
-            return f"{path}: must have {bound} {rule} items, not {len(value)}"
+            return f"{path}: must have {bound} {rule} item{'s' * (rule != 1)}, not {len(value)}"
         case "minimum" | "maximum":
             bound = "at least" if error.validator == "minimum" else "at most"
             return f"{path}: must be {bound} {rule}, not {_shown(value)}"

@@ -16,6 +16,7 @@ to judge what the documents mean: that is :mod:`troupe_operator.admission`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ INT64: Final = 2**63
 """Kubernetes stores integers as 64-bit; JSON numbers beyond are not integers there."""
 
 
+_TOO_BIG: Final = f"a document is over the API server's request limit of {MAX_DOCUMENT_BYTES} bytes"
+_TOO_DEEP: Final = f"a value is nested more than {MAX_DEPTH} levels deep, the most troupe reads"
+
+
 class DocumentError(ValueError):
     """A file, or a document in it, that is not a JSON-compatible object; one line."""
 
@@ -64,23 +69,72 @@ def read_documents(path: str | Path) -> list[Document]:
         raise DocumentError(f"{source}: cannot read: {error.strerror or error}") from None
     if len(raw) > MAX_FILE_BYTES:
         raise DocumentError(f"{source}: file is over the {MAX_FILE_BYTES} bytes troupe reads")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DocumentError(f"{source}: cannot read: not UTF-8 text") from None
+    text = raw.decode("utf-8", errors="replace")  # as Go's JSON encoding treats bad bytes
     try:
         return [Document(source, index, body) for index, body in enumerate(_bodies(text), start=1)]
     except DocumentError as error:
         raise DocumentError(f"{source}: {error}") from None
     except yaml.YAMLError as error:
         raise DocumentError(f"{source}: not valid YAML{_where(error)}: {_problem(error)}") from None
+    except json.JSONDecodeError as error:
+        raise DocumentError(
+            f"{source}: not valid JSON at line {error.lineno}: {error.msg}"
+        ) from None
+    except ValueError:  # int() refuses numbers of over 4300 digits
+        raise DocumentError(
+            f"{source}: a number has thousands of digits; integers are 64-bit"
+        ) from None
 
 
 def _bodies(text: str) -> Iterator[Any]:
+    if text.lstrip().startswith("{"):
+        yield from _json_bodies(text)
+        return
     _check_shape(text)
     for body in yaml.load_all(text, Loader=_JsonLoader):
         if body is not None:
             yield _as_json(body)
+
+
+def _json_bodies(text: str) -> Iterator[Any]:
+    """kubectl reads a file that starts with ``{`` as a stream of JSON objects, not as YAML."""
+    _check_json_depth(text)
+    decoder = json.JSONDecoder(parse_constant=_not_json)
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return
+        start = position
+        body, position = decoder.raw_decode(text, position)
+        if len(text[start:position].encode()) > MAX_DOCUMENT_BYTES:
+            raise DocumentError(_TOO_BIG)
+        yield _as_json(body)
+
+
+def _not_json(constant: str) -> Any:
+    raise DocumentError(f"{constant} is not a number JSON can carry")
+
+
+def _check_json_depth(text: str) -> None:
+    """Python's JSON parser recurses; count the nesting first, without recursing."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped = char == "\\"
+            in_string = char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise DocumentError(_TOO_DEEP)
+        elif char in "]}":
+            depth -= 1
 
 
 def _check_shape(text: str) -> None:
@@ -98,17 +152,11 @@ def _check_shape(text: str) -> None:
         elif isinstance(event, yaml.DocumentEndEvent):
             end = event.end_mark.index if event.end_mark else len(text)
             if len(text[document_start:end].encode()) > MAX_DOCUMENT_BYTES:
-                raise DocumentError(
-                    f"a document is over the API server's request limit of "
-                    f"{MAX_DOCUMENT_BYTES} bytes"
-                )
+                raise DocumentError(_TOO_BIG)
         elif isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise DocumentError(
-                    f"{_line(event)}is nested more than {MAX_DEPTH} levels deep, the most "
-                    "troupe reads"
-                )
+                raise DocumentError(f"{_line(event)}{_TOO_DEEP}")
             values.append(1)
             anchors_open.append(event.anchor)
         elif isinstance(event, yaml.CollectionEndEvent):

@@ -75,7 +75,9 @@ class Manifest:
 
     @property
     def label(self) -> str:
-        return f"{self.kind}/{self.name}"
+        """``Kind/name`` for messages; a name past any legal length is shortened."""
+        name = self.name if len(self.name) <= 63 else self.name[:60] + "..."
+        return f"{self.kind}/{name}"
 
 
 def load(paths: Iterable[str | Path]) -> list[Manifest]:

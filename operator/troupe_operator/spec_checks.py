@@ -2,8 +2,9 @@
 
 The schema already guarantees types, bounds and name patterns. What remains
 needs the whole spec: task names unique, dependencies that exist and form no
-cycle, templates that render to something and only read inputs that exist and tasks that are
-upstream, agents that exist, and a name short enough to label children with.
+cycle, templates that render to something and only read inputs that exist and
+tasks that are upstream, agents that exist, a name short enough to label
+children with, and a spec small enough to record.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
 and the CLI can print them, unchanged.
@@ -19,6 +20,9 @@ from troupe_operator.api import WorkflowSpec
 from troupe_operator.templates import TemplateError, references, renders_nothing
 
 LABEL_VALUE_MAX = 63
+MAX_SPEC_BYTES = 1_000_000
+"""A run records its spec in a ConfigMap, and a ConfigMap holds at most 1 MiB (1,048,576
+bytes) of data; the margin leaves room for the key and JSON growth."""
 
 
 def check_name(name: str) -> list[str]:
@@ -40,6 +44,12 @@ def check_workflow(
     check (the Agents may be applied later or live only in the cluster).
     """
     problems = check_name(name)
+    size = len(spec.model_dump_json(by_alias=True, exclude_none=True).encode())
+    if size > MAX_SPEC_BYTES:
+        problems.append(
+            f"spec is {size} bytes as JSON; at most {MAX_SPEC_BYTES} (MAX_SPEC_BYTES) fit in "
+            "the ConfigMap its run is recorded in"
+        )
     counts = Counter(task.name for task in spec.tasks)
     problems += [f"task name '{n}' is used {c} times" for n, c in counts.items() if c > 1]
     names = set(counts)

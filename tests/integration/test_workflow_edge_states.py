@@ -175,16 +175,15 @@ def test_a_job_the_cluster_refuses_fails_its_task_with_the_servers_words(
     assert {"TaskFailed", "WorkflowFailed"} <= set(troupe.event_reasons("refused"))
 
 
-def test_a_spec_too_big_to_record_fails_the_run_with_a_condition(
+def test_a_spec_too_big_to_record_is_an_invalid_spec_that_names_the_limit(
     troupe: Troupe, stub: OpenAIStub
 ) -> None:
     prompt = "TASK=x " + "y" * 65_000
     tasks = [{"name": f"t{i}", "prompt": prompt} for i in range(17)]
     troupe.apply(agent("worker", stub.base_url), workflow("huge", tasks))
     with troupe.operator():
-        status = troupe.wait_for_phase("huge", "Succeeded", "Failed", timeout=60)
-    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
-    assert failed["reason"] == "StartRefused" and "1048576" in failed["message"]
+        status = troupe.wait_for_phase("huge", "Succeeded", "Failed", "Error", timeout=60)
+    assert status["phase"] == "Error" and "MAX_SPEC_BYTES" in status["message"]
     assert not troupe.jobs("huge") and not stub.chat_requests
 
 
