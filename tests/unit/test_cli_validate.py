@@ -114,7 +114,7 @@ def test_valid_files_exit_0(write: Writer, capsys: Capture) -> None:
     [
         ("a: [\n", "not valid YAML at line 2"),
         ("- just\n- a list\n", "document 1 is not a mapping"),
-        (b"\xff\xfe".decode("latin-1"), "not UTF-8"),
+        (b"\xff\xfe\x00".decode("latin-1"), "not valid YAML"),
     ],
 )
 def test_unparsable_file_exits_2(tmp_path: Path, capsys: Capture, text: str, expected: str) -> None:
