@@ -16,7 +16,8 @@ rules around it:
 - no field the schema does not declare, as ``kubectl apply``'s default
   strict field validation refuses them (a mistyped ``dependsOn`` would
   otherwise be dropped in silence);
-- ``status`` is ignored, as the API server ignores it on create.
+- ``status`` is ignored, as the API server ignores it on create, and ``null``
+  fields are dropped, as it drops them from fields that are not nullable.
 
 Each problem is one line: the field path, what is accepted and (shortened)
 what was given. This module refuses to check meaning (cycles, agents that
@@ -97,10 +98,20 @@ def served_kind(api_version: str, kind: str) -> Kind | None:
 def object_problems(kind: Kind, body: dict[str, Any]) -> list[str]:
     """Everything the API server would refuse in this object, one line each."""
     problems = _metadata_problems(body.get("metadata"), kind.namespaced)
-    admitted = {key: value for key, value in body.items() if key != "status"}
+    admitted = without_nulls({key: value for key, value in body.items() if key != "status"})
     problems += [_sentence(error) for error in _schema_errors(kind.kind, admitted)]
     problems += _unknown_fields(admitted, open_api_schema(kind))
     return problems
+
+
+def without_nulls(value: Any) -> Any:
+    """The object as the API server validates it: it drops ``null`` from every field whose
+    schema is not ``nullable`` (none of Troupe's are) before validation and defaulting."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
 
 
 def _metadata_problems(metadata: Any, namespaced: bool) -> list[str]:

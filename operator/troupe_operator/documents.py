@@ -69,7 +69,12 @@ def read_documents(path: str | Path) -> list[Document]:
         raise DocumentError(f"{source}: cannot read: {error.strerror or error}") from None
     if len(raw) > MAX_FILE_BYTES:
         raise DocumentError(f"{source}: file is over the {MAX_FILE_BYTES} bytes troupe reads")
-    text = raw.decode("utf-8", errors="replace")  # as Go's JSON encoding treats bad bytes
+    return parse_documents(raw.decode("utf-8", errors="replace"), source)
+
+
+def parse_documents(text: str, source: str) -> list[Document]:
+    """Every non-empty document of a text; invalid UTF-8 should arrive as U+FFFD, as Go's JSON
+    encoding (and so kubectl) turns it."""
     try:
         return [Document(source, index, body) for index, body in enumerate(_bodies(text), start=1)]
     except DocumentError as error:

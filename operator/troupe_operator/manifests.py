@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from troupe_operator.admission import object_problems, served_kind
+from troupe_operator.admission import object_problems, served_kind, without_nulls
 from troupe_operator.api import AgentSpec, ApiModel, TenantSpec, WorkflowSpec
 from troupe_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, GROUP
 from troupe_operator.documents import DocumentError, read_documents
@@ -148,7 +149,9 @@ def parse_spec(manifest: Manifest) -> tuple[ApiModel | None, list[str]]:
     if problems:
         return None, problems
     try:
-        return SPEC_MODELS[kind.kind].model_validate(manifest.body["spec"]), []
+        # strict, from JSON: no coercion the schema would not allow ("3" is no integer)
+        spec_json = json.dumps(without_nulls(manifest.body["spec"]))
+        return SPEC_MODELS[kind.kind].model_validate_json(spec_json, strict=True), []
     except ValidationError as error:
         return None, schema_messages(error)
 
