@@ -26,6 +26,8 @@ def validate(paths: Sequence[str]) -> int:
     except ManifestError as error:
         print(error, file=sys.stderr)
         return EXIT_UNREADABLE
+    for source, warning in dict.fromkeys((m.source, w) for m in manifests for w in m.warnings):
+        print(f"{source}: warning: {warning}", file=sys.stderr)
     problems = check_manifests(manifests)
     for manifest, message in problems:
         print(f"{manifest.source}: {manifest.label}: {message}")

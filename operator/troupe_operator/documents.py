@@ -2,11 +2,11 @@
 
 kubectl turns each YAML document into JSON before the API server sees it, so
 a value is what its JSON says: a date ``2025-01-01`` is the string
-``"2025-01-01"``, a key ``1`` is ``"1"``, a repeated key is an error (as in
-kubectl's YAML decoder), and what JSON cannot carry (NaN, infinity, integers
-beyond 64 bits) is refused. PyYAML would hand Python dates, duplicate keys
-silently overwritten and alias-expanded structures of any size to the
-checks, and its recursive composer turns a deeply nested file into a
+``"2025-01-01"``, a key ``1`` is ``"1"``, a repeated key keeps its last value
+(as kubectl keeps it: the API server never sees the first) with a warning, and
+what JSON cannot carry (NaN, infinity, integers beyond 64 bits) is refused.
+PyYAML would hand Python dates and alias-expanded structures of any size to
+the checks, and its recursive composer turns a deeply nested file into a
 ``RecursionError``; this module refuses all of that first, by scanning
 PyYAML's event stream (which is iterative) before anything is constructed.
 
@@ -57,6 +57,8 @@ class Document:
     source: str
     index: int
     body: Any
+    warnings: tuple[str, ...] = ()
+    """What kubectl would take without a word but a person should hear (a repeated key)."""
 
 
 def read_documents(path: str | Path) -> list[Document]:
@@ -76,7 +78,10 @@ def parse_documents(text: str, source: str) -> list[Document]:
     """Every non-empty document of a text; invalid UTF-8 should arrive as U+FFFD, as Go's JSON
     encoding (and so kubectl) turns it."""
     try:
-        return [Document(source, index, body) for index, body in enumerate(_bodies(text), start=1)]
+        return [
+            Document(source, index, body, warnings)
+            for index, (body, warnings) in enumerate(_bodies(text), start=1)
+        ]
     except DocumentError as error:
         raise DocumentError(f"{source}: {error}") from None
     except yaml.YAMLError as error:
@@ -91,14 +96,20 @@ def parse_documents(text: str, source: str) -> list[Document]:
         ) from None
 
 
-def _bodies(text: str) -> Iterator[Any]:
+def _bodies(text: str) -> Iterator[tuple[Any, tuple[str, ...]]]:
     if text.lstrip().startswith("{"):
-        yield from _json_bodies(text)
+        yield from ((body, ()) for body in _json_bodies(text))
         return
     _check_shape(text)
-    for body in yaml.load_all(text, Loader=_JsonLoader):
-        if body is not None:
-            yield _as_json(body)
+    loader = _JsonLoader(text)
+    try:
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            body = loader.get_data()
+            warnings, loader.warnings = tuple(loader.warnings), []
+            if body is not None:
+                yield _as_json(body), warnings
+    finally:
+        loader.dispose()
 
 
 def _json_bodies(text: str) -> Iterator[Any]:
@@ -195,16 +206,24 @@ def _line(event: yaml.Event) -> str:
 class _JsonLoader(yaml.SafeLoader):
     """SafeLoader that builds what kubectl's YAML-to-JSON conversion would."""
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.warnings: list[str] = []
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        written = {id(key_node) for key_node, _ in node.value}  # merged (<<) keys are not
         self.flatten_mapping(node)
         mapping: dict[Any, Any] = {}
+        seen: set[str] = set()
         for key_node, value_node in node.value:
             key = _json_key(self.construct_object(key_node, deep=True))
-            if key in mapping:
-                raise DocumentError(
-                    f"line {key_node.start_mark.line + 1}: key {key!r} is given twice "
-                    "in one mapping"
-                )
+            if id(key_node) in written:
+                if key in seen:
+                    self.warnings.append(
+                        f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in "
+                        "one mapping; the last value is used, as kubectl uses it"
+                    )
+                seen.add(key)
             mapping[key] = self.construct_object(value_node, deep=deep)
         return mapping
 

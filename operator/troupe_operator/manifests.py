@@ -23,7 +23,7 @@ from pydantic_core import ErrorDetails
 from troupe_operator.admission import object_problems, served_kind, without_nulls
 from troupe_operator.api import AgentSpec, ApiModel, TenantSpec, WorkflowSpec
 from troupe_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, GROUP
-from troupe_operator.documents import DocumentError, read_documents
+from troupe_operator.documents import Document, DocumentError, read_documents
 
 SPEC_MODELS: dict[str, type[ApiModel]] = {
     "Agent": AgentSpec,
@@ -44,6 +44,8 @@ class Manifest:
 
     source: str
     body: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    """The warnings of the document it came from."""
 
     @property
     def kind(self) -> str:
@@ -92,22 +94,28 @@ def load(paths: Iterable[str | Path]) -> list[Manifest]:
         except DocumentError as error:
             raise ManifestError(str(error)) from None
         for document in documents:
-            manifests += _objects(document.source, document.index, document.body)
+            manifests += _objects(document)
     if not manifests:
         raise ManifestError(f"{', '.join(names)}: no objects to apply")
     return manifests
 
 
-def _objects(source: str, index: int, body: Any) -> list[Manifest]:
+def _objects(document: Document) -> list[Manifest]:
+    source, index, body, warnings = (
+        document.source,
+        document.index,
+        document.body,
+        document.warnings,
+    )
     if not isinstance(body, dict):
         raise ManifestError(f"{source}: document {index} is not a mapping of fields")
     kind = body.get("kind")
     if not (isinstance(kind, str) and kind.endswith("List") and "items" in body):
-        return [Manifest(source, body)]
+        return [Manifest(source, body, warnings)]
     items = body["items"]
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ManifestError(f"{source}: document {index}: a {kind}'s items must be objects")
-    return [Manifest(source, item) for item in items]
+    return [Manifest(source, item, warnings) for item in items]
 
 
 def schema_messages(error: ValidationError, prefix: str = "spec") -> list[str]:

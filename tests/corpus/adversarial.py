@@ -306,9 +306,9 @@ ENTRIES: list[Entry] = [
     Entry("unknown-dependency", base(tasks({"name": "a", "dependsOn": ["ghost"]})), False),
     Entry("duplicate-task-names", base(tasks({"name": "a"}, {"name": "a"})), False),
     Entry(
-        "duplicate-yaml-key",
+        "duplicate-yaml-key-keeps-the-last-value",
         raw_workflow(ONE_TASK.replace("prompt: Say hi.", "prompt: Say hi.\n    prompt: Say bye.")),
-        False,
+        True,
     ),
     # --- sizes and bombs
     Entry("prompt-over-its-limit", base(task_field(prompt="x" * 65_537)), False),

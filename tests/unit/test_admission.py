@@ -137,11 +137,19 @@ def test_schema_and_models_agree_on_the_adversarial_corpus() -> None:
     assert disagreeing == []
 
 
+def test_a_repeated_key_keeps_its_last_value_with_a_warning() -> None:
+    text = "a: &x {b: 1, c: 2}\nd: {<<: *x, b: 3}\na: 2\n"
+    [document] = parse_documents(text, "f")
+    assert document.body == {"a": 2, "d": {"b": 3, "c": 2}}
+    assert document.warnings == (
+        "line 3: key 'a' is given twice in one mapping; the last value is used, as kubectl uses it",
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("a: 2025-01-01\n", None),
-        ("a: 1\na: 2\n", "line 2: key 'a' is given twice in one mapping"),
         ("a: .nan\n", "a number is nan, which JSON cannot carry"),
         ("a: 99999999999999999999\n", "a number has 20 digits; integers are 64-bit"),
         ("a: " + "[" * 101 + "]" * 101, "a value is nested more than 100 levels deep"),
