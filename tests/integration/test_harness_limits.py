@@ -1,4 +1,4 @@
-"""The emulator refuses what kube-apiserver refuses: names, labels, annotations, sizes."""
+"""The emulator refuses what kube-apiserver refuses: names, labels, keys, sizes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes.client import ApiClient, ApiException, CoreV1Api, RbacAuthorizationV1Api
+from kubernetes.client import (
+    ApiClient,
+    ApiException,
+    CoreV1Api,
+    RbacAuthorizationV1Api,
+    V1ObjectMeta,
+    V1Secret,
+)
 
 from tests.support.emulator import EmulatedCluster
 
@@ -24,6 +31,11 @@ LABEL_RULE = (
     " 'my_value',  or '12345', regex used for validation is"
     " '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
 )
+KEY_RULE = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g."
+    " 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is"
+    " '[-._a-zA-Z0-9]+')"
+)
 
 
 def _config_map(name: str = "cm", **fields: Any) -> dict[str, Any]:
@@ -36,15 +48,15 @@ def _config_map(name: str = "cm", **fields: Any) -> dict[str, Any]:
     [
         (
             _config_map(data={"big": "x" * (MIB + 1)}),
-            'ConfigMap "cm" is invalid: []: Too long: must have at most 1048576 bytes',
+            'ConfigMap "cm" is invalid: []: Too long: may not be more than 1048576 bytes',
         ),
         (
             _config_map(data={"a": "x" * MIB}, binaryData={"b": base64.b64encode(b"x").decode()}),
-            'ConfigMap "cm" is invalid: []: Too long: must have at most 1048576 bytes',
+            'ConfigMap "cm" is invalid: []: Too long: may not be more than 1048576 bytes',
         ),
         (
             _config_map(metadata={"annotations": {"note": "x" * (256 * 1024)}}),
-            'ConfigMap "cm" is invalid: metadata.annotations: Too long: must have at most 262144'
+            'ConfigMap "cm" is invalid: metadata.annotations: Too long: may not be more than 262144'
             " bytes",
         ),
         (
@@ -82,7 +94,7 @@ def test_data_up_to_one_mebibyte_is_stored(kube_api: ApiClient) -> None:
     with pytest.raises(ApiException) as refused:
         core.create_namespaced_secret("default", secret)
     assert json.loads(refused.value.body)["message"] == (
-        'Secret "t" is invalid: data: Too long: must have at most 1048576 bytes'
+        'Secret "t" is invalid: data: Too long: may not be more than 1048576 bytes'
     )
 
 
@@ -128,3 +140,50 @@ def test_request_bodies_over_three_mebibytes_are_too_large(emulator: EmulatedClu
         413,
         "Request entity too large: limit is 3145728",
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "causes"),
+    [
+        ("configmaps", {"data": {"a b": "1"}}, [f'data[a b]: Invalid value: "a b": {KEY_RULE}']),
+        (
+            "configmaps",
+            {"binaryData": {"..x": "eA=="}},
+            ["binaryData[..x]: Invalid value: \"..x\": must not start with '..'"],
+        ),
+        (
+            "configmaps",
+            {"data": {"k": "1"}, "binaryData": {"k": "eA=="}},
+            ['data[k]: Invalid value: "k": duplicate of key present in binaryData'],
+        ),
+        (
+            "configmaps",
+            {"data": {"k" * 254: "1"}},
+            [
+                f'data[{"k" * 254}]: Invalid value: "{"k" * 254}": must be no more than 253'
+                " characters"
+            ],
+        ),
+        ("secrets", {"data": {"": "eA=="}}, [f'data[]: Invalid value: "": {KEY_RULE}']),
+        ("secrets", {"stringData": {"a/b": "x"}}, [f'data[a/b]: Invalid value: "a/b": {KEY_RULE}']),
+    ],
+)
+def test_config_map_and_secret_keys_are_config_keys(
+    emulator: EmulatedCluster, kind: str, body: dict[str, Any], causes: list[str]
+) -> None:
+    response = httpx.post(
+        f"{emulator.url}/api/v1/namespaces/default/{kind}",
+        json={"metadata": {"name": "x"}, **body},
+    )
+    assert response.status_code == 422
+    assert [f"{c['field']}: {c['message']}" for c in response.json()["details"]["causes"]] == causes
+
+
+def test_secret_string_data_merges_into_data(kube_api: ApiClient) -> None:
+    secret = V1Secret(
+        metadata=V1ObjectMeta(name="s"),
+        data={"a": "MQ==", "b": "MQ=="},
+        string_data={"b": "2"},
+    )
+    stored = CoreV1Api(kube_api).create_namespaced_secret("default", secret)
+    assert (stored.data, stored.string_data) == ({"a": "MQ==", "b": "Mg=="}, None)

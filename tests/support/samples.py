@@ -1,5 +1,6 @@
-"""Sample objects for harness tests that must not depend on Troupe's: a small CRD
-(`widgets.example.com`) and its objects, and Jobs whose container runs a Python snippet."""
+"""Sample objects for harness tests that must not depend on Troupe's: CRDs in `example.com`
+(`crd`, and `widgets.example.com` built with it) and widgets, and Jobs whose container runs a
+Python snippet."""
 
 from __future__ import annotations
 
@@ -9,60 +10,76 @@ from typing import Any
 from tests.support.kube.resources import KubeObject
 
 WIDGETS = ("example.com", "v1", "widgets")
+FREE_FORM: KubeObject = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
-WIDGET_CRD: KubeObject = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "widgets",
-            "singular": "widget",
-            "kind": "Widget",
-            "shortNames": ["wd"],
+
+def crd(
+    kind: str,
+    spec: KubeObject,
+    *,
+    status: KubeObject = FREE_FORM,
+    short_names: tuple[str, ...] = (),
+    **version: Any,
+) -> KubeObject:
+    """A namespaced CRD in `example.com/v1` with these `spec` and `status` schemas.
+
+    Keywords are added to the version: `subresources`, `additionalPrinterColumns`...
+    """
+    plural = f"{kind.lower()}s"
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": spec,
+            "status": status,
         },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {
-                                "type": "object",
-                                "required": ["size"],
-                                "properties": {
-                                    "size": {"type": "integer", "minimum": 0},
-                                    "color": {"type": "string", "default": "blue"},
-                                    "port": {"x-kubernetes-int-or-string": True},
-                                    "note": {"type": "string", "nullable": True},
-                                    "extra": {
-                                        "type": "object",
-                                        "x-kubernetes-preserve-unknown-fields": True,
-                                    },
-                                },
-                            },
-                            "status": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            },
-                        },
-                    }
-                },
-            }
-        ],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "shortNames": list(short_names),
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    **version,
+                }
+            ],
+        },
+    }
+
+
+WIDGET_CRD = crd(
+    "Widget",
+    {
+        "type": "object",
+        "required": ["size"],
+        "properties": {
+            "size": {"type": "integer", "minimum": 0},
+            "color": {"type": "string", "default": "blue"},
+            "port": {"x-kubernetes-int-or-string": True},
+            "note": {"type": "string", "nullable": True},
+            "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
     },
-}
+    short_names=("wd",),
+    subresources={"status": {}},
+    additionalPrinterColumns=[
+        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ],
+)
 
 
 def widget(name: str, size: int = 1, **spec: object) -> KubeObject:

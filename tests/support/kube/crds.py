@@ -1,14 +1,20 @@
 """CustomResourceDefinitions: served types, structural pruning, defaults and schema validation.
 
 kmock serves whatever resource it is told about and stores any JSON. A real API server
-turns each served CRD version into an endpoint, prunes fields the `openAPIV3Schema` does not
-declare, fills schema `default`s, and rejects invalid objects with 422. This module does the
-same with `jsonschema` (Draft 4 is the dialect OpenAPI v3.0 schemas follow):
+turns each served CRD version into an endpoint and, on every write of a custom resource,
+does what apiextensions-apiserver's decoder and strategy do (1.32):
 
-- `nullable: true` allows `null`; `x-kubernetes-int-or-string` allows an integer or a string;
-- `x-kubernetes-preserve-unknown-fields: true` keeps undeclared fields at that level;
-- `x-kubernetes-embedded-resource` and CEL rules (`x-kubernetes-validations`) are ignored;
-- `metadata` is neither pruned nor validated beyond what the schema declares.
+- prunes fields the `openAPIV3Schema` does not declare, and reports their paths, sorted
+  (`spec.bogus`, `spec.tasks[0].extra`) for fieldValidation (`kube.decoding`);
+- keeps undeclared fields under `x-kubernetes-preserve-unknown-fields: true`, and
+  `apiVersion`, `kind`, `metadata` at the root and under `x-kubernetes-embedded-resource`;
+- drops a `null` where the schema is not `nullable` and has no `default`, and fills schema
+  `default`s for absent fields and for such `null`s (defaults inside defaults too);
+- validates the result (`kube.crd_validation`) and refuses it with 422.
+
+`x-kubernetes-int-or-string` allows an integer or a string. Not emulated: CEL rules
+(`x-kubernetes-validations`), `x-kubernetes-list-type` / `map-type` semantics, conversion
+between versions (every served version shares one stored object).
 """
 
 from __future__ import annotations
@@ -16,55 +22,74 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonschema
-
+from tests.support.kube import crd_validation
+from tests.support.kube.fields import FieldError
 from tests.support.kube.resources import KubeObject, ResourceType
 
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
-_ALWAYS_KEPT = ("apiVersion", "kind", "metadata")
+_EMBEDDED = "x-kubernetes-embedded-resource"
+_RESOURCE_FIELDS = ("apiVersion", "kind", "metadata")
 
 
-def _as_jsonschema(schema: Any) -> Any:
-    """Translate the OpenAPI/Kubernetes extensions into plain JSON Schema keywords."""
-    if isinstance(schema, list):
-        return [_as_jsonschema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    converted = {key: _as_jsonschema(value) for key, value in schema.items() if key != "nullable"}
-    if schema.get("x-kubernetes-int-or-string"):
-        converted.pop("type", None)
-        converted["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if schema.get("nullable") and "type" in converted:
-        converted = {"anyOf": [{"type": "null"}, converted]}
-    return converted
+def _child_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
-def _prune(value: Any, schema: dict[str, Any]) -> Any:
-    if isinstance(value, list):
-        items = schema.get("items")
-        return [_prune(item, items) for item in value] if isinstance(items, dict) else value
-    if not isinstance(value, dict) or schema.get("x-kubernetes-int-or-string"):
-        return value
+def _is_dropped_null(value: Any, schema: Any) -> bool:
+    """A `null` the decoder removes: its schema is neither nullable nor defaulted."""
+    return (
+        value is None
+        and isinstance(schema, dict)
+        and not schema.get("nullable")
+        and "default" not in schema
+    )
+
+
+def _defaulted(schema: dict[str, Any]) -> Any:
+    return _prune(copy.deepcopy(schema["default"]), schema, "", None)
+
+
+def _prune_object(
+    value: dict[str, Any], schema: dict[str, Any], path: str, unknown: list[str] | None
+) -> dict[str, Any]:
     properties: dict[str, Any] = schema.get("properties") or {}
     additional = schema.get("additionalProperties")
+    keeps_unknown = schema.get(_PRESERVE) or additional is True
+    resource_fields = _RESOURCE_FIELDS if schema.get(_EMBEDDED) else ()
     result: dict[str, Any] = {}
     for key, item in value.items():
-        if key in properties:
-            result[key] = _prune(item, properties[key])
-        elif isinstance(additional, dict):
-            result[key] = _prune(item, additional)
-        elif schema.get(_PRESERVE) or additional is True:
+        subschema = properties.get(key, additional if isinstance(additional, dict) else None)
+        if key in resource_fields:
+            result[key] = item  # the metadata's own decoder deals with it
+        elif subschema is not None:
+            if not _is_dropped_null(item, subschema):
+                result[key] = _prune(item, subschema, _child_path(path, key), unknown)
+        elif keeps_unknown:
             result[key] = item
+        elif unknown is not None:
+            unknown.append(_child_path(path, key))
     for key, subschema in properties.items():
-        if key not in result and "default" in subschema:
-            result[key] = _prune(copy.deepcopy(subschema["default"]), subschema)
+        absent = key not in result or (result[key] is None and not subschema.get("nullable"))
+        if "default" in subschema and absent:
+            result[key] = _defaulted(subschema)
     return result
 
 
-def _field_path(parts: list[str | int]) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).lstrip(
-        "."
-    )
+def _prune(value: Any, schema: Any, path: str, unknown: list[str] | None) -> Any:
+    """The value as the decoder leaves it; undeclared paths go to `unknown` (if a list)."""
+    if not isinstance(schema, dict) or schema.get("x-kubernetes-int-or-string"):
+        return value
+    if isinstance(value, dict):
+        return _prune_object(value, schema, path, unknown)
+    items = schema.get("items")
+    if isinstance(value, list) and isinstance(items, dict):
+        return [
+            _defaulted(items)
+            if item is None and "default" in items and not items.get("nullable")
+            else _prune(item, items, f"{path}[{index}]", unknown)
+            for index, item in enumerate(value)
+        ]
+    return value
 
 
 class CrdSchema:
@@ -72,31 +97,33 @@ class CrdSchema:
 
     def __init__(self, openapi_schema: dict[str, Any]) -> None:
         self._schema = openapi_schema
-        self._validator = jsonschema.Draft4Validator(_as_jsonschema(openapi_schema))
+        self._root = {**openapi_schema, _EMBEDDED: True}  # the root is a resource, as in kube
+
+    @property
+    def openapi_schema(self) -> dict[str, Any]:
+        return self._schema
 
     def prune(self, obj: KubeObject) -> KubeObject:
-        pruned: KubeObject = _prune(
-            {k: v for k, v in obj.items() if k not in _ALWAYS_KEPT}, self._schema
-        )
-        pruned.update({key: obj[key] for key in _ALWAYS_KEPT if key in obj})
+        pruned: KubeObject = _prune(obj, self._root, "", None)
         return pruned
 
-    def violations(self, obj: KubeObject) -> list[tuple[str, str]]:
-        """`(field path, message)` pairs worded like the API server's field errors."""
-        causes: list[tuple[str, str]] = []
-        for error in sorted(
-            self._validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))
-        ):
-            path = list(error.absolute_path)
-            if error.validator == "required":
-                for missing in error.validator_value:
-                    if isinstance(error.instance, dict) and missing not in error.instance:
-                        causes.append((_field_path([*path, missing]), "Required value"))
-            else:
-                causes.append(
-                    (_field_path(path), f"Invalid value: {error.instance!r}: {error.message}")
-                )
-        return causes
+    def unknown_fields(self, obj: KubeObject) -> list[str]:
+        """The paths pruning removes from `obj`, sorted as kube-apiserver sorts them."""
+        unknown: list[str] = []
+        _prune(obj, self._root, "", unknown)
+        return sorted(unknown)
+
+    def violations(self, obj: KubeObject, *, status_only: bool = False) -> list[FieldError]:
+        """Field errors in kube-apiserver's words (`kube.crd_validation`).
+
+        A write to the `status` subresource checks `status` alone, against its schema.
+        """
+        if not status_only:
+            return crd_validation.field_errors(self._schema, obj)
+        status_schema = (self._schema.get("properties") or {}).get("status")
+        if not isinstance(status_schema, dict) or "status" not in obj:
+            return []
+        return crd_validation.field_errors(status_schema, obj["status"], prefix="status")
 
 
 def served_types(crd: KubeObject) -> list[ResourceType]:

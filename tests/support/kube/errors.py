@@ -3,16 +3,20 @@
 kmock's own errors carry reasons like `Object Not Found` and a Python traceback in `details`;
 clients such as the `kubernetes` package and kopf look at `reason` (`NotFound`, `Conflict`,
 `AlreadyExists`, `Invalid`, `Forbidden`, `TooManyRequests`), and tests assert on messages, so
-these helpers produce the reasons, messages and `details` kube-apiserver sends. The handler
-renders `details.retryAfterSeconds` as a `Retry-After` header too, as the API server does.
+these helpers produce the reasons, messages and `details` kube-apiserver sends. 422s follow
+`errors.NewInvalid`: `Kind.group "name" is invalid: <field errors>` (`kube.fields`), details
+naming the kind (not the resource). The handler renders
+`details.retryAfterSeconds` as a `Retry-After` header too, as the API server does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import kmock
 
+from tests.support.kube.fields import FieldError, aggregate
 from tests.support.kube.resources import ResourceType
 
 
@@ -48,40 +52,55 @@ def conflict(rtype: ResourceType, name: str) -> kmock.KubernetesError:
 _CAUSE_TYPES = (
     ("Required value", "FieldValueRequired"),
     ("Too long", "FieldValueTooLong"),
+    ("Too many", "FieldValueTooMany"),
     ("Unsupported value", "FieldValueNotSupported"),
     ("Forbidden", "FieldValueForbidden"),
     ("Duplicate value", "FieldValueDuplicate"),
 )
 
 
-def _cause_type(message: str) -> str:
-    return next(
+def _field_error(cause: FieldError | tuple[str, str]) -> FieldError:
+    """A cause as given, or a `(field, message)` pair typed by the message's first words."""
+    if isinstance(cause, FieldError):
+        return cause
+    path, message = cause
+    reason = next(
         (kind for prefix, kind in _CAUSE_TYPES if message.startswith(prefix)), "FieldValueInvalid"
     )
+    return FieldError(path, message, reason)
 
 
 def conflict_with(message: str) -> kmock.KubernetesError:
     return _error(409, "Conflict", message)
 
 
-def invalid(rtype: ResourceType, name: str, causes: list[tuple[str, str]]) -> kmock.KubernetesError:
-    """422 with one cause per `(field, message)`, worded like the API server's field errors.
-
-    One cause reads `Kind "name" is invalid: field: message`; several are listed in brackets.
-    """
-    listed = [f"{path}: {text}" for path, text in causes]
-    summary = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
-    group_suffix = f".{rtype.group}" if rtype.group else ""
-    message = f'{rtype.kind}{group_suffix} "{name}" is invalid: {summary}'
+def invalid_kind(
+    group: str, kind: str, name: str, causes: Sequence[FieldError | tuple[str, str]]
+) -> kmock.KubernetesError:
+    """422 as `errors.NewInvalid` builds it: `Kind.group "name" is invalid: <field errors>`."""
+    errors = [_field_error(cause) for cause in causes]
+    qualified = f"{kind}.{group}" if group else kind
+    details = {"name": name, "group": group, "kind": kind}
     return _error(
         422,
         "Invalid",
-        message,
-        **_details(rtype, name),
+        f'{qualified} "{name}" is invalid: {aggregate(errors)}',
+        **{key: value for key, value in details.items() if value},
         causes=[
-            {"reason": _cause_type(text), "field": path, "message": text} for path, text in causes
+            {"reason": error.reason, "field": error.field, "message": error.message}
+            for error in errors
         ],
     )
+
+
+def invalid(
+    rtype: ResourceType, name: str, causes: Sequence[FieldError | tuple[str, str]]
+) -> kmock.KubernetesError:
+    """422 for an object of a served kind, one cause per field error.
+
+    One cause reads `Kind "name" is invalid: field: message`; several are listed in brackets.
+    """
+    return invalid_kind(rtype.group, rtype.kind, name, causes)
 
 
 def forbidden(group: str, resource: str, name: str, why: str) -> kmock.KubernetesError:

@@ -17,17 +17,24 @@ from typing import Any, Protocol
 
 import kmock
 
+from tests.support.kube.fields import FieldError
+
 KubeObject = dict[str, Any]
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
 class ObjectSchema(Protocol):
-    """What the store needs from a CRD schema: prune unknown fields, then report violations."""
+    """A CRD version's schema: what the decoder, the store and the OpenAPI documents need."""
+
+    @property
+    def openapi_schema(self) -> KubeObject: ...
 
     def prune(self, obj: KubeObject) -> KubeObject: ...
 
-    def violations(self, obj: KubeObject) -> list[tuple[str, str]]: ...
+    def unknown_fields(self, obj: KubeObject) -> list[str]: ...
+
+    def violations(self, obj: KubeObject, *, status_only: bool = False) -> list[FieldError]: ...
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,15 +11,18 @@ store fills the gaps an operator depends on:
   changes), `generateName`; 409 AlreadyExists, 404 NotFound (also for a missing namespace);
 - the `status` subresource: for kinds that have it, writes to the object keep the stored
   status and writes to `/status` change only status; status is dropped on create;
-- custom resources pruned, defaulted and validated against their CRD schema (422);
+- custom resources pruned, defaulted
+  and validated against their CRD schema (422, `kube.crds`; writes to `/status` check the
+  status schema alone);
 - finalizers: DELETE sets `deletionTimestamp` while finalizers remain, and the object goes
   away when the last finalizer is removed (as kmock does);
 - garbage collection by `ownerReferences` uid, transitively, when the owner goes away;
   deleting a Namespace deletes what is in it; deleting a CRD deletes its objects;
 - CRDs created through the API start being served at once (status `Established`);
-- Secret `stringData` is folded into base64 `data`, as the API server does;
-- names, labels, annotations and ConfigMap/Secret sizes are checked as kube-apiserver checks
-  them (`kube.validation`), on every write;
+- Secret `stringData` is folded into base64 `data` (its keys overriding `data`'s), as the
+  API server does;
+- names, labels, annotations, ConfigMap/Secret keys and sizes are checked as kube-apiserver
+  checks them (`kube.validation`), on every write;
 - a Pod gets `spec.serviceAccountName` (default `default`) and is refused with 403 when that
   ServiceAccount does not exist (the ServiceAccount admission plugin); a new Namespace gets
   its `default` ServiceAccount at once (the ServiceAccount controller).
@@ -181,7 +184,8 @@ class ObjectStore:
             raise bad_request(
                 f"the object name ({desired_metadata['name']}) does not match the URL ({name})"
             )
-        new = self._admitted(rtype, self._merged(rtype, current, desired, status_only=status_only))
+        merged = self._merged(rtype, current, desired, status_only=status_only)
+        new = self._admitted(rtype, merged, status_only=status_only)
         if new == current:
             return current
         if _content(new, rtype) != _content(current, rtype):
@@ -289,7 +293,10 @@ class ObjectStore:
         new.update(metadata=metadata, apiVersion=current["apiVersion"], kind=current["kind"])
         return new
 
-    def _admitted(self, rtype: ResourceType, obj: KubeObject) -> KubeObject:
+    def _admitted(
+        self, rtype: ResourceType, obj: KubeObject, *, status_only: bool = False
+    ) -> KubeObject:
+        """The object as decoding, admission and validation leave it, or 422 / 500."""
         if rtype.key == _SECRETS_KEY and "stringData" in obj:
             encoded = {
                 key: base64.b64encode(value.encode()).decode()
@@ -301,7 +308,7 @@ class ObjectStore:
             obj = rtype.schema.prune(obj)
         causes = validation.violations(rtype, obj)
         if rtype.schema is not None:
-            causes += rtype.schema.violations(obj)
+            causes += rtype.schema.violations(obj, status_only=status_only)
         if causes:
             raise invalid(rtype, obj["metadata"].get("name", ""), causes)
         return obj

@@ -9,8 +9,19 @@ messages, word for word, so a test can assert on what a user would read:
   namespaces, a DNS-1035 label for services (they start with a letter), and for RBAC objects
   only "not `.` or `..`, no `/` or `%`" (so `troupe:operator` is fine);
 - label keys (qualified names with an optional DNS prefix) and values (63 characters,
-  alphanumerics with `-_.` inside); annotation keys, and annotations totalling 256 KiB;
-- ConfigMap `data` + `binaryData` and Secret `data` totalling 1 MiB.
+  alphanumerics with `-_.` inside); annotation keys, and annotations totalling 256 KiB
+  (`metadata.annotations: Too long: may not be more than 262144 bytes`);
+- the keys of ConfigMap `data` / `binaryData` and Secret `data` (Secret `stringData` is
+  merged into `data` first): `[-._a-zA-Z0-9]+`, 253 characters at most, not `.`, `..` or
+  `..`-prefixed (`data[a b]: Invalid value: "a b": a valid config key must consist of
+  alphanumeric characters, ...`), and no key in both `data` and `binaryData` (`data[k]:
+  Invalid value: "k": duplicate of key present in binaryData`);
+- ConfigMap `data` + `binaryData` and Secret `data` totalling 1 MiB (`[]: Too long: may
+  not be more than 1048576 bytes` and `data: Too long: ...`).
+
+Words are kube-apiserver 1.32's (`k8s.io/kubernetes/pkg/apis/core/validation`,
+`k8s.io/apimachinery/pkg/util/validation`); 1.31 and older said `must have at most N bytes`.
+Keys are checked in sorted order (Go's map order is random).
 
 Not checked: the per-kind field rules of built-in kinds (a Pod without containers is
 stored), immutability of fields, and `generateName` itself (only the generated name).
@@ -20,11 +31,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from tests.support.kube.errors import bad_request
+from tests.support.kube.fields import FieldError, invalid, too_long
 from tests.support.kube.resources import KubeObject, ResourceType
 
 MAX_DATA_BYTES = 1024 * 1024
@@ -39,6 +50,7 @@ _DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
 _DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
 _QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE_FMT = "(" + _QUALIFIED_NAME_FMT + ")?"
+_CONFIG_MAP_KEY_FMT = "[-._a-zA-Z0-9]+"
 
 _DNS1123_LABEL_MSG = (
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-',"
@@ -61,6 +73,8 @@ _LABEL_VALUE_MSG = (
     " '.', and must start and end with an alphanumeric character"
 )
 
+_CONFIG_MAP_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+
 _RBAC_GROUP = "rbac.authorization.k8s.io"
 _CONFIGMAPS = ("", "configmaps")
 _SECRETS = ("", "secrets")
@@ -76,6 +90,7 @@ _is_dns1123_subdomain = _full_match(_DNS1123_SUBDOMAIN_FMT)
 _is_dns1035_label = _full_match(_DNS1035_LABEL_FMT)
 _is_qualified_name = _full_match(_QUALIFIED_NAME_FMT)
 _is_label_value = _full_match(_LABEL_VALUE_FMT)
+_is_config_map_key = _full_match(_CONFIG_MAP_KEY_FMT)
 
 
 def _regex_error(message: str, pattern: str, *examples: str) -> str:
@@ -153,12 +168,20 @@ def label_value(value: str) -> list[str]:
     return problems
 
 
-def _invalid_value(value: str, problem: str) -> str:
-    return f"Invalid value: {json.dumps(value, ensure_ascii=False)}: {problem}"
-
-
-def _too_long_bytes(limit: int) -> str:
-    return f"Too long: must have at most {limit} bytes"
+def config_map_key(value: str) -> list[str]:
+    """`IsConfigMapKey`: keys of ConfigMap `data` / `binaryData` and Secret `data`."""
+    problems = [_too_long(_DNS_SUBDOMAIN_MAX)] if len(value) > _DNS_SUBDOMAIN_MAX else []
+    if not _is_config_map_key(value):
+        problems.append(
+            _regex_error(
+                _CONFIG_MAP_KEY_MSG, _CONFIG_MAP_KEY_FMT, "key.name", "KEY_NAME", "key-name"
+            )
+        )
+    if value in {".", ".."}:
+        problems.append(f"must not be '{value}'")
+    elif value.startswith(".."):
+        problems.append("must not start with '..'")
+    return problems
 
 
 def _name_rule(rtype: ResourceType) -> Callable[[str], list[str]]:
@@ -178,34 +201,44 @@ def _decoded_size(encoded: str) -> int:
         raise bad_request(f"illegal base64 data: {exc}") from exc
 
 
-def _metadata_violations(rtype: ResourceType, metadata: KubeObject) -> list[tuple[str, str]]:
+def _metadata_violations(rtype: ResourceType, metadata: KubeObject) -> list[FieldError]:
     causes = []
     name = metadata.get("name") or ""
-    causes += [("metadata.name", _invalid_value(name, p)) for p in _name_rule(rtype)(name)]
+    causes += [invalid("metadata.name", name, p) for p in _name_rule(rtype)(name)]
     for key, value in (metadata.get("labels") or {}).items():
-        causes += [("metadata.labels", _invalid_value(key, p)) for p in qualified_name(key)]
-        causes += [("metadata.labels", _invalid_value(value, p)) for p in label_value(value)]
+        causes += [invalid("metadata.labels", key, p) for p in qualified_name(key)]
+        causes += [invalid("metadata.labels", value, p) for p in label_value(value)]
     annotations: dict[str, str] = metadata.get("annotations") or {}
     for key in annotations:
-        causes += [
-            ("metadata.annotations", _invalid_value(key, p)) for p in qualified_name(key.lower())
-        ]
+        causes += [invalid("metadata.annotations", key, p) for p in qualified_name(key.lower())]
     if sum(len(key) + len(value) for key, value in annotations.items()) > MAX_ANNOTATION_BYTES:
-        causes.append(("metadata.annotations", _too_long_bytes(MAX_ANNOTATION_BYTES)))
+        causes.append(too_long("metadata.annotations", MAX_ANNOTATION_BYTES))
     return causes
 
 
-def _data_violations(rtype: ResourceType, obj: KubeObject) -> list[tuple[str, str]]:
+def _key_violations(bag: str, keys: Iterable[str]) -> list[FieldError]:
+    return [invalid(f"{bag}[{key}]", key, p) for key in sorted(keys) for p in config_map_key(key)]
+
+
+def _data_violations(rtype: ResourceType, obj: KubeObject) -> list[FieldError]:
+    data: dict[str, str] = obj.get("data") or {}
     if rtype.key == _CONFIGMAPS:
-        size = sum(len(value.encode()) for value in (obj.get("data") or {}).values())
-        size += sum(_decoded_size(value) for value in (obj.get("binaryData") or {}).values())
-        return [("[]", _too_long_bytes(MAX_DATA_BYTES))] if size > MAX_DATA_BYTES else []
+        binary: dict[str, str] = obj.get("binaryData") or {}
+        causes = _key_violations("data", data) + [
+            invalid(f"data[{key}]", key, "duplicate of key present in binaryData")
+            for key in sorted(data.keys() & binary.keys())
+        ]
+        causes += _key_violations("binaryData", binary)
+        size = sum(len(value.encode()) for value in data.values())
+        size += sum(_decoded_size(value) for value in binary.values())
+        return causes + ([too_long("[]", MAX_DATA_BYTES)] if size > MAX_DATA_BYTES else [])
     if rtype.key == _SECRETS:
-        size = sum(_decoded_size(value) for value in (obj.get("data") or {}).values())
-        return [("data", _too_long_bytes(MAX_DATA_BYTES))] if size > MAX_DATA_BYTES else []
+        size = sum(_decoded_size(value) for value in data.values())
+        too_big = [too_long("data", MAX_DATA_BYTES)] if size > MAX_DATA_BYTES else []
+        return _key_violations("data", data) + too_big
     return []
 
 
-def violations(rtype: ResourceType, obj: KubeObject) -> list[tuple[str, str]]:
-    """`(field, message)` for everything kube-apiserver would refuse in this object."""
+def violations(rtype: ResourceType, obj: KubeObject) -> list[FieldError]:
+    """The field errors kube-apiserver would report for this object, in its words."""
     return _metadata_violations(rtype, obj.get("metadata") or {}) + _data_violations(rtype, obj)
