@@ -1,4 +1,4 @@
-"""The emulator refuses what kube-apiserver refuses: names, labels, keys, sizes."""
+"""The emulator refuses what kube-apiserver refuses: names, labels, keys, sizes, nesting."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from kubernetes.client import (
     ApiException,
     CoreV1Api,
     RbacAuthorizationV1Api,
+    V1ConfigMap,
     V1ObjectMeta,
     V1Secret,
 )
@@ -187,3 +188,46 @@ def test_secret_string_data_merges_into_data(kube_api: ApiClient) -> None:
     )
     stored = CoreV1Api(kube_api).create_namespaced_secret("default", secret)
     assert (stored.data, stored.string_data) == ({"a": "MQ==", "b": "Mg=="}, None)
+
+
+def test_a_two_mebibyte_body_reaches_validation(kube_api: ApiClient) -> None:
+    config_map = V1ConfigMap(metadata=V1ObjectMeta(name="big"), data={"big": "x" * (2 * MIB)})
+    with pytest.raises(ApiException) as refused:
+        CoreV1Api(kube_api).create_namespaced_config_map("default", config_map)
+    assert (refused.value.status, refused.value.reason) == (422, "Unprocessable Entity")
+    assert json.loads(refused.value.body or "")["reason"] == "Invalid"
+
+
+@pytest.mark.parametrize(
+    ("depth", "status", "message"),
+    [
+        (
+            10_001,
+            400,
+            "the object provided is unrecognized (must be of type ConfigMap): couldn't get"
+            " version/kind; json parse error: invalid character '[' exceeded max depth"
+            ' ({"metadata": {"name": "deep"}, ...)',
+        ),
+        (
+            1_000,
+            400,
+            "the emulator cannot handle JSON nested deeper than 300 levels (kube-apiserver accepts"
+            " up to 10000)",
+        ),
+        (300, 201, None),
+    ],
+)
+def test_deep_bodies_are_a_400_never_a_500(
+    emulator: EmulatedCluster, depth: int, status: int, message: str | None
+) -> None:
+    nested = "[" * (depth - 1) + "]" * (depth - 1)  # inside the object: one level
+    body = '{"metadata": {"name": "deep"}, "data": {}, "extra": ' + nested + "}"
+    response = httpx.post(
+        f"{emulator.url}/api/v1/namespaces/default/configmaps",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == status
+    if message is not None:
+        assert response.json()["message"] == message
+    assert emulator.handler.errors == []

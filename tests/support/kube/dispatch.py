@@ -15,6 +15,9 @@ chain (root, priorities, filters, `|`, `&`, `-`). Views whose answer depends on 
 (slices such as `[:3]`, live streams) fall back to kmock's own scan, so their meaning
 stays kmock's and only tests that use them pay for it.
 
+kmock's parsed body (`request.data`) is None for a body nested too deep to parse safely
+(`kube.bodies`); the handler answers it with 400.
+
 Reactions are tried in kmock's order (highest priority first, then oldest first), with
 kmock's outcomes: a response ends the dispatch; `ReactionMismatchError` disables the
 reaction; `NotImplementedError` ("matched, but nothing to respond with") passes the request
@@ -32,6 +35,7 @@ import aiohttp.web
 import attrs
 import kmock
 
+from tests.support.kube.bodies import is_readable
 from tests.support.kube.request_info import RequestInfo
 
 _ACTIONS = {
@@ -67,7 +71,7 @@ async def read_request(raw: aiohttp.web.BaseRequest, *, id: int) -> kmock.Reques
     """kmock's `Request` for an incoming HTTP request, its Kubernetes parts read as kube does."""
     body = await raw.read()
     try:
-        data = json.loads(body) if body else None
+        data = json.loads(body) if body and is_readable(body) else None
     except ValueError:
         data = None
     query = dict(raw.query)

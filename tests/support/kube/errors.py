@@ -1,11 +1,12 @@
-"""Kubernetes `Status` failures, raised as kmock's `KubernetesError` so kmock renders the body.
+"""Kubernetes `Status` failures, raised as kmock's `KubernetesError`, rendered by the handler.
 
 kmock's own errors carry reasons like `Object Not Found` and a Python traceback in `details`;
 clients such as the `kubernetes` package and kopf look at `reason` (`NotFound`, `Conflict`,
 `AlreadyExists`, `Invalid`, `Forbidden`, `TooManyRequests`), and tests assert on messages, so
-these helpers produce the reasons, messages and `details` kube-apiserver sends. 422s follow
-`errors.NewInvalid`: `Kind.group "name" is invalid: <field errors>` (`kube.fields`), details
-naming the kind (not the resource). The handler renders
+these helpers produce the reasons, messages and `details` kube-apiserver sends, and
+`status_body` renders them as it does: `reason` and `details` left out when empty. 422s
+follow `errors.NewInvalid`: `Kind.group "name" is invalid: <field errors>` (`kube.fields`),
+details naming the kind (not the resource). The handler renders
 `details.retryAfterSeconds` as a `Retry-After` header too, as the API server does.
 """
 
@@ -21,10 +22,8 @@ from tests.support.kube.resources import ResourceType
 
 
 def _error(code: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
-    # kmock replaces empty details with a Python traceback; an empty causes list keeps it clean.
-    return kmock.KubernetesError(
-        status=code, reason=reason, message=message, details=details or {"causes": []}
-    )
+    """A `Status` failure; the handler renders it as kube-apiserver does (empty fields left out)."""
+    return kmock.KubernetesError(status=code, reason=reason, message=message, details=details)
 
 
 def _details(rtype: ResourceType, name: str) -> dict[str, str]:
@@ -132,6 +131,23 @@ _SERVER_ERRORS = {
     503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
     504: ("Timeout", "Timeout: request did not complete within the allotted timeout"),
 }
+
+
+def status_body(error: kmock.KubernetesError) -> dict[str, Any]:
+    """The `Status` object of an error, without the fields Go's `omitempty` leaves out."""
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    body["status"] = "Failure"
+    body.update(
+        (key, value)
+        for key, value in (
+            ("message", error.message),
+            ("reason", error.reason),
+            ("details", error.details),
+        )
+        if value
+    )
+    body["code"] = error.status
+    return body
 
 
 def server_error(code: int, retry_after: int | None = None) -> kmock.KubernetesError:

@@ -2,9 +2,9 @@
 
 What stays kmock's: the aiohttp server plumbing, the discovery documents built from
 `kmock.resources` (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`), `/version`,
-the `Status` error bodies, and its DSL: every part of the API is a reaction, so a test can
-put its own reactions in front of any of it (`emulator.handler["get /api/v1/..."] << 503`).
-kmock's `KubernetesEmulator` store is not used (see `store.py` for why).
+and its DSL: every part of the API is a reaction, so a test can put its own reactions in
+front of any of it (`emulator.handler["get /api/v1/..."] << 503`). kmock's
+`KubernetesEmulator` store is not used (see `store.py` for why).
 
 The reactions, in the order they are tried:
 
@@ -15,22 +15,24 @@ The reactions, in the order they are tried:
   replace (PUT), patch (merge / strategic / JSON patch), delete, deletecollection, and the
   `status` subresource; then kmock's discovery and its 404 for anything else.
 
-Reading and dispatch are kmock's, minus its URL parser and history scans (`kube.dispatch`).
-A `KubernetesError` from any reaction is the API's answer, rendered as its `Status` (with
-`Retry-After` when it carries `retryAfterSeconds`), not a harness failure: kmock's `errors`
-keep only real ones. kmock's request log, kept for DSL assertions, holds the last
+Bodies of create, replace and patch are decoded as kube-apiserver decodes them, with
+`fieldValidation` (`kube.decoding`); the `Warning` headers a request earns are written on
+its response (`kube.warnings`). Reading and dispatch are kmock's, minus its URL parser and
+history scans (`kube.dispatch`). A `KubernetesError` from any reaction is the API's answer,
+rendered as kube-apiserver renders its `Status` (empty `reason` and `details` left out, a
+`Retry-After` header when it carries `retryAfterSeconds`), not a harness failure: kmock's
+`errors` keep only real ones. kmock's request log, kept for DSL assertions, holds the last
 `request_log_limit` requests (the older ones are dropped, so slices such as `[:3]` count
 from there).
 
 Not emulated: `limit`/`continue` paging (everything comes in one page), `dryRun`, server-side
-apply, `scale`/`log`/`exec`/`eviction` subresources, protobuf, `/openapi/v2` and
-`/openapi/v3` (404), watch in `Table` form (`kubectl get -w`).
+apply, `scale`/`log`/`exec`/`eviction` subresources, protobuf request bodies (415),
+`/openapi/v2` and `/openapi/v3` (404), watch in `Table` form (`kubectl get -w`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -44,17 +46,20 @@ from kmock._internal.rendering import (  # how kmock reports a broken stream or 
 )
 from typing_extensions import override
 
-from tests.support.kube import auth_api
+from tests.support.kube import auth_api, warnings
 from tests.support.kube.access import AccessControl
+from tests.support.kube.bodies import BodyError, parse
+from tests.support.kube.decoding import Decoder
 from tests.support.kube.dispatch import Predicate, PriorityOrder, header, read_request, sees
 from tests.support.kube.errors import (
     bad_request,
     method_not_allowed,
     server_error,
+    status_body,
     unsupported_media_type,
 )
 from tests.support.kube.faults import FaultInjector, WatchPlan
-from tests.support.kube.patches import apply_patch
+from tests.support.kube.patches import apply_patch, media_type
 from tests.support.kube.paths import ApiPath
 from tests.support.kube.rbac import Authorizer
 from tests.support.kube.request_info import is_watch
@@ -85,13 +90,18 @@ def _api_path(request: kmock.Request) -> ApiPath | None:
     return ApiPath.parse(request.url.path)
 
 
-def _json_body(request: kmock.Request) -> Any:
+def _refuse_binary(request: kmock.Request) -> None:
     content_type = header(request, "Content-Type")
     if "protobuf" in content_type or "cbor" in content_type:
         raise unsupported_media_type(content_type)
+
+
+def _json_body(request: kmock.Request) -> Any:
+    """The body of a request that is not a stored object's (TokenRequest, reviews)."""
+    _refuse_binary(request)
     try:
-        return json.loads(request.body)
-    except ValueError as exc:
+        return parse(request.body).value
+    except BodyError as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from exc
 
 
@@ -245,6 +255,12 @@ class KubeEmulator(kmock.KubernetesScaffold):
         """
         request = await read_request(raw_request, id=len(self._requests))
         self._requests.append(request)
+        with warnings.recording() as recorded:
+            response = await self._respond(request)
+        recorded.write(response)
+        return response
+
+    async def _respond(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         try:
             return await self._handle(request)
         except StreamingError as broken:
@@ -278,8 +294,11 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
     @override
     async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
-        response = await super()._render_error(exc)
-        details = exc.details if isinstance(exc, kmock.KubernetesError) else None
+        """An API answer as kube-apiserver's `Status`; anything else as kmock renders it."""
+        if not isinstance(exc, kmock.KubernetesError):
+            return await super()._render_error(exc)
+        response = aiohttp.web.json_response(status_body(exc), status=exc.status)
+        details = exc.details
         if isinstance(details, dict) and "retryAfterSeconds" in details:
             response.headers["Retry-After"] = str(details["retryAfterSeconds"])
         return response
@@ -327,7 +346,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
         rtype, path, status_only = self._resolved(request)
         if status_only:
             raise method_not_allowed("POST is not supported on the status subresource")
-        return self.store.create(rtype, path.namespace, _json_body(request))
+        _refuse_binary(request)
+        decoder = Decoder.of(rtype, request.params, "CreateOptions")
+        return self.store.create(rtype, path.namespace, decoder.object(request.body))
 
     def _serve_resource(self, request: kmock.Request) -> KubeObject:
         rtype, path, status_only = self._resolved(request)
@@ -348,19 +369,29 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if method == "GET":
             return self.store.get(rtype, path.namespace, path.name)
         if method == "PUT":
-            return self.store.update(
-                rtype, path.namespace, path.name, _json_body(request), status_only=status_only
-            )
-        if method == "PATCH":
-            current = self.store.get(rtype, path.namespace, path.name)
-            content_type = header(request, "Content-Type")
-            desired = apply_patch(rtype, content_type, current, _json_body(request))
+            _refuse_binary(request)
+            decoder = Decoder.of(rtype, request.params, "UpdateOptions")
+            desired = decoder.object(request.body)
             return self.store.update(
                 rtype, path.namespace, path.name, desired, status_only=status_only
             )
+        if method == "PATCH":
+            return self._patch(request, rtype, path, status_only=status_only)
         if method == "DELETE":
             return self.store.delete(rtype, path.namespace, path.name)
         raise method_not_allowed(f"{method} is not supported")
+
+    def _patch(
+        self, request: kmock.Request, rtype: ResourceType, path: ApiPath, *, status_only: bool
+    ) -> KubeObject:
+        assert path.name is not None  # only objects are patched
+        decoder = Decoder.of(rtype, request.params, "PatchOptions")
+        current = self.store.get(rtype, path.namespace, path.name)
+        content_type = header(request, "Content-Type")
+        patch = decoder.patch(request.body, media_type(content_type))
+        desired = apply_patch(rtype, content_type, current, patch.value)
+        decoder.patched(desired, patch, media_type(content_type))
+        return self.store.update(rtype, path.namespace, path.name, desired, status_only=status_only)
 
     def _serve_table(self, request: kmock.Request) -> KubeObject:
         rtype, path, _ = self._resolved(request)

@@ -51,11 +51,16 @@ def _without_directives(patch: Any) -> Any:
     return patch
 
 
+def media_type(content_type: str) -> str:
+    """`application/merge-patch+json; charset=utf-8` → `application/merge-patch+json`."""
+    return content_type.split(";")[0].strip().lower()
+
+
 def apply_patch(
     rtype: ResourceType, content_type: str, current: KubeObject, patch: Any
 ) -> KubeObject:
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type == JSON_PATCH:
+    patch_type = media_type(content_type)
+    if patch_type == JSON_PATCH:
         if not isinstance(patch, list):
             raise bad_request("json patch must be a list of operations")
         try:
@@ -67,8 +72,8 @@ def apply_patch(
         return patched
     if not isinstance(patch, dict):
         raise bad_request("a merge patch must be a JSON object")
-    if media_type == MERGE_PATCH:
+    if patch_type == MERGE_PATCH:
         return dict(merge_patch(current, patch))
-    if media_type == STRATEGIC_MERGE_PATCH and not rtype.custom:
+    if patch_type == STRATEGIC_MERGE_PATCH and not rtype.custom:
         return dict(merge_patch(current, _without_directives(patch)))
     raise unsupported_media_type(content_type)

@@ -11,7 +11,7 @@ store fills the gaps an operator depends on:
   changes), `generateName`; 409 AlreadyExists, 404 NotFound (also for a missing namespace);
 - the `status` subresource: for kinds that have it, writes to the object keep the stored
   status and writes to `/status` change only status; status is dropped on create;
-- custom resources pruned, defaulted
+- unknown `metadata` fields dropped (`kube.decoding`); custom resources pruned, defaulted
   and validated against their CRD schema (422, `kube.crds`; writes to `/status` check the
   status schema alone);
 - finalizers: DELETE sets `deletionTimestamp` while finalizers remain, and the object goes
@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tests.support.kube import crds, validation
+from tests.support.kube.decoding import known_metadata
 from tests.support.kube.errors import (
     already_exists,
     bad_request,
@@ -297,6 +298,7 @@ class ObjectStore:
         self, rtype: ResourceType, obj: KubeObject, *, status_only: bool = False
     ) -> KubeObject:
         """The object as decoding, admission and validation leave it, or 422 / 500."""
+        obj = known_metadata(obj)[0]
         if rtype.key == _SECRETS_KEY and "stringData" in obj:
             encoded = {
                 key: base64.b64encode(value.encode()).decode()
