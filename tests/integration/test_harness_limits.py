@@ -19,6 +19,7 @@ from kubernetes.client import (
 )
 
 from tests.support.emulator import EmulatedCluster
+from tests.support.samples import WIDGET_CRD, widget
 
 MIB = 1024 * 1024
 NAME_RULE = (
@@ -196,6 +197,37 @@ def test_a_two_mebibyte_body_reaches_validation(kube_api: ApiClient) -> None:
         CoreV1Api(kube_api).create_namespaced_config_map("default", config_map)
     assert (refused.value.status, refused.value.reason) == (422, "Unprocessable Entity")
     assert json.loads(refused.value.body or "")["reason"] == "Invalid"
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        (int(1.6 * MIB), "etcdserver: request is too large"),
+        (
+            int(2.5 * MIB),
+            "rpc error: code = ResourceExhausted desc = trying to send message larger than max",
+        ),
+    ],
+)
+def test_custom_resources_over_etcds_limits_are_a_500(
+    emulator: EmulatedCluster, size: int, message: str
+) -> None:
+    emulator.load_crds(WIDGET_CRD)
+    response = httpx.post(
+        f"{emulator.url}/apis/example.com/v1/namespaces/default/widgets",
+        json=widget("big", extra={"blob": "x" * size}),
+    )
+    status = response.json()
+    assert (response.status_code, status["message"].split(" (")[0], "reason" in status) == (
+        500,
+        message,
+        False,
+    )
+    small = httpx.post(
+        f"{emulator.url}/apis/example.com/v1/namespaces/default/widgets",
+        json=widget("small", extra={"blob": "x" * MIB}),
+    )
+    assert small.status_code == 201
 
 
 @pytest.mark.parametrize(

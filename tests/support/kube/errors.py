@@ -4,10 +4,11 @@ kmock's own errors carry reasons like `Object Not Found` and a Python traceback 
 clients such as the `kubernetes` package and kopf look at `reason` (`NotFound`, `Conflict`,
 `AlreadyExists`, `Invalid`, `Forbidden`, `TooManyRequests`), and tests assert on messages, so
 these helpers produce the reasons, messages and `details` kube-apiserver sends, and
-`status_body` renders them as it does: `reason` and `details` left out when empty. 422s
-follow `errors.NewInvalid`: `Kind.group "name" is invalid: <field errors>` (`kube.fields`),
-details naming the kind (not the resource). The handler renders
-`details.retryAfterSeconds` as a `Retry-After` header too, as the API server does.
+`status_body` renders them as it does: `reason` and `details` left out when empty (a 500
+passed on from etcd has no reason). 422s follow `errors.NewInvalid`: `Kind.group "name" is
+invalid: <field errors>` (`kube.fields`), details naming the kind (not the resource). The
+handler renders `details.retryAfterSeconds` as a `Retry-After` header too, as the API server
+does.
 """
 
 from __future__ import annotations
@@ -148,6 +149,11 @@ def status_body(error: kmock.KubernetesError) -> dict[str, Any]:
     )
     body["code"] = error.status
     return body
+
+
+def etcd_refusal(message: str) -> kmock.KubernetesError:
+    """500 with no reason: an etcd error kube-apiserver passes on untranslated."""
+    return _error(500, "", message)
 
 
 def server_error(code: int, retry_after: int | None = None) -> kmock.KubernetesError:

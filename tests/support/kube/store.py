@@ -13,7 +13,7 @@ store fills the gaps an operator depends on:
   status and writes to `/status` change only status; status is dropped on create;
 - unknown `metadata` fields dropped (`kube.decoding`); custom resources pruned, defaulted
   and validated against their CRD schema (422, `kube.crds`; writes to `/status` check the
-  status schema alone);
+  status schema alone), and refused as etcd refuses them when too large (500, `kube.etcd`);
 - finalizers: DELETE sets `deletionTimestamp` while finalizers remain, and the object goes
   away when the last finalizer is removed (as kmock does);
 - garbage collection by `ownerReferences` uid, transitively, when the owner goes away;
@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from tests.support.kube import crds, validation
+from tests.support.kube import crds, etcd, validation
 from tests.support.kube.decoding import known_metadata
 from tests.support.kube.errors import (
     already_exists,
@@ -313,6 +313,8 @@ class ObjectStore:
             causes += rtype.schema.violations(obj, status_only=status_only)
         if causes:
             raise invalid(rtype, obj["metadata"].get("name", ""), causes)
+        if rtype.custom:
+            etcd.check_request_size(rtype, obj)
         return obj
 
     def _commit(
