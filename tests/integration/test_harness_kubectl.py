@@ -1,4 +1,5 @@
-"""kubectl 1.32 works against the emulator: discovery, tables with printer columns, apply."""
+"""kubectl 1.32 works against the emulator: discovery, tables with printer columns, apply
+with server-side field validation (kubectl's default), `kind: List`, explain."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import yaml
 from kubernetes.client import ApiClient, CustomObjectsApi
 
 from tests.support.emulator import EmulatedCluster
-from tests.support.kubectl import kubectl
+from tests.support.kubectl import kubectl, kubectl_refused
 from tests.support.samples import WIDGET_CRD
 
 MANIFESTS = """
@@ -58,13 +59,13 @@ def test_get_workflows_prints_the_crd_printer_columns(
 
 def test_apply_get_yaml_and_delete(kubeconfig: pathlib.Path, emulator: EmulatedCluster) -> None:
     emulator.load_crds(WIDGET_CRD)
-    applied = kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=MANIFESTS)
+    applied = kubectl(kubeconfig, "apply", "-f", "-", stdin=MANIFESTS)
     assert applied.split("\n")[:2] == [
         "configmap/settings created",
         "widget.example.com/gadget created",
     ]
     changed = MANIFESTS.replace('level: "1"', 'level: "2"').replace("size: 5", "size: 6")
-    reapplied = kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=changed)
+    reapplied = kubectl(kubeconfig, "apply", "-f", "-", stdin=changed)
     assert (
         "configmap/settings configured" in reapplied
         and "widget.example.com/gadget configured" in reapplied
@@ -78,3 +79,41 @@ def test_apply_get_yaml_and_delete(kubeconfig: pathlib.Path, emulator: EmulatedC
     ]
     kubectl(kubeconfig, "delete", "-f", "-", stdin=MANIFESTS)
     assert kubectl(kubeconfig, "get", "widgets,configmaps", "-o", "name") == ""
+
+
+def _workflow(name: str, **spec: object) -> dict[str, object]:
+    task = {"name": "research", "agent": "researcher", "prompt": "look it up"}
+    return {
+        "apiVersion": "troupe.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {"tasks": [task], **spec},
+    }
+
+
+def test_apply_leaves_field_validation_to_the_server(
+    kubeconfig: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    bogus = tmp_path / "bogus.yaml"
+    bogus.write_text(yaml.safe_dump(_workflow("report", bogus=1)))
+    assert kubectl_refused(kubeconfig, "apply", "-f", str(bogus)).strip() == (
+        f'Error from server (BadRequest): error when creating "{bogus}": Workflow in version'
+        ' "v1alpha1" cannot be handled as a Workflow: strict decoding error: unknown field'
+        ' "spec.bogus"'
+    )
+    warned = kubectl(kubeconfig, "apply", "--validate=warn", "-f", str(bogus))
+    assert warned.strip() == "workflow.troupe.dev/report created"
+    stored = yaml.safe_load(kubectl(kubeconfig, "get", "workflow", "report", "-o", "yaml"))
+    assert "bogus" not in stored["spec"]
+
+
+def test_apply_a_list_of_workflows(kubeconfig: pathlib.Path) -> None:
+    listed = {"apiVersion": "v1", "kind": "List", "items": [_workflow("one"), _workflow("two")]}
+    applied = kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(listed))
+    assert applied.split() == [
+        "workflow.troupe.dev/one",
+        "created",
+        "workflow.troupe.dev/two",
+        "created",
+    ]
+    assert "KIND:       Workflow" in kubectl(kubeconfig, "explain", "workflows.spec.tasks")

@@ -1,10 +1,11 @@
 """The HTTP face of the emulator: kmock's `KubernetesScaffold`, with the API as kmock reactions.
 
 What stays kmock's: the aiohttp server plumbing, the discovery documents built from
-`kmock.resources` (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`), `/version`,
-and its DSL: every part of the API is a reaction, so a test can put its own reactions in
-front of any of it (`emulator.handler["get /api/v1/..."] << 503`). kmock's
-`KubernetesEmulator` store is not used (see `store.py` for why).
+`kmock.resources` (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`), and its DSL:
+every part of the API is a reaction, so a test can put its own reactions in front of any of
+it (`emulator.handler["get /api/v1/..."] << 503`). kmock's `KubernetesEmulator` store is not
+used (see `store.py` for why). `/version` reports kube-apiserver v1.32.0, the release whose
+behaviour and words the emulator follows.
 
 The reactions, in the order they are tried:
 
@@ -13,7 +14,8 @@ The reactions, in the order they are tried:
 - fallback priority: the identity APIs (`kube.auth_api`); then every resource URL with
   Kubernetes semantics: watch, create (201), `Table` output for kubectl, and get, list,
   replace (PUT), patch (merge / strategic / JSON patch), delete, deletecollection, and the
-  `status` subresource; then kmock's discovery and its 404 for anything else.
+  `status` subresource; the OpenAPI documents (`kube.openapi`); then kmock's discovery and
+  its 404 for anything else.
 
 Bodies of create, replace and patch are decoded as kube-apiserver decodes them, with
 `fieldValidation` (`kube.decoding`); the `Warning` headers a request earns are written on
@@ -26,8 +28,8 @@ rendered as kube-apiserver renders its `Status` (empty `reason` and `details` le
 from there).
 
 Not emulated: `limit`/`continue` paging (everything comes in one page), `dryRun`, server-side
-apply, `scale`/`log`/`exec`/`eviction` subresources, protobuf request bodies (415),
-`/openapi/v2` and `/openapi/v3` (404), watch in `Table` form (`kubectl get -w`).
+apply, `scale`/`log`/`exec`/`eviction` subresources, protobuf request bodies (415), watch in
+`Table` form (`kubectl get -w`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from kmock._internal.rendering import (  # how kmock reports a broken stream or 
 )
 from typing_extensions import override
 
-from tests.support.kube import auth_api, warnings
+from tests.support.kube import auth_api, openapi, warnings
 from tests.support.kube.access import AccessControl
 from tests.support.kube.bodies import BodyError, parse
 from tests.support.kube.decoding import Decoder
@@ -73,6 +75,16 @@ from tests.support.kube.watches import Watcher, WatchHub
 _TABLE_HEADERS = {"Content-Type": "application/json;as=Table;v=v1;g=meta.k8s.io"}
 _METADATA_HEADERS = {"Content-Type": "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"}
 _JSON_HEADERS = {"Content-Type": "application/json"}
+_PROTOBUF_V2_HEADERS = {"Content-Type": openapi.V2_PROTOBUF}
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0",
+    **dict.fromkeys(("gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler"), ""),
+    "platform": "linux/amd64",
+}
+"""What `/version` reports: the release whose behaviour and words the emulator follows (the
+build fields are empty: the emulator was built from no commit)."""
 _DEFAULT_WATCH_SECONDS = 3600.0
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "token": ["create"]}
 
@@ -120,6 +132,24 @@ def _error_event(error: kmock.KubernetesError) -> KubeObject:
         "message": error.message,
     }
     return _event("ERROR", status)
+
+
+@Predicate
+def _is_openapi_v3(request: kmock.Request) -> bool:
+    path = request.url.path.rstrip("/")
+    return request.method == kmock.method.GET and (
+        path == openapi.V3_PREFIX or path.startswith(f"{openapi.V3_PREFIX}/")
+    )
+
+
+@Predicate
+def _is_openapi_v2(request: kmock.Request) -> bool:
+    return request.method == kmock.method.GET and request.url.path.rstrip("/") == openapi.V2_PATH
+
+
+@Predicate
+def _is_openapi_v2_protobuf(request: kmock.Request) -> bool:
+    return _is_openapi_v2(request) and "protobuf" in header(request, "Accept")
 
 
 @Predicate
@@ -215,6 +245,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
     access: AccessControl = attrs.field(init=False)
     auth_api: auth_api.AuthApi = attrs.field(init=False)
     faults: FaultInjector = attrs.field(init=False)
+    openapi: openapi.OpenApi = attrs.field(init=False)
     _order: PriorityOrder = attrs.field(init=False, factory=PriorityOrder)
 
     def __attrs_post_init__(self) -> None:
@@ -229,6 +260,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         self.access = AccessControl(self.tokens, self.authorizer)
         self.auth_api = auth_api.AuthApi(self.store, self.registry, self.tokens, self.authorizer)
         self.faults = FaultInjector(self.fault_seed)
+        self.openapi = openapi.OpenApi(self.registry, SERVER_VERSION["gitVersion"])
         auth_api.register_discovery(self.resources)
         self.override << self.access.check
         self[Predicate(self.faults.targets)] << self.faults.intercept
@@ -242,6 +274,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
         api[_wants_table] << _TABLE_HEADERS << self._serve_table
         api[_wants_metadata] << _METADATA_HEADERS << self._serve_metadata
         api[_is_resource] << self._serve_resource
+        api[_is_openapi_v3] << _JSON_HEADERS << self._serve_openapi_v3
+        api[_is_openapi_v2_protobuf] << _PROTOBUF_V2_HEADERS << self.openapi.v2_protobuf
+        api[_is_openapi_v2] << _JSON_HEADERS << self.openapi.v2
         self.fallback["get /version/"] << self._serve_server_version  # the python client's URL
 
     # Dispatch.
@@ -309,6 +344,18 @@ class KubeEmulator(kmock.KubernetesScaffold):
         del self._requests[: -self.request_log_limit]
         for reaction in self._payloads:
             del reaction._requests[: -self.request_log_limit]
+
+    @override
+    async def _serve_server_version(self, request: kmock.Request) -> kmock.Payload:
+        return dict(SERVER_VERSION)
+
+    def _serve_openapi_v3(self, request: kmock.Request) -> KubeObject:
+        if request.url.path.rstrip("/") == openapi.V3_PREFIX:
+            return self.openapi.root()
+        document = self.openapi.group_version(request.url.path)
+        if document is None:
+            raise _resource_not_found()
+        return document
 
     @override
     async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
