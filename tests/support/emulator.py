@@ -1,11 +1,12 @@
 """A Kubernetes API emulator on loopback, for the operator and kubectl to talk to.
 
 Built on kmock 0.8 (the kopf author's mock server): kmock runs the HTTP server, dispatches
-requests to reactions, and serves discovery, `/version` and `Status` errors;
-`tests.support.kube` adds what an operator needs from a real API server and kmock leaves
-out. The gaps filled, module by module:
+requests to reactions, and serves discovery; `tests.support.kube` adds what an operator
+needs from a real API server and kmock leaves out, following kube-apiserver 1.32 (what
+`/version` reports). The gaps filled, module by module:
 
 - `kube.handler`: the API as kmock reactions, so tests can put their own in front;
+  `Status` bodies as kube-apiserver writes them;
 - `kube.dispatch`: kmock's dispatch without scanning the request history on each request;
 - `kube.resources`: built-in kinds registered in discovery (namespaces, configmaps, secrets,
   serviceaccounts (+ `token`), events (v1 and events.k8s.io/v1), pods, services,
@@ -17,15 +18,26 @@ out. The gaps filled, module by module:
   generation, generateName, status subresource, 404/409 `Status` bodies, finalizers,
   ownerReference garbage collection, namespace and CRD cascades, a `default`
   ServiceAccount per namespace, the ServiceAccount admission of Pods;
-- `kube.validation`: names, labels, annotations and ConfigMap/Secret sizes refused (422)
-  where kube-apiserver refuses them, in its words;
+- `kube.bodies`, `kube.decoding`, `kube.warnings`: request bodies decoded as kube-apiserver
+  decodes them: `fieldValidation` (`Strict` refuses unknown and duplicate fields, `Warn`, the
+  default, answers with `Warning` headers, `Ignore`), 400 for unreadable or too deeply
+  nested JSON, never a 500;
+- `kube.validation`, `kube.fields`, `kube.gotext`: names, labels, annotations,
+  ConfigMap/Secret keys and sizes refused (422) where kube-apiserver refuses them, in its
+  words, values printed as Go prints them;
+- `kube.crds`, `kube.crd_validation`, `kube.formats`: CRDs from files, dicts or POSTs;
+  pruning, defaults, and 422 on schema violations (formats included) with kube-openapi's
+  messages;
+- `kube.etcd`: custom resources too large for etcd refused as kube-apiserver passes on
+  etcd's refusal (500);
+- `kube.openapi`: `/openapi/v3` and `/openapi/v2` documents, so kubectl validates on the
+  server;
 - `kube.tokens`, `kube.access`, `kube.rbac`, `kube.auth_api`: ServiceAccount tokens
   (TokenRequest), 401 / 403 / 413 in front of every request, RBAC evaluation,
   TokenReview and (Self)SubjectAccessReview;
 - `kube.faults`: errors, latency, cut watches and lost events for chosen clients;
 - `kube.selectors`: label and field selectors on list, watch and deletecollection;
 - `kube.patches`: JSON merge patch (`null` deletes), strategic merge (built-ins), JSON patch;
-- `kube.crds`: CRDs from files, dicts or POSTs; pruning, defaults, 422 on schema violations;
 - `kube.watches`: watch resumption from `resourceVersion`, 410 for versions too old,
   bookmarks, `timeoutSeconds`, per-selector ADDED/DELETED;
 - `kube.tables`: `Table` output with CRD printer columns, so `kubectl get workflows` works.
@@ -34,11 +46,12 @@ A request without credentials is unrestricted (cluster admin); one with a token 
 `token_for` is what that ServiceAccount may do, and no more.
 
 kubectl works for `get` (tables, `-o yaml/json`, `-l`, `--field-selector`), `create -f`,
-`apply --validate=false` (client-side apply), `delete`, `patch`, `label`/`annotate`, `wait`.
-It does not work for: `get -w` (no watch in `Table` form), `apply` with validation or
-`--server-side` (no OpenAPI documents, no server-side apply), generator forms such as
-`create namespace x` (they send protobuf), `explain`, `logs`, `exec`, `port-forward`,
-`scale`, `top`, `--dry-run=server`.
+`apply -f` with validation (server-side field validation: `--validate=strict` (the default),
+`warn`, `false`; a `kind: List` too), `delete`, `patch`, `label`/`annotate`, `wait`,
+`explain` for custom resources, `version`. It does not work for: `get -w` (no watch in
+`Table` form), `apply --server-side` (no server-side apply), `explain` for built-in kinds
+(no schemas published for them), generator forms such as `create namespace x` (they send
+protobuf), `logs`, `exec`, `port-forward`, `scale`, `top`, `--dry-run=server`.
 """
 
 from __future__ import annotations
