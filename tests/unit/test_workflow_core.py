@@ -97,6 +97,8 @@ class Cluster:
         self.created: list[CreateTask] = []
         self.events: list[Event] = []
         self.last: Decision | None = None
+        self.free_slots: int | None = None
+        self.stop: str | None = None
 
     def observe(self) -> Observation:
         return Observation(
@@ -111,6 +113,8 @@ class Cluster:
             agents=self.agents,
             recorded_spec=self.recorded,
             refusals=self.refusals,
+            free_slots=self.free_slots,
+            stop=self.stop,
         )
 
     def step(self) -> Decision:
@@ -539,6 +543,33 @@ def test_parallelism_counts_tasks_status_says_run_even_when_their_jobs_are_unsee
     decision = cluster.step()
     assert decision.of_type(CreateTask) == []
     assert decision.unobserved_jobs == (JobRef(RUN.job_name("t0", 1), "t0", 1),)
+
+
+def test_the_shells_free_slots_bound_new_attempts_and_the_specs_parallelism_still_holds() -> None:
+    cluster = Cluster(workflow(*({"name": f"t{i}"} for i in range(6)), parallelism=3))
+    for free, started in [(2, 2), (0, 0), (5, 1)]:
+        cluster.free_slots = free
+        assert len(cluster.step().of_type(CreateTask)) == started
+    assert cluster.status.message == "3 pending, 3 running"
+
+
+def test_a_stop_from_the_shell_cancels_what_runs_and_keeps_what_succeeded() -> None:
+    cluster = Cluster(workflow({"name": "a"}, {"name": "b"}, {"name": "c", "deps": ["a"]}))
+    cluster.step()
+    cluster.succeed("b")
+    cluster.stop = "interrupted by SIGTERM"
+    decision = cluster.step()
+    assert [a.name for a in decision.of_type(DeleteJob)] == [RUN.job_name("a", 1)]
+    assert created_tasks(decision) == []
+    assert (cluster.status.phase, cluster.status.message) == (
+        WorkflowPhase.FAILED,
+        "interrupted by SIGTERM",
+    )
+    assert cluster.condition("Failed").reason == "Interrupted"
+    assert cluster.task("a").message == "cancelled: interrupted by SIGTERM"
+    phases = [cluster.task(name).phase for name in "abc"]
+    assert phases == [TaskPhase.CANCELLED, TaskPhase.SUCCEEDED, TaskPhase.SKIPPED]
+    assert decision.requeue_after is None
 
 
 def test_a_spec_the_models_refuse_is_an_error_decided_by_the_core() -> None:

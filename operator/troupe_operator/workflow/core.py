@@ -57,6 +57,7 @@ from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdic
 
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
 START_REFUSED: Final = "StartRefused"
+INTERRUPTED: Final = "Interrupted"
 
 
 def reconcile(observation: Observation) -> Decision:
@@ -277,7 +278,9 @@ class _Run:
         return min(starts, default=None)
 
     def _stop_reason(self, started_at: datetime | None) -> Verdict | None:
-        """The verdict that ends the run early: a refused start, its timeout, or failFast."""
+        """What ends the run early: the shell's stop, a refused start, its timeout, or failFast."""
+        if self.observation.stop:
+            return Verdict(WorkflowPhase.FAILED, INTERRUPTED, brief(self.observation.stop))
         refused = next(
             (r for r in self.observation.refusals if isinstance(r.action, PrepareRun)), None
         )
@@ -297,7 +300,11 @@ class _Run:
         return None
 
     def _stop(self, verdict: Verdict) -> None:
-        notes = {"Timeout": "workflow timed out", START_REFUSED: "the run could not start"}
+        notes = {
+            "Timeout": "workflow timed out",
+            START_REFUSED: "the run could not start",
+            INTERRUPTED: verdict.message,
+        }
         note = f"cancelled: {notes.get(verdict.reason, 'failFast')}"
         for name, task in self.tasks.items():
             self.tasks[name] = _cancelled(task, note)
@@ -323,6 +330,8 @@ class _Run:
     def _schedule(self, wanted: list[tuple[str, int]]) -> None:
         limit = self.spec.parallelism
         capacity = len(wanted) if limit is None else max(0, limit - self._running())
+        if self.observation.free_slots is not None:
+            capacity = min(capacity, self.observation.free_slots)
         for name, attempt in wanted:
             if capacity == 0:
                 break

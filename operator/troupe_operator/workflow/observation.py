@@ -99,6 +99,12 @@ class Observation:
     the spec the PrepareRun action recorded when the run started, None while
     there is none. ``refusals`` are the permanent failures of the actions of
     the previous decision, which the shell hands back once.
+
+    Two are for a shell that bounds or stops runs itself (``troupe run``; the
+    operator gives neither): ``free_slots`` is how many more attempts it can
+    start now, beneath ``spec.parallelism`` (None: no bound of its own);
+    ``stop`` says why it is stopping the run, which then ends Failed with
+    reason Interrupted and that message, its running tasks cancelled.
     """
 
     namespace: str
@@ -112,3 +118,5 @@ class Observation:
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
     recorded_spec: WorkflowSpec | None = None
     refusals: Sequence[Refusal] = ()
+    free_slots: int | None = None
+    stop: str | None = None
