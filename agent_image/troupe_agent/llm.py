@@ -6,7 +6,9 @@ provider lives here: choosing ``ChatOpenAI`` at ``model.baseURL`` or, only when
 no endpoint is configured, the offline scripted model; per-call timeouts cut
 to the task deadline; retries on 429/5xx/timeouts/connection errors and
 malformed replies, with backoff and ``Retry-After``; fail-fast on everything
-else; metrics and spans.
+else; metrics and spans. An Agent without ``model.apiKeySecretRef`` has an
+endpoint that takes no key (vLLM, Ollama): no ``Authorization`` header is
+sent to it, neither a placeholder nor whatever ``OPENAI_API_KEY`` holds.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NO_API_KEY: Final = "no-key-configured"
-"""Sent as the key to endpoints configured without one (local servers that ignore it)."""
+"""What the client library is given when there is no key, as it insists on one; never sent."""
 
 
 def uses_scripted_model(spec: AgentSpec) -> bool:
@@ -52,7 +54,12 @@ def build_chat_model(spec: AgentSpec, api_key: str | None) -> BaseChatModel:
         log.info("no model.baseURL configured: using the offline scripted model (no LLM is called)")
         return ScriptedChatModel(role=spec.role)
     from langchain_openai import ChatOpenAI
+    from openai import Omit
 
+    extra: dict[str, object] = {}
+    if not api_key:
+        log.info("agent has no model.apiKeySecretRef: no API key is sent to its endpoint")
+        extra["extra_headers"] = {"Authorization": Omit()}  # the SDK's way to send none
     return ChatOpenAI(
         model=spec.model.name,
         base_url=spec.model.base_url,
@@ -61,6 +68,7 @@ def build_chat_model(spec: AgentSpec, api_key: str | None) -> BaseChatModel:
         max_tokens=spec.effective_max_tokens,
         timeout=spec.model.timeout_seconds,
         max_retries=0,
+        model_kwargs=extra,
     )
 
 

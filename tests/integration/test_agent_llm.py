@@ -4,6 +4,7 @@ sends, retries on 429/500, timeouts, fail-fast on 401, usage accounting, and key
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -47,6 +48,20 @@ def agent(spec: AgentSpec, sleeps: list[float] | None = None) -> Agent:
 def sent_max_tokens(body: dict[str, Any]) -> Any:
     """langchain-openai sends ``max_completion_tokens``; older servers know ``max_tokens``."""
     return body.get("max_completion_tokens", body.get("max_tokens"))
+
+
+def test_an_agent_without_a_key_sends_no_authorization_header_and_says_so(
+    openai_stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY_KEY)  # what the client library would fall back to
+    with caplog.at_level(logging.INFO, logger="troupe_agent.llm"):
+        text, _ = Agent("local", agent_spec(openai_stub), None).run("Do the thing", {})
+    assert text.startswith("stub reply to:")
+    sent = [name.lower() for request in openai_stub.chat_requests for name in request.headers]
+    assert sent and "authorization" not in sent
+    notes = [r.getMessage() for r in caplog.records if "no API key" in r.getMessage()]
+    assert notes == ["agent has no model.apiKeySecretRef: no API key is sent to its endpoint"]
+    assert CANARY_KEY not in caplog.text
 
 
 @pytest.mark.parametrize("role", list(Role))

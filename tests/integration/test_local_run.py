@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.openai_stub import OpenAIStub
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def troupe_run(*arguments: str) -> subprocess.CompletedProcess[str]:
+def troupe_run(
+    *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "troupe_operator", "run", *arguments],
         capture_output=True,
         text=True,
         timeout=90,
         check=False,
+        env=env,
     )
 
 
@@ -72,3 +78,31 @@ spec:
     assert status["phase"] == "Failed"
     assert status["tasks"]["only"]["message"]
     assert "Traceback" not in finished.stdout + finished.stderr
+
+
+def test_an_agent_without_a_key_secret_calls_its_endpoint_without_authorization(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    manifest = tmp_path / "keyless.yaml"
+    manifest.write_text(
+        f"""
+apiVersion: troupe.dev/v1alpha1
+kind: Agent
+metadata: {{name: local-llm}}
+spec:
+  model: {{name: stub-model, baseURL: "{openai_stub.base_url}"}}
+---
+apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {{name: keyless}}
+spec:
+  tasks:
+    - {{name: only, agent: local-llm, prompt: "Say hello"}}
+"""
+    )
+    env = {**os.environ, "OPENAI_API_KEY": "sk-ambient-2c9d41e7b3"}
+    finished = troupe_run(str(manifest), "--output-dir", str(tmp_path / "out"), env=env)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert [request.path for request in openai_stub.chat_requests] == ["/v1/chat/completions"]
+    headers = [name.lower() for name in openai_stub.chat_requests[0].headers]
+    assert "authorization" not in headers
