@@ -231,6 +231,26 @@ def test_bad_input_exits_2_with_one_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_agent_without_its_key_is_named_with_its_secret_and_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    manifest = tmp_path / "keyless.yaml"
+    second = PIPELINE.split("---")[0].replace("worker", "helper").replace("name: llm", "name: llm2")
+    keyless = "---".join(part for part in PIPELINE.split("---") if "kind: Secret" not in part)
+    manifest.write_text(
+        keyless.replace("side, agent: worker", "side, agent: helper") + "---" + second
+    )
+    assert main(["run", str(manifest), "--output-dir", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"{manifest}: Agent/{agent}: no API key: no Secret '{secret}' with key 'api-key' in "
+        "the files, and OPENAI_API_KEY, its local fallback, is not set"
+        for agent, secret in (("helper", "llm2"), ("worker", "llm"))
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 def test_ctrl_c_kills_the_task_processes_and_exits_130(
     tmp_path: Path, pipeline: str, fake_command: list[str]
 ) -> None:

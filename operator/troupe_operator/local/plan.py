@@ -3,7 +3,8 @@
 Reads the files, refuses what ``troupe validate`` would refuse (with the
 same lines), picks the Workflows, applies ``--set`` and finds each
 Workflow's Agents and API keys in the same files. Every problem here is bad
-input (exit 2) and is said in one line, never as a traceback.
+input (exit 2) and is said in one line, never as a traceback; an Agent whose
+key is nowhere is one, said before any task starts rather than by each task.
 """
 
 from __future__ import annotations
@@ -109,26 +110,36 @@ def _local_workflow(
     inputs = {**spec.inputs, **{k: v for k, v in values.items() if k in spec.inputs}}
     spec = spec.model_copy(update={"inputs": inputs})
     namespace = manifest.namespace or "default"
-    agents = _agents(manifests, namespace)
+    found = _agents(manifests, namespace)
+    agents = {name: agent for name, (agent, _) in found.items()}
     problems = check_workflow(manifest.name, spec, agents)
     if problems:
         raise RunInputError([f"{manifest.source}: {manifest.label}: {p}" for p in problems])
-    keys = {}
-    for name, agent in agents.items():
+    keys, missing = {}, []
+    for name in sorted({task.agent for task in spec.tasks}):
+        agent, source = found[name]
         ref = agent.model.api_key_secret_ref
         if ref is None:
             continue
         key = secret_value(manifests, namespace, ref.name, ref.key) or environ.get(FALLBACK_KEY_ENV)
         if key:
             keys[name] = key
+        else:
+            missing.append(
+                f"{source.source}: {source.label}: no API key: no Secret '{ref.name}' with key "
+                f"'{ref.key}' in the files, and {FALLBACK_KEY_ENV}, its local fallback, is not set"
+            )
+    if missing:
+        raise RunInputError(missing)
     return LocalWorkflow(namespace, manifest.name, spec, agents, keys)
 
 
-def _agents(manifests: Sequence[Manifest], namespace: str) -> dict[str, AgentSpec]:
+def _agents(manifests: Sequence[Manifest], namespace: str) -> dict[str, tuple[AgentSpec, Manifest]]:
+    """The namespace's Agents by name, each with the manifest it came from."""
     agents = {}
     for manifest in manifests:
         if manifest.kind == "Agent" and manifest.namespace == namespace:
             spec, _ = parse_spec(manifest)
             if isinstance(spec, AgentSpec):
-                agents[manifest.name] = spec
+                agents[manifest.name] = (spec, manifest)
     return agents
