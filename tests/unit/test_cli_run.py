@@ -231,6 +231,26 @@ def test_bad_input_exits_2_with_one_line(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("file_at", ["out", "out/pipe"])
+def test_an_output_dir_that_cannot_take_files_stops_the_run_before_any_task(
+    tmp_path: Path,
+    pipeline: str,
+    fake_command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    file_at: str,
+) -> None:
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    (tmp_path / file_at).parent.mkdir(exist_ok=True)
+    (tmp_path / file_at).write_text("a file")
+    out = str(tmp_path / "out")
+    assert run_command([pipeline], output_dir=out, task_command=fake_command) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(": not a directory"), lines
+    assert not record.exists()
+
+
 def test_an_agent_without_its_key_is_named_with_its_secret_and_the_fallback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

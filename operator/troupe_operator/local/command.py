@@ -1,8 +1,9 @@
 """The ``troupe run`` command from parsed arguments to exit code.
 
 Exit codes: 0 every Workflow succeeded, 1 one failed, 2 bad input (said in
-one line per problem, like ``troupe validate``), 130 interrupted (every task
-process killed first).
+one line per problem, like ``troupe validate``; the output directories are
+part of the input, so nothing runs when they cannot take the results), 130
+interrupted (every task process killed first).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 from rich.console import Console
 
 from troupe_operator.api import WorkflowPhase, WorkflowStatus
+from troupe_operator.local.outputs import prepare_output_dirs
 from troupe_operator.local.plan import RunInputError, RunPlan, plan_run
 from troupe_operator.local.runner import DEFAULT_TASK_COMMAND, run_plan
 from troupe_operator.local.view import make_view
@@ -38,8 +40,12 @@ def run_command(
     task_command: Sequence[str] = DEFAULT_TASK_COMMAND,
     console: Console | None = None,
 ) -> int:
+    directory = Path(output_dir)
     try:
         plan = plan_run(files, overrides, only)
+        problems = prepare_output_dirs(directory, [workflow.name for workflow in plan.workflows])
+        if problems:
+            raise RunInputError(problems)
     except RunInputError as error:
         for line in error.lines:
             print(line, file=sys.stderr)
@@ -54,7 +60,6 @@ def run_command(
             soft_wrap=True,
         )
     view = make_view(console)
-    directory = Path(output_dir)
     try:
         statuses = asyncio.run(run_plan(plan, directory, view, task_command))
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
+from troupe_operator.local.outputs import confined, write_workflow
 from troupe_operator.local.plan import LocalWorkflow, RunPlan
 from troupe_operator.local.processes import LocalJobs
 from troupe_operator.local.view import ProgressView
@@ -56,7 +57,9 @@ async def run_plan(
     """Run every Workflow of the plan at once; their final statuses, by name."""
     with tempfile.TemporaryDirectory(prefix="troupe-run-") as scratch:
         runs = [
-            _WorkflowRun(workflow, Path(scratch) / workflow.name, task_command, view, clock)
+            _WorkflowRun(
+                workflow, confined(Path(scratch), workflow.name), task_command, view, clock
+            )
             for workflow in plan.workflows
         ]
         try:
@@ -65,7 +68,7 @@ async def run_plan(
             for run in runs:
                 await run.stop()
         for run, status in zip(runs, statuses, strict=True):
-            run.write(output_dir / run.workflow.name, status)
+            run.write(output_dir, status)
     return {run.workflow.name: status for run, status in zip(runs, statuses, strict=True)}
 
 
@@ -159,19 +162,16 @@ class _WorkflowRun:
         self.jobs.kill_all()
         await asyncio.gather(*self.jobs.supervisors, return_exceptions=True)
 
-    def write(self, directory: Path, status: WorkflowStatus) -> None:
+    def write(self, output_dir: Path, status: WorkflowStatus) -> None:
         """``<task>.md`` for every succeeded task (stale ones removed), and ``status.json``."""
-        directory.mkdir(parents=True, exist_ok=True)
-        for task in self.workflow.spec.tasks:
-            path = directory / f"{task.name}.md"
-            state = status.tasks.get(task.name)
-            text = self._output(task.name) if state and state.phase == TaskPhase.SUCCEEDED else None
-            if text is not None:
-                path.write_text(text, encoding="utf-8")
-            else:
-                path.unlink(missing_ok=True)
-        wire = json.dumps(status.to_wire(), indent=2) + "\n"
-        (directory / "status.json").write_text(wire, encoding="utf-8")
+        succeeded = {
+            name for name, task in status.tasks.items() if task.phase == TaskPhase.SUCCEEDED
+        }
+        outputs = {
+            task.name: self._output(task.name) if task.name in succeeded else None
+            for task in self.workflow.spec.tasks
+        }
+        write_workflow(output_dir, self.workflow.name, outputs, status)
 
     def _output(self, task: str) -> str | None:
         """A succeeded task's output text, from the file its process wrote."""
