@@ -68,7 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="where DIR/<workflow>/<task>.md and status.json go (default: %(default)s)",
     )
     run.add_argument("--workflow", metavar="NAME", help="run only this Workflow")
+    run.add_argument(
+        "--parallelism",
+        type=_positive,
+        metavar="N",
+        help="most task processes at once, across all Workflows "
+        "(default: min(CPUs, available memory / 128 MiB))",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,5 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from troupe_operator.local.command import run_command
 
-        return run_command(args.files, args.overrides, args.output_dir, args.workflow)
+        return run_command(
+            args.files, args.overrides, args.output_dir, args.workflow, args.parallelism
+        )
     raise AssertionError(f"unhandled command {args.command}")

@@ -15,6 +15,7 @@ import pytest
 
 from troupe_operator.cli import main
 from troupe_operator.local.command import run_command
+from troupe_operator.local.parallelism import machine_parallelism
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET_KEY = "sk-test-5f1e2d3c4b5a"
@@ -269,6 +270,68 @@ def test_an_agent_without_its_key_is_named_with_its_secret_and_the_fallback(
         for agent, secret in (("helper", "llm2"), ("worker", "llm"))
     ]
     assert not (tmp_path / "out").exists()
+
+
+COUNTING_TASK = textwrap.dedent(
+    """
+    import json, os, sys
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+    live = os.environ["FAKE_LIVE"]
+    mine = os.path.join(live, str(os.getpid()))
+    open(mine, "w").close()
+    with open(os.environ["FAKE_RECORD"], "a") as out:
+        out.write(f"{len(os.listdir(live))}\\n")
+    result = {"model": "fake-model", "usage": {"inputTokens": 1, "outputTokens": 1,
+              "totalTokens": 2}, "bytes": 4}
+    json.dump({**result, "output": "done"}, open(args["--output-file"], "w"))
+    open(args["--termination-log"], "w").write(json.dumps({"succeeded": True, "result": result}))
+    os.remove(mine)
+    """
+)
+"""Counts the task processes alive as it starts: its file is made after it starts and removed
+before it ends, so a count never exceeds the processes alive at once."""
+
+
+def independent_tasks(*counts: int) -> str:
+    """A scripted Agent ``worker`` and per count a Workflow ``wf<i>`` of that many tasks."""
+    workflows = [
+        "apiVersion: troupe.dev/v1alpha1\nkind: Workflow\n"
+        f"metadata: {{name: wf{index}}}\nspec:\n  tasks:\n"
+        + "".join(f"    - {{name: t{n}, agent: worker, prompt: go}}\n" for n in range(count))
+        for index, count in enumerate(counts)
+    ]
+    agent = "apiVersion: troupe.dev/v1alpha1\nkind: Agent\nmetadata: {name: worker}\nspec: {}\n"
+    return "---\n".join([agent, *workflows])
+
+
+@pytest.mark.parametrize(
+    ("counts", "parallelism"),
+    [((200,), None), ((100, 100), 3)],
+    ids=["200 tasks, the machine's default", "2 x 100 tasks, --parallelism 3 for the run"],
+)
+def test_no_more_task_processes_run_at_once_than_the_bound(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    counts: tuple[int, ...],
+    parallelism: int | None,
+) -> None:
+    script, manifest, live = tmp_path / "count.py", tmp_path / "many.yaml", tmp_path / "live"
+    script.write_text(COUNTING_TASK)
+    manifest.write_text(independent_tasks(*counts))
+    live.mkdir()
+    record = tmp_path / "record.txt"
+    monkeypatch.setenv("FAKE_LIVE", str(live))
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    code = run_command(
+        [str(manifest)],
+        output_dir=str(tmp_path / "out"),
+        task_command=[sys.executable, "-S", str(script)],
+        parallelism=parallelism,
+    )
+    assert code == 0
+    alive = [int(line) for line in record.read_text().split()]
+    assert len(alive) == sum(counts)
+    assert max(alive) <= (parallelism or machine_parallelism()) < sum(counts)
 
 
 def test_ctrl_c_kills_the_task_processes_and_exits_130(

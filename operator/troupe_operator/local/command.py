@@ -18,6 +18,7 @@ from rich.console import Console
 
 from troupe_operator.api import WorkflowPhase, WorkflowStatus
 from troupe_operator.local.outputs import prepare_output_dirs
+from troupe_operator.local.parallelism import TASK_MEMORY_BYTES, machine_parallelism
 from troupe_operator.local.plan import RunInputError, RunPlan, plan_run
 from troupe_operator.local.runner import DEFAULT_TASK_COMMAND, run_plan
 from troupe_operator.local.view import make_view
@@ -37,6 +38,7 @@ def run_command(
     overrides: Sequence[str] = (),
     output_dir: str = "troupe-output",
     only: str | None = None,
+    parallelism: int | None = None,
     task_command: Sequence[str] = DEFAULT_TASK_COMMAND,
     console: Console | None = None,
 ) -> int:
@@ -53,15 +55,18 @@ def run_command(
     console = console or Console()
     scripted = sorted({agent for wf in plan.workflows for agent in wf.scripted_agents})
     if scripted:
-        console.print(
-            f"{SCRIPTED_NOTE} ({', '.join(scripted)})",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        _note(console, f"{SCRIPTED_NOTE} ({', '.join(scripted)})")
+    bound = parallelism or machine_parallelism()
+    if parallelism is None and sum(len(wf.spec.tasks) for wf in plan.workflows) > bound:
+        per_task = TASK_MEMORY_BYTES // 2**20
+        _note(
+            console,
+            f"At most {bound} tasks run at once, this machine's default: min(CPUs, available "
+            f"memory / {per_task} MiB); --parallelism N sets another bound",
         )
     view = make_view(console)
     try:
-        statuses = asyncio.run(run_plan(plan, directory, view, task_command))
+        statuses = asyncio.run(run_plan(plan, directory, view, bound, task_command))
     except KeyboardInterrupt:
         view.close({})
         print("interrupted: every task process was killed", file=sys.stderr)
@@ -70,6 +75,10 @@ def run_command(
     _summarise(console, plan, statuses, directory)
     succeeded = all(s.phase == WorkflowPhase.SUCCEEDED for s in statuses.values())
     return EXIT_SUCCEEDED if succeeded else EXIT_FAILED
+
+
+def _note(console: Console, line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _summarise(
@@ -85,4 +94,4 @@ def _summarise(
         )
         if status.phase != WorkflowPhase.SUCCEEDED and status.message:
             line += f" ({status.message})"
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        _note(console, line)

@@ -97,6 +97,10 @@ class LocalJobs:
         for attempt in self.attempts.values():
             _kill(attempt.process)
 
+    def live(self) -> int:
+        """Attempts whose process is starting, running or not yet reaped."""
+        return sum(1 for attempt in self.attempts.values() if attempt.finished_at is None)
+
     def observed(self) -> list[ObservedJob]:
         return [_observe(attempt) for attempt in self.attempts.values() if not attempt.deleted]
 

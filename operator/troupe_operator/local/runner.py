@@ -4,6 +4,10 @@ The same level-triggered loop the operator runs, with processes for Jobs, a
 dict for the API server and the wall clock for ``now``. It wakes when an
 attempt ends, when the core's ``requeue_after`` passes, and at least every
 second as a safety net, and stops when the run is Succeeded or Failed.
+
+The Workflows of one run share what the operator does not have: a bound on
+task processes across all of them (the core is told the free slots, so a
+task waiting for one stays Pending; any attempt ending wakes every Workflow).
 """
 
 from __future__ import annotations
@@ -51,25 +55,44 @@ async def run_plan(
     plan: RunPlan,
     output_dir: Path,
     view: ProgressView,
+    parallelism: int,
     task_command: Sequence[str] = DEFAULT_TASK_COMMAND,
     clock: Clock = lambda: datetime.now(UTC),
 ) -> dict[str, WorkflowStatus]:
-    """Run every Workflow of the plan at once; their final statuses, by name."""
+    """Run every Workflow of the plan at once, at most ``parallelism`` task processes in all."""
+    shared = _Shared(parallelism)
     with tempfile.TemporaryDirectory(prefix="troupe-run-") as scratch:
-        runs = [
+        shared.runs = [
             _WorkflowRun(
-                workflow, confined(Path(scratch), workflow.name), task_command, view, clock
+                workflow, confined(Path(scratch), workflow.name), task_command, view, clock, shared
             )
             for workflow in plan.workflows
         ]
         try:
-            statuses = await asyncio.gather(*(run.run() for run in runs))
+            statuses = await asyncio.gather(*(run.run() for run in shared.runs))
         finally:
-            for run in runs:
+            for run in shared.runs:
                 await run.stop()
-        for run, status in zip(runs, statuses, strict=True):
+        for run, status in zip(shared.runs, statuses, strict=True):
             run.write(output_dir, status)
-    return {run.workflow.name: status for run, status in zip(runs, statuses, strict=True)}
+    names = [run.workflow.name for run in shared.runs]
+    return dict(zip(names, statuses, strict=True))
+
+
+class _Shared:
+    """What the Workflows of one run share: the bound on task processes, and wake-ups."""
+
+    def __init__(self, parallelism: int) -> None:
+        self.parallelism = parallelism
+        self.runs: list[_WorkflowRun] = []
+
+    def free_slots(self) -> int:
+        return max(0, self.parallelism - sum(run.jobs.live() for run in self.runs))
+
+    def wake_all(self) -> None:
+        """A slot may be free: every Workflow looks again."""
+        for run in self.runs:
+            run.changed.set()
 
 
 class _WorkflowRun:
@@ -80,11 +103,13 @@ class _WorkflowRun:
         task_command: Sequence[str],
         view: ProgressView,
         clock: Clock,
+        shared: _Shared,
     ) -> None:
         self.workflow = workflow
         self.ref = WorkflowRef(workflow.namespace, workflow.name, f"local-{workflow.name}")
         self.view = view
         self.clock = clock
+        self.shared = shared
         self.changed = asyncio.Event()
         self.spec_file = scratch / "spec.json"
         self.jobs = LocalJobs(
@@ -93,7 +118,7 @@ class _WorkflowRun:
             self.spec_file,
             scratch / "outputs",
             workflow.api_keys,
-            self.changed.set,
+            shared.wake_all,
             clock,
         )
         self.recorded: WorkflowSpec | None = None
@@ -130,6 +155,7 @@ class _WorkflowRun:
             jobs=self.jobs.observed(),
             agents=self.workflow.agents,
             recorded_spec=self.recorded,
+            free_slots=self.shared.free_slots(),
         )
 
     def _execute(self, actions: Sequence[Action]) -> list[Event]:
