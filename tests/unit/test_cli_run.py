@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_for
 from troupe_operator.cli import main
 from troupe_operator.local.command import run_command
 from troupe_operator.local.parallelism import machine_parallelism
@@ -22,7 +23,7 @@ SECRET_KEY = "sk-test-5f1e2d3c4b5a"
 
 FAKE_TASK = textwrap.dedent(
     """
-    import argparse, json, os, sys, time
+    import argparse, json, os, subprocess, sys, time
     from troupe_operator.templates import render
     parser = argparse.ArgumentParser()
     for flag in ("--input", "--spec", "--outputs-dir", "--output-file", "--termination-log"):
@@ -32,12 +33,16 @@ FAKE_TASK = textwrap.dedent(
     spec = json.load(open(args.spec))
     name = task["task"]
     mode = os.environ.get("FAKE_" + name.upper().replace("-", "_"), "ok")
+    child = None
+    if mode == "sleep":
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     record = os.environ.get("FAKE_RECORD")
     if record:
         with open(record, "a") as out:
             env = task.get("apiKeyEnv")
             out.write(json.dumps({
                 "task": name, "attempt": task["attempt"], "pid": os.getpid(),
+                "child": child and child.pid,
                 "key": os.environ.get(env) if env else None,
                 "openai": os.environ.get("OPENAI_API_KEY"),
             }) + "\\n")
@@ -334,36 +339,53 @@ def test_no_more_task_processes_run_at_once_than_the_bound(
     assert max(alive) <= (parallelism or machine_parallelism()) < sum(counts)
 
 
-def test_ctrl_c_kills_the_task_processes_and_exits_130(
-    tmp_path: Path, pipeline: str, fake_command: list[str]
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_kills_every_task_keeps_what_succeeded_and_records_the_rest(
+    tmp_path: Path, pipeline: str, fake_command: list[str], stop: signal.Signals, code: int
 ) -> None:
-    record = tmp_path / "record.jsonl"
-    program = (  # SIGINT as a terminal gives it, even if this test runs as a background job
-        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    record, scratch, out = tmp_path / "record.jsonl", tmp_path / "tmp", tmp_path / "out"
+    scratch.mkdir()
+    program = (  # the signal as a terminal or `timeout` gives it, even to a background job
+        f"import signal, sys; signal.signal({int(stop)}, signal.SIG_DFL); "
         "from troupe_operator.local.command import run_command; "
-        f"sys.exit(run_command([{pipeline!r}], output_dir={str(tmp_path / 'out')!r}, "
+        f"sys.exit(run_command([{pipeline!r}], output_dir={str(out)!r}, "
         f"task_command={fake_command!r}))"
     )
-    env = {**os.environ, "FAKE_FIRST": "sleep", "FAKE_SIDE": "sleep", "FAKE_RECORD": str(record)}
-    runner = subprocess.Popen([sys.executable, "-c", program], env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(_lines(record)) < 2:
-        time.sleep(0.1)
-    pids = [json.loads(line)["pid"] for line in _lines(record)]
-    assert len(pids) == 2
-    runner.send_signal(signal.SIGINT)
-    assert runner.wait(timeout=20) == 130
-    for pid in pids:
-        assert not _alive(pid)
+    env = {**os.environ, "FAKE_SECOND": "sleep", "FAKE_SIDE": "sleep"}
+    env |= {"FAKE_RECORD": str(record), "TMPDIR": str(scratch)}
+    runner = subprocess.Popen(
+        [sys.executable, "-c", program], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    sleepers = wait_for(lambda: _sleepers(record, 2), timeout=30, what="second and side asleep")
+    runner.send_signal(stop)
+    _, err = runner.communicate(timeout=30)
+    assert runner.returncode == code
+    assert f"interrupted by {stop.name}" in err.decode()
+    pids = [pid for entry in sleepers for pid in (entry["pid"], entry["child"])]
+    wait_for(lambda: not any(map(_running, pids)), what=f"task processes {pids} gone")
+    assert list(scratch.iterdir()) == []
+    status = read_status(out / "pipe")
+    assert (status["phase"], status["message"]) == ("Failed", f"interrupted by {stop.name}")
+    phases = {name: task["phase"] for name, task in status["tasks"].items()}
+    assert phases == {"first": "Succeeded", "second": "Cancelled", "side": "Cancelled"}
+    assert status["tasks"]["side"]["message"] == f"cancelled: interrupted by {stop.name}"
+    assert sorted(p.name for p in (out / "pipe").iterdir()) == ["first.md", "status.json"]
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _alive(pid: int) -> bool:
+def _sleepers(path: Path, count: int) -> list[dict] | None:
+    """The records of the tasks asleep (with a child of their own), once ``count`` are."""
+    found = [entry for entry in _records(path) if entry["child"]]
+    return found if len(found) == count else None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits on whatever reaps in this container)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -2,8 +2,9 @@
 
 Exit codes: 0 every Workflow succeeded, 1 one failed, 2 bad input (said in
 one line per problem, like ``troupe validate``; the output directories are
-part of the input, so nothing runs when they cannot take the results), 130
-interrupted (every task process killed first).
+part of the input, so nothing runs when they cannot take the results), and
+``128 + N`` when signal N stopped the run: 130 for SIGINT, 143 for SIGTERM
+(every task process killed first, status.json saying what was interrupted).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Final
 from rich.console import Console
 
 from troupe_operator.api import WorkflowPhase, WorkflowStatus
+from troupe_operator.local.interrupts import exit_code
 from troupe_operator.local.outputs import prepare_output_dirs
 from troupe_operator.local.parallelism import TASK_MEMORY_BYTES, machine_parallelism
 from troupe_operator.local.plan import RunInputError, RunPlan, plan_run
@@ -26,7 +28,6 @@ from troupe_operator.local.view import make_view
 EXIT_SUCCEEDED: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_BAD_INPUT: Final = 2
-EXIT_INTERRUPTED: Final = 130
 
 SCRIPTED_NOTE: Final = (
     "Agents without model.baseURL use the offline scripted model: placeholder text, no LLM called"
@@ -65,15 +66,17 @@ def run_command(
             f"memory / {per_task} MiB); --parallelism N sets another bound",
         )
     view = make_view(console)
-    try:
-        statuses = asyncio.run(run_plan(plan, directory, view, bound, task_command))
-    except KeyboardInterrupt:
-        view.close({})
-        print("interrupted: every task process was killed", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    view.close(statuses)
-    _summarise(console, plan, statuses, directory)
-    succeeded = all(s.phase == WorkflowPhase.SUCCEEDED for s in statuses.values())
+    outcome = asyncio.run(run_plan(plan, directory, view, bound, task_command))
+    view.close(outcome.statuses)
+    _summarise(console, plan, outcome.statuses, directory)
+    if outcome.stopped_by is not None:
+        print(
+            f"interrupted by {outcome.stopped_by.name}: every task process was killed; "
+            "status.json says which tasks were cancelled",
+            file=sys.stderr,
+        )
+        return exit_code(outcome.stopped_by)
+    succeeded = all(s.phase == WorkflowPhase.SUCCEEDED for s in outcome.statuses.values())
     return EXIT_SUCCEEDED if succeeded else EXIT_FAILED
 
 

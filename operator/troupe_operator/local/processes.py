@@ -93,9 +93,9 @@ class LocalJobs:
             attempt.deleted = True
             _kill(attempt.process)
 
-    def kill_all(self) -> None:
-        for attempt in self.attempts.values():
-            _kill(attempt.process)
+    def delete_all(self) -> None:
+        for job_name in self.attempts:
+            self.delete(job_name)
 
     def live(self) -> int:
         """Attempts whose process is starting, running or not yet reaped."""
@@ -133,6 +133,8 @@ class LocalJobs:
                 stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
             )
+            if attempt.deleted:  # while it was starting
+                _kill(attempt.process)
             deadline = action.active_deadline_seconds
             try:
                 async with asyncio.timeout(deadline):  # not wait_for: it can lose a cancellation

@@ -5,9 +5,12 @@ dict for the API server and the wall clock for ``now``. It wakes when an
 attempt ends, when the core's ``requeue_after`` passes, and at least every
 second as a safety net, and stops when the run is Succeeded or Failed.
 
-The Workflows of one run share what the operator does not have: a bound on
-task processes across all of them (the core is told the free slots, so a
-task waiting for one stays Pending; any attempt ending wakes every Workflow).
+The Workflows of one run share two things the operator does not have: a
+bound on task processes across all of them (the core is told the free
+slots, so a task waiting for one stays Pending; any attempt ending wakes
+every Workflow) and SIGINT/SIGTERM, on which each run is stopped by the core
+(reason Interrupted), every process killed and waited for, and what was
+decided written out before the scratch directory goes.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, assert_never
@@ -29,6 +34,7 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
+from troupe_operator.local.interrupts import stop_signals
 from troupe_operator.local.outputs import confined, write_workflow
 from troupe_operator.local.plan import LocalWorkflow, RunPlan
 from troupe_operator.local.processes import LocalJobs
@@ -51,6 +57,13 @@ ENDED: Final = frozenset({WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED, Workflo
 Clock = Callable[[], datetime]
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    statuses: dict[str, WorkflowStatus]
+    """Each Workflow's final status, by name."""
+    stopped_by: signal.Signals | None = None
+
+
 async def run_plan(
     plan: RunPlan,
     output_dir: Path,
@@ -58,10 +71,10 @@ async def run_plan(
     parallelism: int,
     task_command: Sequence[str] = DEFAULT_TASK_COMMAND,
     clock: Clock = lambda: datetime.now(UTC),
-) -> dict[str, WorkflowStatus]:
+) -> RunOutcome:
     """Run every Workflow of the plan at once, at most ``parallelism`` task processes in all."""
     shared = _Shared(parallelism)
-    with tempfile.TemporaryDirectory(prefix="troupe-run-") as scratch:
+    with stop_signals(shared.stop), tempfile.TemporaryDirectory(prefix="troupe-run-") as scratch:
         shared.runs = [
             _WorkflowRun(
                 workflow, confined(Path(scratch), workflow.name), task_command, view, clock, shared
@@ -76,23 +89,32 @@ async def run_plan(
         for run, status in zip(shared.runs, statuses, strict=True):
             run.write(output_dir, status)
     names = [run.workflow.name for run in shared.runs]
-    return dict(zip(names, statuses, strict=True))
+    return RunOutcome(dict(zip(names, statuses, strict=True)), shared.stopped_by)
 
 
 class _Shared:
-    """What the Workflows of one run share: the bound on task processes, and wake-ups."""
+    """What the Workflows of one run share: the bound on task processes, wake-ups, the stop."""
 
     def __init__(self, parallelism: int) -> None:
         self.parallelism = parallelism
         self.runs: list[_WorkflowRun] = []
+        self.stopped_by: signal.Signals | None = None
 
     def free_slots(self) -> int:
         return max(0, self.parallelism - sum(run.jobs.live() for run in self.runs))
 
     def wake_all(self) -> None:
-        """A slot may be free: every Workflow looks again."""
+        """A slot may be free, or the run must stop: every Workflow looks again."""
         for run in self.runs:
             run.changed.set()
+
+    def stop(self, signum: signal.Signals) -> None:
+        self.stopped_by = self.stopped_by or signum
+        self.wake_all()
+
+    @property
+    def stop_reason(self) -> str | None:
+        return f"interrupted by {self.stopped_by.name}" if self.stopped_by else None
 
 
 class _WorkflowRun:
@@ -138,7 +160,7 @@ class _WorkflowRun:
                 else RESYNC_SECONDS
             )
             # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancellation
-            # (Ctrl-C) that arrives as the awaited event is set, and the run would go on.
+            # that arrives as the awaited event is set, and the run would go on.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self.changed.wait()
@@ -156,6 +178,7 @@ class _WorkflowRun:
             agents=self.workflow.agents,
             recorded_spec=self.recorded,
             free_slots=self.shared.free_slots(),
+            stop=self.shared.stop_reason,
         )
 
     def _execute(self, actions: Sequence[Action]) -> list[Event]:
@@ -184,8 +207,8 @@ class _WorkflowRun:
         self.recorded = action.spec
 
     async def stop(self) -> None:
-        """Kill what still runs and wait for its supervisors to notice."""
-        self.jobs.kill_all()
+        """Kill what still runs and wait for its supervisors to see it end."""
+        self.jobs.delete_all()
         await asyncio.gather(*self.jobs.supervisors, return_exceptions=True)
 
     def write(self, output_dir: Path, status: WorkflowStatus) -> None:
