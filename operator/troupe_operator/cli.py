@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from troupe_operator.manifests import ManifestError, load
+from troupe_operator.manifests import ManifestError, load, warning_lines
 from troupe_operator.validation import check_manifests
 
 EXIT_OK = 0
@@ -26,8 +26,8 @@ def validate(paths: Sequence[str]) -> int:
     except ManifestError as error:
         print(error, file=sys.stderr)
         return EXIT_UNREADABLE
-    for source, warning in dict.fromkeys((m.source, w) for m in manifests for w in m.warnings):
-        print(f"{source}: warning: {warning}", file=sys.stderr)
+    for line in warning_lines(manifests):
+        print(line, file=sys.stderr)
     problems = check_manifests(manifests)
     for manifest, message in problems:
         print(f"{manifest.source}: {manifest.label}: {message}")
@@ -91,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from troupe_operator.local.command import run_command
 
-        return run_command(
-            args.files, args.overrides, args.output_dir, args.workflow, args.parallelism
-        )
+        try:
+            return run_command(
+                args.files, args.overrides, args.output_dir, args.workflow, args.parallelism
+            )
+        except KeyboardInterrupt:  # before the run's own signal handling is in place
+            print("interrupted before any task started", file=sys.stderr)
+            return 130
     raise AssertionError(f"unhandled command {args.command}")

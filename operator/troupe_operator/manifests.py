@@ -100,6 +100,12 @@ def load(paths: Iterable[str | Path]) -> list[Manifest]:
     return manifests
 
 
+def warning_lines(manifests: Sequence[Manifest]) -> list[str]:
+    """``FILE: warning: ...`` once per warning of the documents these objects came from."""
+    pairs = dict.fromkeys((m.source, warning) for m in manifests for warning in m.warnings)
+    return [f"{source}: warning: {warning}" for source, warning in pairs]
+
+
 def _objects(document: Document) -> list[Manifest]:
     source, index, body, warnings = (
         document.source,

@@ -23,6 +23,8 @@ class Entry:
     id: str
     text: str | bytes
     accepted: bool
+    warns: bool = False
+    """Accepted with a warning line from `troupe validate` and `troupe run`."""
 
 
 def agent(name: str = "worker", **spec: Any) -> dict[str, Any]:
@@ -309,6 +311,7 @@ ENTRIES: list[Entry] = [
         "duplicate-yaml-key-keeps-the-last-value",
         raw_workflow(ONE_TASK.replace("prompt: Say hi.", "prompt: Say hi.\n    prompt: Say bye.")),
         True,
+        warns=True,
     ),
     # --- sizes and bombs
     Entry("prompt-over-its-limit", base(task_field(prompt="x" * 65_537)), False),

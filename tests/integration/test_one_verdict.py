@@ -107,6 +107,8 @@ def test_validate_run_and_the_cluster_agree(
     accepted, said = _cluster_accepts(cluster, entry, path)
     assert accepted == entry.accepted, said
 
+    warned = [line for line in lines + run_lines if ": warning: " in line]
+    assert len(warned) == (2 if entry.warns else 0), warned
     if not entry.accepted:
         for line in lines + run_lines:
             assert "Traceback" not in line and len(line) <= MAX_LINE, line

@@ -46,6 +46,8 @@ def run_command(
     directory = Path(output_dir)
     try:
         plan = plan_run(files, overrides, only)
+        for line in plan.warnings:
+            print(line, file=sys.stderr)
         problems = prepare_output_dirs(directory, [workflow.name for workflow in plan.workflows])
         if problems:
             raise RunInputError(problems)

@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from troupe_operator.api import AgentSpec, WorkflowSpec
-from troupe_operator.manifests import Manifest, ManifestError, load, parse_spec, secret_value
+from troupe_operator.manifests import (
+    Manifest,
+    ManifestError,
+    load,
+    parse_spec,
+    secret_value,
+    warning_lines,
+)
 from troupe_operator.spec_checks import check_workflow
 from troupe_operator.validation import check_manifests
 
@@ -50,6 +57,8 @@ class LocalWorkflow:
 @dataclass(frozen=True)
 class RunPlan:
     workflows: list[LocalWorkflow]
+    warnings: list[str] = field(default_factory=list)
+    """What the files hold that kubectl would take without a word (a repeated key)."""
 
 
 def plan_run(
@@ -73,7 +82,7 @@ def plan_run(
     values = _parse_overrides(overrides)
     workflows = [_local_workflow(m, manifests, values, environ) for m in chosen]
     _check_overrides_used(values, workflows)
-    return RunPlan(workflows)
+    return RunPlan(workflows, warning_lines(manifests))
 
 
 def _parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
