@@ -231,7 +231,7 @@ class AgentSpec(ApiModel):
 
 
 class AgentPhase(StrEnum):
-    PENDING = "Pending"
+    PROGRESSING = "Progressing"
     READY = "Ready"
     DEGRADED = "Degraded"
     ERROR = "Error"
@@ -240,7 +240,9 @@ class AgentPhase(StrEnum):
 class AgentStatus(ApiModel):
     """What the operator observed of an Agent."""
 
-    phase: AgentPhase | None = Field(default=None, description="Pending, Ready, Degraded or Error.")
+    phase: AgentPhase | None = Field(
+        default=None, description="Progressing, Ready, Degraded or Error."
+    )
     replicas: int = Field(default=0, ge=0, description="Agent pods wanted.")
     ready_replicas: int = Field(default=0, ge=0, description="Agent pods ready to serve.")
     ready: str | None = Field(default=None, description="readyReplicas/replicas, for display.")
@@ -253,4 +255,6 @@ class AgentStatus(ApiModel):
     observed_generation: int | None = Field(
         default=None, ge=0, description="The metadata.generation last acted on."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready and Error.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready and Progressing, with the reason of each."
+    )

@@ -1,0 +1,306 @@
+"""What an Agent's children and status should be, from what was observed of it.
+
+``reconcile`` is pure: in go the Agent (its spec, or why it does not parse),
+its current status, the keys of the Secret its key comes from, its children
+as observed, and the writes the API server refused last time; out come the
+writes (each a whole object: created when absent, else replaced with the
+observed ``resourceVersion``, so a concurrent change makes it fail with 409
+rather than be lost), the deletes, the status and Events. A child is written
+only when what is observed does not already hold what is wanted (fields the
+API server defaults are left alone), so a steady Agent causes no writes.
+
+It refuses to write over what it does not own: a child of the same name
+without the Agent as controller is reported, never replaced. It refuses to
+start pods that cannot start: while the referenced Secret or its key is
+missing, the Deployment is neither created nor changed, and the Agent's
+status names the Secret and the key. It never sees a Secret's values, only
+its keys.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from troupe_operator.agents.children import (
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    AgentRef,
+    Body,
+    Child,
+    ServeSettings,
+    desired,
+)
+from troupe_operator.api import (
+    AgentPhase,
+    AgentSpec,
+    AgentStatus,
+    Condition,
+    ConditionStatus,
+)
+from troupe_operator.workflow import Event, EventType, InvalidSpec
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+
+
+@dataclass(frozen=True)
+class Observation:
+    agent: AgentRef
+    generation: int
+    spec: AgentSpec | InvalidSpec
+    status: AgentStatus
+    secret_keys: frozenset[str] | None
+    """Keys of the Secret the spec names (None: no such Secret); unused without a reference."""
+    children: Mapping[Child, Body]
+    settings: ServeSettings
+    now: datetime
+    refusals: Mapping[Child, str] = field(default_factory=dict)
+    """Writes the API server refused for good (403, 422), with its message."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """Create ``body`` (``create``), or replace the observed object with it."""
+
+    child: Child
+    body: Body
+    create: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    writes: Sequence[Write]
+    deletes: Sequence[tuple[Child, str]]
+    status: AgentStatus
+    events: Sequence[Event]
+    resync: bool
+    """Look again after the resync period: something may change that no watched event reports
+    (a Secret appearing, a quota freed)."""
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    phase: AgentPhase
+    reason: str
+    message: str
+
+
+def _covers(observed: Any, wanted: Any) -> bool:
+    """Whether ``observed`` holds everything in ``wanted`` (extra fields are the server's)."""
+    if isinstance(wanted, dict):
+        return isinstance(observed, dict) and all(
+            _covers(observed.get(key), value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(observed, list)
+            and len(observed) == len(wanted)
+            and all(_covers(o, w) for o, w in zip(observed, wanted, strict=True))
+        )
+    return bool(observed == wanted)
+
+
+def _replacement(observed: Body, wanted: Body) -> Body:
+    """The observed object with the wanted fields laid over it, keeping its resourceVersion.
+
+    Top-level fields are merged one level deep, so what the server filled in
+    (a Service's clusterIP, a Deployment's strategy) stays as it was.
+    """
+    body = copy.deepcopy(observed)
+    body.pop("status", None)
+    metadata = body["metadata"]
+    for key in ("labels", "annotations"):
+        if key in wanted["metadata"]:
+            metadata[key] = {**(metadata.get(key) or {}), **wanted["metadata"][key]}
+    if "ownerReferences" in wanted["metadata"]:
+        metadata["ownerReferences"] = wanted["metadata"]["ownerReferences"]
+    for key, value in wanted.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        current = body.get(key)
+        body[key] = (
+            {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+        )
+    return body
+
+
+def _ours(agent: AgentRef, child: Child, observed: Body) -> bool:
+    metadata = observed.get("metadata") or {}
+    if not child.namespaced:
+        return (metadata.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY
+    return any(
+        ref.get("uid") == agent.uid and ref.get("controller")
+        for ref in metadata.get("ownerReferences") or ()
+    )
+
+
+def _secret_problem(spec: AgentSpec, keys: frozenset[str] | None) -> _Verdict | None:
+    secret = spec.model.api_key_secret_ref
+    if secret is None:
+        return None
+    if keys is None:
+        return _Verdict(
+            AgentPhase.ERROR, "SecretNotFound", f"Secret {secret.name} (key {secret.key}) not found"
+        )
+    if secret.key not in keys:
+        return _Verdict(
+            AgentPhase.ERROR, "SecretKeyNotFound", f"Secret {secret.name} has no key {secret.key}"
+        )
+    return None
+
+
+def _rollout(deployment: Body | None, replicas: int, previous: AgentStatus) -> _Verdict:
+    """The Deployment's progress, as ``kubectl rollout status`` reads it."""
+    if deployment is None:
+        return _Verdict(AgentPhase.PROGRESSING, "DeploymentCreated", "waiting for the Deployment")
+    status = deployment.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or ()}
+    progressing = conditions.get("Progressing") or {}
+    if progressing.get("status") == "False":
+        reason = str(progressing.get("reason") or "ProgressDeadlineExceeded")
+        return _Verdict(AgentPhase.DEGRADED, reason, str(progressing.get("message") or reason))
+    current = int(status.get("observedGeneration") or 0) >= int(
+        deployment["metadata"].get("generation") or 1
+    )
+    ready = int(status.get("readyReplicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    if current and ready >= replicas and available >= replicas and updated >= replicas:
+        return _Verdict(AgentPhase.READY, "DeploymentAvailable", f"{ready}/{replicas} pods ready")
+    if (
+        current
+        and updated >= replicas
+        and previous.phase in (AgentPhase.READY, AgentPhase.DEGRADED)
+    ):
+        return _Verdict(
+            AgentPhase.DEGRADED, "ReplicasUnavailable", f"{ready}/{replicas} pods ready"
+        )
+    return _Verdict(
+        AgentPhase.PROGRESSING, "RollingOut", f"{updated}/{replicas} pods updated, {ready} ready"
+    )
+
+
+def _condition(
+    previous: AgentStatus, kind: str, holds: bool, verdict: _Verdict, observation: Observation
+) -> Condition:
+    status = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
+    before = next((c for c in previous.conditions if c.type == kind), None)
+    since = observation.now
+    if before is not None and before.status == status:
+        since = before.last_transition_time or since
+    return Condition(
+        type=kind,
+        status=status,
+        reason=verdict.reason,
+        message=verdict.message,
+        last_transition_time=since,
+        observed_generation=observation.generation,
+    )
+
+
+def _status(observation: Observation, verdict: _Verdict, replicas: int) -> AgentStatus:
+    previous = observation.status
+    deployment = observation.children.get(Child.DEPLOYMENT) or {}
+    ready = int((deployment.get("status") or {}).get("readyReplicas") or 0) if replicas else 0
+    return previous.model_copy(
+        update={
+            "phase": verdict.phase,
+            "replicas": replicas,
+            "ready_replicas": ready,
+            "ready": f"{ready}/{replicas}",
+            "observed_generation": observation.generation,
+            "conditions": [
+                _condition(
+                    previous, READY, verdict.phase is AgentPhase.READY, verdict, observation
+                ),
+                _condition(
+                    previous,
+                    PROGRESSING,
+                    verdict.phase is AgentPhase.PROGRESSING,
+                    verdict,
+                    observation,
+                ),
+            ],
+        }
+    )
+
+
+def _plan(
+    observation: Observation, wanted: Mapping[Child, Body], held: frozenset[Child]
+) -> tuple[list[Write], list[tuple[Child, str]], _Verdict | None]:
+    """Writes for what differs, deletes for what is no longer wanted, and any child not ours.
+
+    ``held`` children are left as they are: neither written nor deleted.
+    """
+    agent, writes, deletes = observation.agent, [], []
+    for child, observed in observation.children.items():
+        if not _ours(agent, child, observed):
+            name = observed["metadata"]["name"]
+            message = f"{child.kind} {name} exists and does not belong to Agent {agent.name}"
+            return [], [], _Verdict(AgentPhase.ERROR, "ChildNotOwned", message)
+        if child not in wanted and child not in held:
+            deletes.append((child, observed["metadata"]["name"]))
+    for child, body in wanted.items():
+        current = observation.children.get(child)
+        if child in held:
+            continue
+        if current is None:
+            writes.append(Write(child, body, create=True))
+        elif not _covers(current, body):
+            writes.append(Write(child, _replacement(current, body), create=False))
+    return writes, deletes, None
+
+
+def reconcile(observation: Observation) -> Decision:
+    """The writes, deletes, status and Events that bring the Agent's children to its spec."""
+    spec, agent = observation.spec, observation.agent
+    if isinstance(spec, InvalidSpec):
+        verdict = _Verdict(AgentPhase.ERROR, "InvalidSpec", "; ".join(spec.problems))
+        return _decision(observation, [], [], verdict, 0)
+    problem = _secret_problem(spec, observation.secret_keys)
+    wanted = desired(agent, spec, observation.settings) if spec.replicas else {}
+    held = frozenset({Child.DEPLOYMENT} if problem is not None and spec.replicas else ())
+    writes, deletes, conflict = _plan(observation, wanted, held)
+    refused = next(iter(observation.refusals.items()), None)
+    if conflict is not None:
+        verdict = conflict
+    elif problem is not None:
+        verdict = problem
+    elif refused is not None:
+        child, message = refused
+        verdict = _Verdict(AgentPhase.ERROR, f"{child.kind}Refused", message)
+    elif not spec.replicas:
+        verdict = _Verdict(AgentPhase.READY, "TasksOnly", "runs only in workflow tasks")
+    else:
+        deployment = observation.children.get(Child.DEPLOYMENT)
+        verdict = _rollout(deployment, spec.replicas, observation.status)
+        if any(w.child is Child.DEPLOYMENT for w in writes):
+            verdict = _Verdict(AgentPhase.PROGRESSING, "RollingOut", "the pods' spec changed")
+    return _decision(observation, writes, deletes, verdict, spec.replicas)
+
+
+def _decision(
+    observation: Observation,
+    writes: list[Write],
+    deletes: list[tuple[Child, str]],
+    verdict: _Verdict,
+    replicas: int,
+) -> Decision:
+    status = _status(observation, verdict, replicas)
+    before = next((c for c in observation.status.conditions if c.type == READY), None)
+    events = []
+    if verdict.phase in (AgentPhase.ERROR, AgentPhase.DEGRADED) and (
+        before is None or before.reason != verdict.reason
+    ):
+        events.append(Event(EventType.WARNING, verdict.reason, verdict.message))
+    return Decision(
+        writes=writes,
+        deletes=deletes,
+        status=status,
+        events=events,
+        resync=verdict.phase is not AgentPhase.READY,
+    )
