@@ -76,6 +76,14 @@ TEST_CONFIG = OperatorConfig(
 )
 
 
+ELECTION_ENV = {
+    "TROUPE_LEASE_DURATION_SECONDS": "2",
+    "TROUPE_RENEW_DEADLINE_SECONDS": "1",
+    "TROUPE_RETRY_PERIOD_SECONDS": "0.2",
+}
+"""Short leases, so that a restarted operator process leads again within seconds."""
+
+
 @dataclass
 class OperatorProcess:
     """``kopf run -m troupe_operator.main`` against the emulator, started again when it exits.
@@ -86,6 +94,8 @@ class OperatorProcess:
 
     kubeconfig: pathlib.Path
     log: pathlib.Path
+    identity: str = "operator"
+    """Its POD_NAME, the first part of its leader-election identity."""
     exits: list[int] = field(default_factory=list)
     _process: subprocess.Popen[bytes] | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -98,6 +108,8 @@ class OperatorProcess:
             "TROUPE_RESYNC_SECONDS": str(TEST_CONFIG.resync_seconds),
             "TROUPE_POD_CHECK_SECONDS": str(TEST_CONFIG.pod_check_seconds),
             "TROUPE_API_TIMEOUT_SECONDS": str(TEST_CONFIG.api_timeout_seconds),
+            "POD_NAME": self.identity,
+            **ELECTION_ENV,
         }
         command = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces"]
         with self.log.open("ab") as log:
@@ -156,9 +168,12 @@ class Troupe:
             yield controller
 
     @contextlib.contextmanager
-    def operator_process(self, kubeconfig: pathlib.Path) -> Iterator[OperatorProcess]:
+    def operator_process(
+        self, kubeconfig: pathlib.Path, identity: str = "operator"
+    ) -> Iterator[OperatorProcess]:
         """The real operator as its own process, restarted whenever it exits on its own."""
-        process = OperatorProcess(kubeconfig, kubeconfig.with_name("operator.log"))
+        log = kubeconfig.with_name(f"{identity}.log")
+        process = OperatorProcess(kubeconfig, log, identity)
         process.start()
         try:
             yield process
