@@ -1,4 +1,4 @@
-"""Calls a task pod makes to the Kubernetes API: bounded in time, retried while the API is busy.
+"""Calls an agent pod makes to the Kubernetes API: bounded in time, retried while the API is busy.
 
 A task reads its upstream outputs and writes its own through the API, after
 (or before) paying for model calls, so a passing 5xx must not cost it the
@@ -10,7 +10,10 @@ exponential backoff and full jitter until the task deadline, or
 :class:`KubeApiError` for the caller to word. This module refuses to retry
 those, and to decide what they mean for the task.
 
-Imported only by tasks that talk to the cluster: local runs never load the
+Serve mode reviews its callers' tokens through the same caller, with a budget
+of seconds rather than a task's (``troupe_agent.invoke_auth``).
+
+Imported only by pods that talk to the cluster: local runs never load the
 ``kubernetes`` client.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +29,7 @@ from typing import Final, TypeVar
 
 import urllib3
 from kubernetes import config
-from kubernetes.client import ApiClient, Configuration, CoreV1Api
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
 from troupe_agent.retry import Deadline, RetryPolicy, parse_retry_after
@@ -41,8 +45,9 @@ MIN_REQUEST_TIMEOUT_SECONDS: Final = 1.0
 OWN_RETRY_SECONDS: Final = 60.0
 """How long one call is retried when the task has no deadline (or a later one)."""
 
-USER_AGENT: Final = "troupe-agent/task"
-"""How task pods name themselves to the API (audit logs, fault injection in tests)."""
+TASK_USER_AGENT: Final = "troupe-agent/task"
+SERVE_USER_AGENT: Final = "troupe-agent/serve"
+"""How agent pods name themselves to the API (audit logs, fault injection in tests)."""
 
 RETRYABLE_STATUSES: Final = frozenset({429}) | frozenset(range(500, 600))
 
@@ -60,21 +65,25 @@ class KubeApiError(Exception):
         self.retryable = retryable
 
 
-def connect() -> CoreV1Api:
-    """The core API with in-cluster credentials in a pod, else ``KUBECONFIG`` or ``~/.kube``."""
+def connect(user_agent: str) -> ApiClient:
+    """A client with in-cluster credentials in a pod, else ``KUBECONFIG`` or ``~/.kube``."""
     configuration = Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         try:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                # read now: the library reads KUBECONFIG once, when it is imported
+                config_file=os.environ.get("KUBECONFIG"),
+                client_configuration=configuration,
+            )
         except (config.ConfigException, OSError) as exc:
             why = f"no Kubernetes API configured (not in a pod, no kubeconfig): {exc}"
             raise KubeApiError(None, why, retryable=False) from exc
     configuration.retries = False  # ours, below: urllib3's would retry at once, past deadlines
     api_client = ApiClient(configuration)
-    api_client.user_agent = USER_AGENT
-    return CoreV1Api(api_client)
+    api_client.user_agent = user_agent
+    return api_client
 
 
 @dataclass(frozen=True)

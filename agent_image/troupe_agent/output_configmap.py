@@ -21,7 +21,7 @@ from kubernetes.client import CoreV1Api, V1ConfigMap, V1ObjectMeta, V1OwnerRefer
 from kubernetes.client.exceptions import ApiException
 
 from troupe_agent.failures import TaskFailed
-from troupe_agent.kube_api import KubeApiError, KubeCaller, connect
+from troupe_agent.kube_api import TASK_USER_AGENT, KubeApiError, KubeCaller, connect
 from troupe_agent.retry import Deadline
 from troupe_operator.api import (
     ATTEMPT_ANNOTATION,
@@ -79,7 +79,7 @@ class OutputConfigMaps:
     def connect(cls, namespace: str, deadline: Deadline) -> OutputConfigMaps:
         """Connected with the pod's credentials (else the kubeconfig), calls bounded by deadline."""
         try:
-            core = connect()
+            core = CoreV1Api(connect(TASK_USER_AGENT))
         except KubeApiError as error:
             raise TaskFailed(str(error), EXIT_PERMANENT) from error
         return cls(core, KubeCaller(deadline), namespace)

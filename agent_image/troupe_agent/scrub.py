@@ -3,7 +3,8 @@
 Providers sometimes echo the key (or part of it) back in an error body, and
 libraries put it in headers they may log. Every message that leaves the
 process passes through :func:`scrub`, which removes the keys this process was
-given and anything shaped like a bearer token or an OpenAI-style key.
+given and anything shaped like a bearer token, an OpenAI-style key or a JWT
+(a ServiceAccount token a caller of serve mode sent, should an error echo it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ REDACTED: Final = "[REDACTED]"
 _MIN_SECRET_LENGTH: Final = 4
 _KEY_SHAPES: Final = re.compile(
     r"(?i)(?:bearer\s+[A-Za-z0-9._~+/=-]{8,})|(?:\bsk-[A-Za-z0-9_*.-]{6,})"
+    r"|(?:\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
 )
 _known_secrets: set[str] = set()
 

@@ -16,9 +16,11 @@ def test_registered_secret_is_removed_everywhere() -> None:
 def test_key_shaped_tokens_are_removed_even_when_unregistered() -> None:
     text = scrub(
         "Incorrect API key provided: sk-proj-abc123XYZ789. Authorization: Bearer abcdefghijklmnop"
+        " token eyJhbGciOiJSUzI1NiIsImtpZCI6Ik.eyJhdWQiOlsidHJvdXBlLmRldi9hZ2VudCJd.c2lnbmF0dXJl"
     )
     assert "sk-proj" not in text
     assert "abcdefghijklmnop" not in text
+    assert "eyJ" not in text and "c2lnbmF0dXJl" not in text
 
 
 def test_short_or_empty_secrets_are_not_registered() -> None:
