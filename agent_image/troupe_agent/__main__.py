@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from troupe_agent.invoke_auth import DEFAULT_AUDIENCE
 from troupe_agent.logs import configure_logging
 from troupe_operator.api import EXIT_PERMANENT, INPUT_ENV, SPEC_KEY, SPEC_MOUNT
 
@@ -90,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--token-audience",
+        default=DEFAULT_AUDIENCE,
+        metavar="AUDIENCE",
+        help="the audience callers' tokens must be issued for; '' for the API server's "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="let anyone invoke the agent, without a token (local development only)",
+    )
     return parser
 
 
@@ -111,7 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     from troupe_agent.serve import ServeConfigError, ServeOptions, run_serve_mode
 
-    options = ServeOptions(args.agent, args.name, args.api_key_env, args.host, args.port)
+    options = ServeOptions(
+        args.agent,
+        args.name,
+        args.api_key_env,
+        args.host,
+        args.port,
+        args.token_audience,
+        args.insecure_no_auth,
+    )
     try:
         run_serve_mode(options)
     except ServeConfigError as exc:

@@ -2,8 +2,13 @@
 
 The process answers ``/healthz`` at once and builds the agent graph in a
 background thread; ``/readyz`` turns 200 once the graph is built.
-``POST /v1/invoke`` runs the graph in a worker thread. uvicorn handles
-SIGTERM: it stops accepting connections and lets in-flight requests finish.
+``POST /v1/invoke`` runs the graph in a worker thread, for callers whose
+ServiceAccount token the API server vouches for and whom RBAC allows
+(``troupe_agent.invoke_auth``); health, readiness and metrics stay open.
+Serving without authentication takes ``--insecure-no-auth``, and serve mode
+refuses to start with authentication on but no Kubernetes API to check callers
+with. uvicorn handles SIGTERM: it stops accepting connections and lets
+in-flight requests finish.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from troupe_agent.access_reviews import ApiReviews, InvokeTarget, pod_namespace
 from troupe_agent.errors import CallFailure, ModelCallError
+from troupe_agent.invoke_auth import InvokeAuth
+from troupe_agent.kube_api import SERVE_USER_AGENT, KubeApiError, connect
 from troupe_agent.metrics import ServeMetrics
 from troupe_agent.scrub import one_line, register_secret
 from troupe_operator.api import AgentSpec
@@ -52,6 +60,8 @@ class ServeOptions:
     api_key_env: str
     host: str
     port: int
+    token_audience: str
+    insecure_no_auth: bool
 
 
 class ServeConfigError(Exception):
@@ -114,8 +124,31 @@ class _AgentSlot:
         self.failure: str | None = None
 
 
-def create_app(build_agent: AgentBuilder, metrics: ServeMetrics | None = None) -> Starlette:
-    """The ASGI app; the agent is built in the background when the app starts."""
+def connect_invoke_auth(name: str, audience: str) -> InvokeAuth:
+    """The gate of agent ``name``, reviewing callers with the pod's ServiceAccount (else the
+    kubeconfig's identity) for the Agent in the pod's namespace."""
+    without = "pass --insecure-no-auth to serve without it (local development only)"
+    try:
+        api_client = connect(SERVE_USER_AGENT)
+    except KubeApiError as error:
+        raise ServeConfigError(
+            f"serve mode checks every caller's token with the Kubernetes API: {error}; {without}"
+        ) from error
+    namespace = pod_namespace()
+    if namespace is None:
+        raise ServeConfigError(
+            "serve mode checks callers' permission on the Agent in the pod's namespace, which"
+            f" is unknown (no POD_NAMESPACE, no service account namespace file); {without}"
+        )
+    return InvokeAuth(ApiReviews(api_client, InvokeTarget(namespace, name), audience))
+
+
+def create_app(
+    build_agent: AgentBuilder, metrics: ServeMetrics | None = None, *, auth: InvokeAuth | None
+) -> Starlette:
+    """The ASGI app; the agent is built in the background when the app starts.
+
+    ``auth=None`` serves ``/v1/invoke`` to anyone who can reach it."""
     metrics = metrics or ServeMetrics()
     slot = _AgentSlot()
 
@@ -146,6 +179,18 @@ def create_app(build_agent: AgentBuilder, metrics: ServeMetrics | None = None) -
         return Response(metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     async def invoke(request: Request) -> Response:
+        if auth is not None:
+            verdict = await anyio.to_thread.run_sync(
+                auth.check, request.headers.get("authorization")
+            )
+            if not verdict.allowed:
+                log.log(
+                    logging.WARNING if verdict.status >= 500 else logging.INFO,
+                    "invoke refused (%d): %s",
+                    verdict.status,
+                    verdict.message,
+                )
+                return _error(verdict.status, verdict.message, verdict.headers)
         agent = slot.agent
         if agent is None:
             return _error(503, slot.failure or "the agent is still starting")
@@ -179,8 +224,8 @@ def create_app(build_agent: AgentBuilder, metrics: ServeMetrics | None = None) -
     return app
 
 
-def _error(status: int, message: str) -> Response:
-    return JSONResponse({"error": one_line(message)}, status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": one_line(message)}, status, headers)
 
 
 class RequestMetricsMiddleware:
@@ -229,7 +274,17 @@ def run_serve_mode(options: ServeOptions) -> None:
     def build_agent(metrics: ServeMetrics) -> Agent:
         return Agent(name, spec, api_key, AgentOptions(observers=[metrics]))
 
-    app = create_app(build_agent)
+    if options.insecure_no_auth:
+        auth = None
+        log.warning(
+            "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach port %d may invoke"
+            " agent %s and spend its model budget; for local development only",
+            options.port,
+            name,
+        )
+    else:
+        auth = connect_invoke_auth(name, options.token_audience)
+    app = create_app(build_agent, auth=auth)
     server = uvicorn.Server(
         uvicorn.Config(app, host=options.host, port=options.port, log_config=None, access_log=False)
     )

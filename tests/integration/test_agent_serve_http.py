@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -14,8 +13,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
+from tests.integration.agent_server import RunningServer, serving
 from tests.support.openai_stub import Fault, OpenAIStub
 from troupe_agent.agent import Agent, AgentOptions
 from troupe_agent.logs import OneLineScrubbingFormatter
@@ -24,16 +23,6 @@ from troupe_agent.serve import create_app
 from troupe_operator.api import AgentSpec
 
 CANARY_KEY = "tr-serve-canary-91d0c4aa7e"
-
-
-class RunningServer:
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str) -> None:
-        self.server, self.thread, self.url = server, thread, url
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture
@@ -49,26 +38,8 @@ def serve(openai_stub: OpenAIStub) -> Iterator[RunningServer]:
         options = AgentOptions(observers=[metrics], sleep=lambda seconds: None)
         return Agent("researcher-1", spec, CANARY_KEY, options)
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(build_agent), log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    running = RunningServer(server, thread, url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "serve mode never became ready"
-        time.sleep(0.02)
-    yield running
-    if thread.is_alive():
-        running.stop()
-    sock.close()
+    with serving(create_app(build_agent, auth=None)) as running:
+        yield running
 
 
 def test_invoke_health_readiness_and_metrics_over_http(

@@ -40,7 +40,7 @@ def wait_ready(client: TestClient) -> None:
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    with TestClient(create_app(scripted_agent)) as test_client:
+    with TestClient(create_app(scripted_agent, auth=None)) as test_client:
         wait_ready(test_client)
         yield test_client
 
@@ -92,7 +92,7 @@ def test_not_ready_until_the_graph_is_built() -> None:
         assert release.wait(10)
         return scripted_agent(metrics)
 
-    with TestClient(create_app(slow_agent)) as client:
+    with TestClient(create_app(slow_agent, auth=None)) as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 503
         assert client.post("/v1/invoke", json={"prompt": "x"}).status_code == 503
@@ -104,7 +104,7 @@ def test_a_failed_build_stays_unready_with_the_reason() -> None:
     def broken(metrics: ServeMetrics) -> Agent:
         raise RuntimeError("no graph today")
 
-    with TestClient(create_app(broken)) as client:
+    with TestClient(create_app(broken, auth=None)) as client:
         deadline = time.monotonic() + 10
         while client.get("/readyz").json().get("reason") is None:
             assert time.monotonic() < deadline
