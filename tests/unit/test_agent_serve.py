@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from troupe_agent.__main__ import build_parser
 from troupe_agent.agent import Agent, AgentOptions
 from troupe_agent.errors import CallFailure
+from troupe_agent.invoke_auth import DEFAULT_AUDIENCE
 from troupe_agent.metrics import ServeMetrics
 from troupe_agent.scripted import PLACEHOLDER_BANNER
 from troupe_agent.serve import (
@@ -140,3 +142,10 @@ def test_agent_spec_from_file_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv(AGENT_SPEC_ENV)
     with pytest.raises(ServeConfigError, match="--agent"):
         load_agent_spec(None)
+
+
+def test_authentication_is_on_unless_switched_off() -> None:
+    served = build_parser().parse_args(["serve"])
+    assert (served.insecure_no_auth, served.token_audience) == (False, DEFAULT_AUDIENCE)
+    insecure = build_parser().parse_args(["serve", "--insecure-no-auth", "--token-audience", ""])
+    assert (insecure.insecure_no_auth, insecure.token_audience) == (True, "")
