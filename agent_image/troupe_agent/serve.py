@@ -191,6 +191,7 @@ def create_app(
                     verdict.message,
                 )
                 return _error(verdict.status, verdict.message, verdict.headers)
+            log.info("invoke by %s", verdict.user)
         agent = slot.agent
         if agent is None:
             return _error(503, slot.failure or "the agent is still starting")

@@ -230,6 +230,7 @@ def test_a_burst_costs_one_review_and_no_token_shows_anywhere(
     bodies.append(httpx.get(f"{serve.url}/metrics").text)
     formatter = OneLineScrubbingFormatter()
     lines = [formatter.format(record) for record in caplog.records]
+    assert any("invoke by system:serviceaccount:default:caller" in line for line in lines)
     assert any("invoke refused (403)" in line for line in lines)
     assert any("invoke refused (503)" in line for line in lines)
     for text in bodies + lines:
