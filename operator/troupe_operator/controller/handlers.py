@@ -18,7 +18,6 @@ retried with per-Workflow backoff; never dropped.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,18 +30,17 @@ from pydantic import ValidationError
 from troupe_operator.api import GROUP, VERSION, AgentSpec
 from troupe_operator.controller import agents, kopf_settings, metrics, observe
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.controller.kube import ApiError, Kube
+from troupe_operator.controller.kube import Kube
 from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.reconciler import WorkflowReconciler
 from troupe_operator.controller.runs import Runs, WorkflowKey
-from troupe_operator.controller.workqueue import QueueShutDown, WorkQueue
+from troupe_operator.controller.workers import Workers
 from troupe_operator.workflow import LABEL_WORKFLOW
 
 logger = logging.getLogger(__name__)
 
 Connect = Callable[[], Awaitable[client.ApiClient]]
 AgentEntry = tuple[str, AgentSpec | None]
-QUEUE: Final = "workflow"
 GC_THRESHOLDS: Final = (20_000, 20, 50)
 """Allocations before a young collection; young ones before a middle one; middle ones
 before a full one (CPython's defaults are 700, 10, 10)."""
@@ -55,10 +53,9 @@ class Controller:
 
     def __init__(self) -> None:
         self.runs = Runs()
-        self.queue: WorkQueue[WorkflowKey] = WorkQueue()
+        self.workers: Workers[WorkflowKey] = Workers(metrics.CONTROLLER)
         self.reconciler: WorkflowReconciler | None = None
         self._api: client.ApiClient | None = None
-        self._workers: list[asyncio.Task[None]] = []
 
     async def start(
         self,
@@ -79,57 +76,15 @@ class Controller:
             agents=agents_of,
             runs=self.runs,
         )
-        self._workers = [
-            asyncio.create_task(self._work(self.reconciler), name=f"troupe-worker-{index}")
-            for index in range(config.workers)
-        ]
+        self.workers.start(self.reconciler.reconcile, config.workers)
 
     async def stop(self) -> None:
-        self.queue.shut_down()
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await self.workers.stop()
         if self._api is not None:
             await self._api.close()  # type: ignore[no-untyped-call]  # untyped upstream
 
     def enqueue(self, key: WorkflowKey) -> None:
-        self.queue.add(key)
-        metrics.QUEUE_ADDS.labels(QUEUE).inc()
-        metrics.QUEUE_DEPTH.labels(QUEUE).set(len(self.queue))
-
-    async def _work(self, reconciler: WorkflowReconciler) -> None:
-        while True:
-            try:
-                key, waited = await self.queue.get()
-            except QueueShutDown:
-                return
-            metrics.QUEUE_WAIT.labels(QUEUE).observe(waited)
-            metrics.QUEUE_DEPTH.labels(QUEUE).set(len(self.queue))
-            try:
-                with metrics.RECONCILE_TIME.labels(metrics.CONTROLLER).time():
-                    delay = await reconciler.reconcile(key)
-            except Exception as error:  # every failure is retried with backoff, never dropped
-                self._failed(key, error)
-            else:
-                self.queue.forget(key)
-                result = "success" if delay is None else "requeue_after"
-                metrics.RECONCILES.labels(metrics.CONTROLLER, result).inc()
-                if delay is not None:
-                    self.queue.add_after(key, delay)
-            finally:
-                self.queue.done(key)
-
-    def _failed(self, key: WorkflowKey, error: Exception) -> None:
-        metrics.RECONCILES.labels(metrics.CONTROLLER, "error").inc()
-        metrics.RECONCILE_ERRORS.labels(metrics.CONTROLLER).inc()
-        metrics.QUEUE_RETRIES.labels(QUEUE).inc()
-        server_asked = error.retry_after if isinstance(error, ApiError) else None
-        delay = self.queue.add_rate_limited(key, at_least=server_asked or 0.0)
-        where = f"{key[0]}/{key[1]}"
-        if isinstance(error, ApiError):
-            logger.warning("reconcile of %s failed, retry in %.2fs: %s", where, delay, error)
-        else:
-            logger.exception("reconcile of %s failed, retry in %.2fs", where, delay)
+        self.workers.enqueue(key)
 
 
 def _agent_entry(body: kopf.Body, name: str) -> AgentEntry:
@@ -191,7 +146,7 @@ def register(
         key = (str(namespace), name)
         if event["type"] == "DELETED":
             if controller.runs.forget(key, uid=event["object"]["metadata"]["uid"]):
-                controller.queue.discard(key)
+                controller.workers.queue.discard(key)
         elif controller.runs.seen(key, event["object"]):
             controller.enqueue(key)
 

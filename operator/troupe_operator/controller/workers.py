@@ -1,8 +1,7 @@
 """Workers that take keys off a work queue and reconcile them, retrying every failure.
 
-Generic over the key and the reconcile, so each controller (Agents here; the
-Workflow controller has its own loop in ``handlers.Controller``, which can
-move onto this) gets the same rules: a reconcile that raises is logged (with
+Generic over the key and the reconcile, so each controller (Workflows and
+Agents) gets the same rules: a reconcile that raises is logged (with
 its traceback unless it is an understood API error), counted, and retried
 with per-key backoff, at least what the server's ``Retry-After`` asked;
 never dropped. A reconcile answers how long until it wants to be looked at
