@@ -29,15 +29,14 @@ from typing import Any, Final
 
 from troupe_operator.api import API_VERSION, GROUP, AgentSpec
 from troupe_operator.workflow import API_KEY_ENV
+from troupe_operator.workflow.naming import HASH_CHARS, LABEL_MANAGED_BY, MANAGED_BY, short_digest
 
 Body = dict[str, Any]
 
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
-LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_AGENT: Final = "troupe.dev/agent"
 APP_NAME: Final = "troupe-agent"
-MANAGED_BY: Final = "troupe"
 SPEC_HASH_ANNOTATION: Final = "troupe.dev/spec-hash"
 AGENT_ANNOTATION: Final = "troupe.dev/agent"
 """``<namespace>/<name>`` of the Agent a ClusterRoleBinding serves (labels cannot hold it)."""
@@ -55,19 +54,14 @@ RUN_AS_USER: Final = 10001
 
 MAX_LABEL: Final = 63
 MAX_NAME: Final = 253
-HASH_CHARS: Final = 8
 DNS_1035: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
 
 
 def _shortened(text: str, limit: int) -> str:
     """``text`` if it fits ``limit``; else a prefix, ``-``, and a hash of the whole."""
     if len(text) <= limit:
         return text
-    return f"{text[: limit - HASH_CHARS - 1].rstrip('-.')}-{_digest(text)}"
+    return f"{text[: limit - HASH_CHARS - 1].rstrip('-.')}-{short_digest(text)}"
 
 
 class Child(Enum):
@@ -113,7 +107,7 @@ class AgentRef:
             return self.name
         cleaned = re.sub(r"[^a-z0-9-]", "-", self.name)
         base = cleaned if cleaned[0].isalpha() else f"a-{cleaned}"
-        return f"{base[: MAX_LABEL - HASH_CHARS - 1].rstrip('-')}-{_digest(self.name)}"
+        return f"{base[: MAX_LABEL - HASH_CHARS - 1].rstrip('-')}-{short_digest(self.name)}"
 
     @property
     def lease_name(self) -> str:

@@ -26,8 +26,6 @@ from datetime import datetime
 from typing import Any
 
 from troupe_operator.agents.children import (
-    LABEL_MANAGED_BY,
-    MANAGED_BY,
     AgentRef,
     Body,
     Child,
@@ -42,6 +40,7 @@ from troupe_operator.api import (
     ConditionStatus,
 )
 from troupe_operator.workflow import Event, EventType, InvalidSpec
+from troupe_operator.workflow.naming import LABEL_MANAGED_BY, MANAGED_BY
 
 READY = "Ready"
 PROGRESSING = "Progressing"

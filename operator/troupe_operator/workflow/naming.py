@@ -30,7 +30,8 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "troupe"
 
 
-def _digest(text: str) -> str:
+def short_digest(text: str) -> str:
+    """A short, stable hash that keeps a shortened name unique (shared by every controller)."""
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
 
 
@@ -39,7 +40,7 @@ def _fit(base: str, suffix: str) -> str:
     if len(base) + len(suffix) <= MAX_NAME:
         return base + suffix
     keep = MAX_NAME - len(suffix) - HASH_CHARS - 1
-    return f"{base[:keep].rstrip('-')}-{_digest(base)}{suffix}"
+    return f"{base[:keep].rstrip('-')}-{short_digest(base)}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class WorkflowRef:
     @cached_property
     def run_hash(self) -> str:
         """Short hash of the uid: tells this run's children from any other's."""
-        return _digest(self.uid)
+        return short_digest(self.uid)
 
     def job_name(self, task: str, attempt: int) -> str:
         """The Job of one attempt: ``<workflow>-<task>-<hash>-<attempt>``."""
