@@ -35,7 +35,7 @@ import kopf
 from kubernetes.aio import client
 
 from troupe_operator.controller.config import ConfigError
-from troupe_operator.controller.handlers import Connect
+from troupe_operator.controller.kube import Connect
 from troupe_operator.controller.lease_store import KubeLeaseStore
 from troupe_operator.election import ElectionConfig, LeaderElector, LeadershipLost, Transition
 from troupe_operator.election.elector import Work

@@ -13,8 +13,6 @@ import functools
 import io
 import pathlib
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +24,7 @@ from tests.integration.troupe_driver import Troupe
 from tests.support.emulator import EmulatedCluster
 from tests.support.fixtures import REPO_CRDS
 from tests.support.kopf_runner import running_operator
+from tests.support.kubectl import run_kubectl
 from tests.support.waiting import wait_for
 from troupe_operator.cli import main
 
@@ -54,14 +53,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 yield Cluster(emulator, api, kubeconfig)
 
 
-def _kubectl(kubeconfig: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        pytest.skip("kubectl is not installed")
-    command = [binary, "--kubeconfig", str(kubeconfig), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-
-
 def _troupe(*args: str) -> tuple[int, list[str]]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -72,7 +63,7 @@ def _troupe(*args: str) -> tuple[int, list[str]]:
 def _cluster_accepts(cluster: Cluster, entry: Entry, path: pathlib.Path) -> tuple[bool, str]:
     namespace = f"v{ENTRIES.index(entry)}"
     cluster.emulator.create_namespace(namespace)
-    applied = _kubectl(cluster.kubeconfig, "apply", "-n", namespace, "-f", str(path))
+    applied = run_kubectl(cluster.kubeconfig, "apply", "-n", namespace, "-f", str(path))
     if applied.returncode != 0:
         return False, applied.stderr.strip()
     custom = kubernetes.client.CustomObjectsApi(cluster.api)

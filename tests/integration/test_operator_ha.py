@@ -52,10 +52,8 @@ def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
             wait_for(lambda: troupe.jobs("ha-one"), timeout=60, what="the first Jobs")
             wait_for(lambda: "waiting to lead" in standby.log.read_text(), timeout=60)
 
-            leader._stopping.set()
-            assert leader._process is not None
             stopped_at = time.monotonic()
-            leader._process.send_signal(stop)
+            leader.signal(stop)
             new = wait_for(
                 lambda: (h := holder(troupe.api)) and not h.startswith(leader_name[:4]) and h,
                 timeout=30,

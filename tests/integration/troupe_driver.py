@@ -127,6 +127,12 @@ class OperatorProcess:
             self.exits.append(code)
             self.start()
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` and do not start it again, as a Deployment scaled down would not."""
+        self._stopping.set()
+        if self._process is not None:
+            self._process.send_signal(sig)
+
     def stop(self) -> None:
         self._stopping.set()
         if self._process is not None and self._process.poll() is None:

@@ -9,9 +9,10 @@ import subprocess
 import pytest
 
 
-def _run(
-    kubeconfig: pathlib.Path, args: tuple[str, ...], stdin: str | None, timeout: float
+def run_kubectl(
+    kubeconfig: pathlib.Path, *args: str, stdin: str | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
+    """kubectl's whole result, whatever its exit code (skips the test without kubectl)."""
     binary = shutil.which("kubectl")
     if binary is None:
         pytest.skip("kubectl not installed")
@@ -29,7 +30,7 @@ def kubectl(
     kubeconfig: pathlib.Path, *args: str, stdin: str | None = None, timeout: float = 30
 ) -> str:
     """kubectl's stdout; fails the test with kubectl's stderr on a non-zero exit."""
-    result = _run(kubeconfig, args, stdin, timeout)
+    result = run_kubectl(kubeconfig, *args, stdin=stdin, timeout=timeout)
     if result.returncode != 0:
         pytest.fail(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result.stdout
@@ -37,7 +38,7 @@ def kubectl(
 
 def kubectl_refused(kubeconfig: pathlib.Path, *args: str, timeout: float = 30) -> str:
     """kubectl's stderr; fails the test if kubectl succeeded."""
-    result = _run(kubeconfig, args, None, timeout)
+    result = run_kubectl(kubeconfig, *args, timeout=timeout)
     if result.returncode == 0:
         pytest.fail(f"kubectl {' '.join(args)} succeeded: {result.stdout}")
     return result.stderr

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -48,14 +48,14 @@ from troupe_operator.agents.children import AGENT_ANNOTATION, APP_NAME, LABEL_NA
 from troupe_operator.api import API_VERSION, GROUP, VERSION, AgentSpec, AgentStatus
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
-from troupe_operator.controller.kube import MERGE_PATCH, ApiError, Body, Kube, path
+from troupe_operator.controller.kube import MERGE_PATCH, ApiError, Body, Connect, Kube, path
 from troupe_operator.controller.workers import Workers
+from troupe_operator.manifests import schema_messages
 from troupe_operator.workflow import InvalidSpec
 
 logger = logging.getLogger(__name__)
 
 AgentKey = tuple[str, str]
-Connect = Callable[[], Awaitable[client.ApiClient]]
 OWNED_STATUS: Final = frozenset(
     {"phase", "replicas", "ready_replicas", "ready", "observed_generation", "conditions"}
 )
@@ -169,9 +169,7 @@ class AgentReconciler:
         try:
             spec = AgentSpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
-            spec = InvalidSpec(
-                [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
-            )
+            spec = InvalidSpec(schema_messages(error))
         try:
             status = AgentStatus.model_validate(body.get("status") or {})
         except ValidationError:

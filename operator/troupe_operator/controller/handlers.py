@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import kopf
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from troupe_operator.api import GROUP, VERSION, AgentSpec
 from troupe_operator.controller import agents, kopf_settings, metrics, observe
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.controller.kube import Kube
+from troupe_operator.controller.kube import Connect, Kube
 from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.reconciler import WorkflowReconciler
 from troupe_operator.controller.runs import Runs, WorkflowKey
@@ -39,7 +39,6 @@ from troupe_operator.workflow import LABEL_WORKFLOW
 
 logger = logging.getLogger(__name__)
 
-Connect = Callable[[], Awaitable[client.ApiClient]]
 AgentEntry = tuple[str, AgentSpec | None]
 GC_THRESHOLDS: Final = (20_000, 20, 50)
 """Allocations before a young collection; young ones before a middle one; middle ones

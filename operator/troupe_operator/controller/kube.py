@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -27,6 +28,8 @@ from kubernetes.aio.dynamic import DynamicClient
 from troupe_operator.api import API_VERSION
 
 Body = dict[str, Any]
+Connect = Callable[[], Awaitable[client.ApiClient]]
+"""Builds the API client a controller uses, when the operator starts."""
 MERGE_PATCH: Final = "application/merge-patch+json"
 METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 FROM_CACHE: Final = "0"
