@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
 
-from tests.support.openai_stub import Fault, OpenAIStub
+from tests.support.openai_stub import Fault, OpenAIStub, ToolCall
 
 
 def _chat(stub: OpenAIStub, **options: object) -> ChatOpenAI:
@@ -88,6 +90,47 @@ def test_streaming_with_usage(openai_stub: OpenAIStub) -> None:
     usage = [chunk.usage_metadata for chunk in chunks if chunk.usage_metadata]
     assert usage and usage[-1]["total_tokens"] == 4 + 7
     assert openai_stub.chat_requests[0].body == openai_stub.chat_requests[0].body | {"stream": True}
+
+
+class Verdict(BaseModel):
+    """Whether the work is done."""
+
+    done: bool
+    reason: str
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["plain", "streamed"])
+def test_a_tool_call_reply_is_a_structured_decision(
+    openai_stub: OpenAIStub, streaming: bool
+) -> None:
+    arguments = {"done": True, "reason": "every task passed"}
+    openai_stub.script(ToolCall("Verdict", arguments))
+    chat = _chat(openai_stub, streaming=streaming, stream_usage=True)
+    reply = chat.bind_tools([Verdict], tool_choice="required").invoke("is it done?")
+    assert reply.content == ""
+    assert reply.tool_calls == [
+        {"name": "Verdict", "args": arguments, "id": "call_stub_1", "type": "tool_call"}
+    ]
+    assert reply.response_metadata["finish_reason"] == "tool_calls"
+    assert reply.usage_metadata is not None
+    assert reply.usage_metadata["output_tokens"] == len(json.dumps(arguments).split())
+    [request] = openai_stub.chat_requests
+    assert request.body is not None
+    assert bool(request.body.get("stream")) == streaming
+    assert request.body["tool_choice"] == "required"
+    assert [tool["function"]["name"] for tool in request.body["tools"]] == ["Verdict"]
+
+
+def test_the_default_reply_may_stream_several_tool_calls() -> None:
+    calls = [ToolCall("Verdict", {"done": False, "reason": f"try {n}"}) for n in (1, 2)]
+    with OpenAIStub(reply=lambda body: calls) as stub:
+        chat = _chat(stub).bind_tools([Verdict], tool_choice="required")
+        chunks = list(chat.stream("is it done?"))
+    reply = sum(chunks[1:], chunks[0])
+    assert [(call["id"], call["args"]) for call in reply.tool_calls] == [
+        ("call_stub_1", {"done": False, "reason": "try 1"}),
+        ("call_stub_2", {"done": False, "reason": "try 2"}),
+    ]
 
 
 def test_models_endpoint(openai_stub: OpenAIStub) -> None:

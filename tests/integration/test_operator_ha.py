@@ -3,7 +3,8 @@
 Both run as `kopf run -m troupe_operator.main` against the emulator (leases of 2 s, renewed
 every 0.2 s, deadline 1 s). The leader is stopped mid-run, gracefully (SIGTERM, the Lease is
 released) or by SIGKILL (it expires); the standby must finish every run with one Job, one
-attempt and one model request per task.
+attempt and one model request per task. Each replica posts the transitions it sees as Events
+on the Lease.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ def holder(api: kubernetes.client.ApiClient) -> str:
     return ""
 
 
+def lease_events(api: kubernetes.client.ApiClient) -> set[tuple[str, str, str, str]]:
+    """(type, reason, reporting instance, message) of each Event on the operator's Lease."""
+    events = kubernetes.client.CoreV1Api(api).list_namespaced_event("default").items
+    return {
+        (e.type, e.reason, e.reporting_instance, e.message)
+        for e in events
+        if e.involved_object.kind == "Lease" and e.involved_object.name == "troupe-operator"
+    }
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "crash"])
 def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
     troupe: Troupe, kubeconfig: pathlib.Path, stop: signal.Signals
@@ -61,6 +72,15 @@ def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
             )
             handover = time.monotonic() - stopped_at
             wait_until_ended(troupe, ["ha-one", "ha-two"], timeout=180)
+            expected = {
+                ("Normal", "StartedLeading", leader_name, f"{leader_name} became leader"),
+                ("Normal", "LeaderChanged", new, f"{leader_name} holds the Lease"),
+                ("Normal", "StartedLeading", new, f"{new} became leader"),
+            }
+            if stop == signal.SIGTERM:  # posted before the process exits
+                released = f"{leader_name} stopped leading, releasing the Lease"
+                expected.add(("Normal", "StoppedLeading", leader_name, released))
+            wait_for(lambda: expected <= lease_events(troupe.api), what="the Lease's Events")
     assert new.startswith("op-")
     assert handover < (2 if stop == signal.SIGTERM else 6), handover
     assert_every_run_clean(troupe, stub, ["ha-one", "ha-two"])

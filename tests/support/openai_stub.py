@@ -6,8 +6,13 @@ usage chunk when `stream_options.include_usage` is set) and `GET /v1/models`.
 - Replies are deterministic: `"stub reply to: <first 200 chars of the last user message>"`,
   unless a test scripts them with `stub.script("text", lambda body: "text", ...)`, consumed
   one per request in order (then back to the default).
+- A reply (scripted, or from the default function given to the constructor) may instead be
+  a `ToolCall(name, arguments)` or a list of them: the assistant message then has `content:
+  null`, `tool_calls` with ids `call_stub_<n>` and finish_reason `tool_calls`; streamed, each
+  call comes as OpenAI sends it (index, id, type and name, then its arguments in chunks), so
+  a client's `bind_tools(..., tool_choice=...)` gets its structured decision.
 - `usage` counts whitespace-separated words: prompt = all message contents, completion =
-  the reply.
+  the reply's text, or the JSON arguments of its tool calls.
 - Faults are queued with `stub.inject(Fault.rate_limited(retry_after=1), Fault.server_error())`
   and consumed by the next requests, one each: 429 with `Retry-After`, 500, 401, 400
   `context_length_exceeded`, slow replies (`Fault.slow(seconds)`), malformed bodies.
@@ -30,8 +35,19 @@ import aiohttp.web
 from tests.support.loopback import BackgroundService
 
 ChatBody = dict[str, Any]
-Reply = str | Callable[[ChatBody], str]
 MODEL_ID = "stub-model"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the assistant answers with instead of text."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+Answer = str | ToolCall | list[ToolCall]
+Reply = Answer | Callable[[ChatBody], Answer]
 
 
 @dataclass(frozen=True)
@@ -106,6 +122,32 @@ def _text_of(content: Any) -> str:
     return str(content or "")
 
 
+def _pieces(text: str) -> list[str]:
+    """`text` in word-sized chunks that join back into it, as a streamed reply comes."""
+    pieces = [word + " " for word in text.split(" ")]
+    pieces[-1] = pieces[-1].rstrip(" ")
+    return pieces
+
+
+def _deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The streamed deltas of an assistant message, in the order OpenAI sends them."""
+    if message["content"] is not None:
+        return [{"role": "assistant", "content": ""}] + [
+            {"content": piece} for piece in _pieces(message["content"])
+        ]
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(message["tool_calls"]):
+        function = call["function"]
+        header = {**call, "index": index, "function": {"name": function["name"], "arguments": ""}}
+        deltas.append({"tool_calls": [header]})
+        deltas += [
+            {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            for piece in _pieces(function["arguments"])
+        ]
+    deltas[0] = {"role": "assistant", "content": None, **deltas[0]}
+    return deltas
+
+
 def default_reply(body: ChatBody) -> str:
     user_messages = [m for m in body.get("messages", []) if m.get("role") == "user"]
     last = _text_of(user_messages[-1].get("content")) if user_messages else ""
@@ -113,13 +155,16 @@ def default_reply(body: ChatBody) -> str:
 
 
 class OpenAIStub(BackgroundService):
-    def __init__(self, reply: Callable[[ChatBody], str] = default_reply) -> None:
+    def __init__(self, reply: Callable[[ChatBody], Answer] = default_reply) -> None:
         super().__init__("openai-stub")
         self.requests: list[RecordedRequest] = []
+        self.billed: list[int] = []
+        """``total_tokens`` of every reply served, in order: what a client was charged."""
         self._default_reply = reply
         self._scripted: collections.deque[Reply] = collections.deque()
         self._faults: collections.deque[Fault] = collections.deque()
         self._served = 0
+        self._tool_calls = 0
         self.url = ""
 
     @property
@@ -169,15 +214,20 @@ class OpenAIStub(BackgroundService):
                 {"error": error}, status=fault.status, headers=fault.headers
             )
         scripted = self._scripted.popleft() if self._scripted else self._default_reply
-        reply = scripted if isinstance(scripted, str) else scripted(body)
+        message, finish_reason = self._message(scripted(body) if callable(scripted) else scripted)
         self._served += 1
         completion_id = f"chatcmpl-stub-{self._served}"
         prompt_tokens = sum(_words(_text_of(m.get("content"))) for m in body.get("messages", []))
+        completion_tokens = _words(
+            message["content"]
+            or " ".join(call["function"]["arguments"] for call in message.get("tool_calls", ()))
+        )
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": _words(reply),
-            "total_tokens": prompt_tokens + _words(reply),
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         }
+        self.billed.append(usage["total_tokens"])
         envelope = {
             "id": completion_id,
             "created": int(time.time()),
@@ -185,11 +235,13 @@ class OpenAIStub(BackgroundService):
         }
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream(request, envelope, reply, usage if include_usage else None)
+            return await self._stream(
+                request, envelope, message, finish_reason, usage if include_usage else None
+            )
         choice = {
             "index": 0,
-            "message": {"role": "assistant", "content": reply},
-            "finish_reason": "stop",
+            "message": message,
+            "finish_reason": finish_reason,
             "logprobs": None,
         }
         return aiohttp.web.json_response(
@@ -202,27 +254,36 @@ class OpenAIStub(BackgroundService):
             }
         )
 
+    def _message(self, answer: Answer) -> tuple[dict[str, Any], str]:
+        """The assistant message of a reply, and its finish_reason."""
+        if isinstance(answer, str):
+            return {"role": "assistant", "content": answer}, "stop"
+        tool_calls = []
+        for call in [answer] if isinstance(answer, ToolCall) else answer:
+            self._tool_calls += 1
+            function = {"name": call.name, "arguments": json.dumps(call.arguments)}
+            tool_calls.append(
+                {"id": f"call_stub_{self._tool_calls}", "type": "function", "function": function}
+            )
+        return {"role": "assistant", "content": None, "tool_calls": tool_calls}, "tool_calls"
+
     @staticmethod
     async def _stream(
         request: aiohttp.web.Request,
         envelope: dict[str, Any],
-        reply: str,
+        message: dict[str, Any],
+        finish_reason: str,
         usage: dict[str, int] | None,
     ) -> aiohttp.web.StreamResponse:
         response = aiohttp.web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        pieces = [word + " " for word in reply.split(" ")]
-        pieces[-1] = pieces[-1].rstrip(" ")
-        deltas: list[tuple[dict[str, Any], str | None]] = [
-            ({"role": "assistant", "content": ""}, None)
-        ]
-        deltas += [({"content": piece}, None) for piece in pieces]
-        deltas.append(({}, "stop"))
+        steps: list[tuple[dict[str, Any], str | None]] = [(d, None) for d in _deltas(message)]
+        steps.append(({}, finish_reason))
         extra = {"usage": None} if usage is not None else {}
-        for delta, finish_reason in deltas:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        for delta, finish in steps:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
             chunk = {**envelope, "object": "chat.completion.chunk", "choices": [choice], **extra}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         if usage is not None:
