@@ -18,6 +18,7 @@ from troupe_operator.election import (
     LeaseNotFound,
     Transition,
 )
+from troupe_operator.election.settings import election_config_from_env
 
 FAST = ElectionConfig(lease_duration=2, renew_deadline=1.0, retry_period=0.05)
 
@@ -154,3 +155,53 @@ async def test_work_that_ends_releases_the_lease_and_passes_on_its_error() -> No
     assert store.lease["spec"]["holderIdentity"] == ""
     assert store.lease["spec"]["leaseDurationSeconds"] == 1
     assert not elector.is_leader
+
+
+async def test_the_holder_announces_itself_on_the_lease_and_withdraws_on_release() -> None:
+    store = MemoryStore()
+    address = {"troupe.dev/holder-address": "http://10.0.0.7:8080"}
+    elector = LeaderElector(store, "me", FAST, registry=CollectorRegistry(), announce=address)
+    task = asyncio.create_task(elector.run(_forever))
+    try:
+        while not elector.is_leader:
+            await asyncio.sleep(0.01)
+        assert store.lease is not None
+        assert store.lease["metadata"]["annotations"] == address
+        assert elector.holder_annotations == address
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert store.lease["metadata"]["annotations"] == {}
+    assert elector.holder_annotations == {}
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, (15, 10.0, 2.0)),
+        (
+            {
+                "TROUPE_LEASE_DURATION_SECONDS": "4",
+                "TROUPE_RENEW_DEADLINE_SECONDS": "2",
+                "TROUPE_RETRY_PERIOD_SECONDS": "0.5",
+            },
+            (4, 2.0, 0.5),
+        ),
+    ],
+)
+def test_timings_come_from_the_environment(
+    environ: dict[str, str], expected: tuple[int, float, float]
+) -> None:
+    config = election_config_from_env(environ)
+    assert (config.lease_duration, config.renew_deadline, config.retry_period) == expected
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"TROUPE_LEASE_DURATION_SECONDS": "1.5"}, {"TROUPE_RETRY_PERIOD_SECONDS": "20"}],
+)
+def test_timings_that_make_no_sense_are_refused_naming_the_variables(
+    environ: dict[str, str],
+) -> None:
+    with pytest.raises(ValueError, match="TROUPE_LEASE_DURATION_SECONDS"):
+        election_config_from_env(environ)

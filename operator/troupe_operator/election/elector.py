@@ -56,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -125,6 +125,8 @@ class Transition:
     lease_transitions: int
     message: str
     """One line for an Event or a log: who, and for a stop, why."""
+    lost: bool = False
+    """For a stop: the Lease was lost (taken, or not renewed in time), not released."""
 
 
 Observer = Callable[[Transition], None]
@@ -148,6 +150,7 @@ class LeaderElector:
         *,
         observer: Observer | None = None,
         registry: CollectorRegistry = REGISTRY,
+        announce: Mapping[str, str] | None = None,
     ) -> None:
         if not identity:
             raise ValueError("a candidate needs an identity, unique among its candidates")
@@ -155,6 +158,8 @@ class LeaderElector:
         self.identity = identity
         self.config = config
         self._observer = observer
+        self._announce = dict(announce or {})
+        """Annotations this candidate writes on the Lease while it holds it (how to reach it)."""
         self._gauge = master_status(registry).labels(name=store.name)
         self._gauge.set(0)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -176,6 +181,13 @@ class LeaderElector:
     def lease_transitions(self) -> int:
         """``spec.leaseTransitions`` as last observed: how often the Lease changed hands."""
         return _transitions(self._lease)
+
+    @property
+    def holder_annotations(self) -> Mapping[str, str]:
+        """What the holder announced on the Lease (see ``announce``); empty when nobody holds it."""
+        if not self.holder:
+            return {}
+        return dict(((self._lease or {}).get("metadata") or {}).get("annotations") or {})
 
     @property
     def is_leader(self) -> bool:
@@ -282,7 +294,8 @@ class LeaderElector:
             "renewTime": now,
             "leaseTransitions": _transitions(lease) + (0 if renewing or lease is None else 1),
         }
-        return {**(lease or self._new_lease()), "spec": claimed}
+        base = lease or self._new_lease()
+        return {**base, "metadata": self._annotated(base, self._announce), "spec": claimed}
 
     async def _release(self) -> None:
         """Clear the holder, so that a waiting candidate takes the Lease at its next try."""
@@ -296,8 +309,10 @@ class LeaderElector:
             "acquireTime": now,
             "renewTime": now,
         }
+        metadata = self._annotated(self._lease, dict.fromkeys(self._announce))
+        released = {**self._lease, "metadata": metadata, "spec": spec}
         try:
-            self._observe(await self._call(self.store.replace({**self._lease, "spec": spec})))
+            self._observe(await self._call(self.store.replace(released)))
         except LeaseStoreError as error:
             logger.warning("Cannot release %s, it will expire: %s", self._describe(), error)
 
@@ -352,13 +367,13 @@ class LeaderElector:
         else:
             message = f"{self.identity} lost the Lease: {lost}"
             logger.warning("%s: %s", self._describe(), message)
-        self._notify(Change.STOPPED_LEADING, message)
+        self._notify(Change.STOPPED_LEADING, message, lost=lost is not None)
 
-    def _notify(self, change: Change, message: str) -> None:
+    def _notify(self, change: Change, message: str, *, lost: bool = False) -> None:
         if self._observer is None:
             return
         try:
-            self._observer(Transition(change, self.holder, self.lease_transitions, message))
+            self._observer(Transition(change, self.holder, self.lease_transitions, message, lost))
         except Exception:
             logger.exception("The observer of %s failed on %s", self._describe(), change.value)
 
@@ -374,6 +389,16 @@ class LeaderElector:
             "kind": "Lease",
             "metadata": {"name": self.store.name, "namespace": self.store.namespace},
         }
+
+    @staticmethod
+    def _annotated(lease: Lease, annotations: Mapping[str, str | None]) -> dict[str, Any]:
+        """The Lease's metadata with ``annotations`` set (None: removed)."""
+        metadata = dict(lease.get("metadata") or {})
+        merged = {**(metadata.get("annotations") or {}), **annotations}
+        kept = {key: value for key, value in merged.items() if value is not None}
+        if kept or "annotations" in metadata:
+            metadata["annotations"] = kept
+        return metadata
 
     def _held_by(self) -> str:
         return self.holder or "nobody"
