@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from troupe_operator.admission import object_problems, served_kind, without_nulls
-from troupe_operator.api import AgentSpec, ApiModel, TenantSpec, WorkflowSpec
+from troupe_operator.api import AgentSpec, ApiModel, ConversationSpec, TenantSpec, WorkflowSpec
 from troupe_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, GROUP
 from troupe_operator.documents import Document, DocumentError, read_documents
 
@@ -29,6 +29,7 @@ SPEC_MODELS: dict[str, type[ApiModel]] = {
     "Agent": AgentSpec,
     "Workflow": WorkflowSpec,
     "Tenant": TenantSpec,
+    "Conversation": ConversationSpec,
 }
 CLUSTER_SCOPED = frozenset({"Tenant"})
 NAME_PATTERNS = frozenset({DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN})

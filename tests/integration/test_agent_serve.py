@@ -10,9 +10,14 @@ from typing import Any
 
 import kubernetes
 import pytest
+from kubernetes.aio import client as aio_client
 
 from tests.integration.troupe_driver import GROUP, VERSION, Troupe
 from tests.support.waiting import wait_for
+from troupe_operator.controller.agents import AgentKube
+from troupe_operator.controller.handlers import api_client
+from troupe_operator.controller.kube import ApiError
+from troupe_operator.main import USER_AGENT
 
 SPEC_HASH = "troupe.dev/spec-hash"
 
@@ -68,6 +73,15 @@ def wait_status(troupe: Troupe, name: str, what: str, **wanted: Any) -> dict[str
         return status if all(status.get(k) == v for k, v in wanted.items()) else None
 
     return wait_for(reached, timeout=30, interval=0.1, what=what)
+
+
+def wait_condition(troupe: Troupe, name: str, kind: str, **wanted: str) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        found = {c["type"]: c for c in agent_status(troupe, name).get("conditions") or ()}
+        condition = found.get(kind) or {}
+        return condition if all(condition.get(k) == v for k, v in wanted.items()) else None
+
+    return wait_for(reached, timeout=30, interval=0.1, what=f"{kind} {wanted} on {name}")
 
 
 def template_hash(troupe: Troupe, name: str) -> str | None:
@@ -197,3 +211,77 @@ def test_a_missing_secret_is_named_and_the_agent_recovers_when_it_appears(troupe
         troupe.core.patch_namespaced_secret("llm", "default", {"stringData": {"api-key": "sk"}})
         wait_for(lambda: deployment(troupe, "writer"), timeout=30, what="the Deployment")
         wait_status(troupe, "writer", "Progressing", phase="Progressing")
+
+
+def test_a_team_names_its_missing_member_and_wakes_when_the_member_changes(
+    troupe: Troupe,
+) -> None:
+    lead = serving_agent("lead", role="supervisor", members=["scout"], replicas=1, model={})
+    troupe.apply(lead)
+    with troupe.operator(resync_seconds=300):  # only the member's events can wake the team
+        missing = wait_condition(troupe, "lead", "MembersReady", reason="MemberNotFound")
+        assert missing["status"] == "False" and "scout" in missing["message"]
+        assert agent_status(troupe, "lead")["phase"] == "Degraded"
+        assert deployment(troupe, "lead") is not None
+        assert "MemberNotFound" in troupe.event_reasons("lead")
+
+        troupe.apply(serving_agent("scout", replicas=1, model={}))
+        wait_condition(troupe, "lead", "MembersReady", status="True", reason="MembersServed")
+        patch_spec(troupe, "scout", {"replicas": 0})
+        idle = wait_condition(troupe, "lead", "MembersReady", reason="MemberNotServed")
+        assert "scout" in idle["message"]
+
+
+def test_a_condition_the_supervisor_wrote_survives_the_operators_status_writes(
+    troupe: Troupe,
+) -> None:
+    model_ready = {"type": "ModelReady", "status": "True", "reason": "ModelAnswered"}
+    troupe.core.create_namespaced_secret("default", secret())
+    troupe.apply(serving_agent("writer"))
+
+    def write_as_the_supervisor() -> bool:
+        """A merge patch guarded by the resourceVersion read, as the supervisor pod writes."""
+        body = troupe.custom.get_namespaced_custom_object(
+            GROUP, VERSION, "default", "agents", "writer"
+        )
+        conditions = [*body["status"]["conditions"], {**model_ready, "message": "ok"}]
+        patch = {
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+            "status": {"supervisor": "writer-0", "conditions": conditions},
+        }
+        try:
+            troupe.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, "default", "agents", "writer", patch
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    with troupe.operator():
+        wait_status(troupe, "writer", "Progressing", phase="Progressing")
+        wait_for(write_as_the_supervisor, timeout=30, what="the supervisor's status write")
+        roll_out(troupe, "writer", 2)
+        status = wait_status(troupe, "writer", "Ready", phase="Ready")
+
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Progressing", "ModelReady"]
+    assert status["conditions"][-1] == {**model_ready, "message": "ok"}
+    assert status["supervisor"] == "writer-0"
+
+
+async def test_the_operators_status_write_fails_retryably_once_the_agent_changed(
+    troupe: Troupe,
+) -> None:
+    troupe.apply(serving_agent("writer", replicas=0, model={}))
+    body = troupe.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "agents", "writer")
+    patch_spec(troupe, "writer", {"replicas": 1})
+    api = api_client(aio_client.Configuration(host=troupe.api.configuration.host), USER_AGENT)
+    async with api:
+        kube = AgentKube(api, timeout_seconds=5)
+        with pytest.raises(ApiError) as refused:
+            await kube.patch_agent_status(
+                "default", "writer", body["metadata"]["resourceVersion"], {"phase": "Ready"}
+            )
+    assert (refused.value.status, refused.value.transient) == (409, True)
+    assert "phase" not in agent_status(troupe, "writer")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -10,9 +11,22 @@ from typing import Any
 import pytest
 
 from troupe_operator.agents import AgentRef, Child, Decision, Observation, ServeSettings, reconcile
-from troupe_operator.agents.children import SPEC_HASH_ANNOTATION, desired
-from troupe_operator.api import AgentPhase, AgentSpec, AgentStatus
+from troupe_operator.agents.children import (
+    AGENT_UID_ENV,
+    MEMBERS_ENV,
+    POD_IP_ENV,
+    SPEC_HASH_ANNOTATION,
+    desired,
+)
+from troupe_operator.api import (
+    AgentPhase,
+    AgentSpec,
+    AgentStatus,
+    Condition,
+    ConditionStatus,
+)
 from troupe_operator.workflow import InvalidSpec
+from troupe_operator.workflow.naming import short_digest
 
 AGENT = AgentRef("team", "writer", "uid-1")
 SETTINGS = ServeSettings("ghcr.io/troupe-dev/troupe-agent:test", ("troupe-agent",))
@@ -114,7 +128,7 @@ def test_the_deployment_runs_serve_mode_locked_down_with_the_key_from_the_secret
     assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def test_the_pods_may_touch_only_their_lease_and_their_agents_status() -> None:
+def test_the_pods_may_touch_only_their_lease_status_conversations_and_events() -> None:
     body = desired(AGENT, spec(), SETTINGS)
     assert body[Child.ROLE]["rules"] == [
         {
@@ -130,6 +144,12 @@ def test_the_pods_may_touch_only_their_lease_and_their_agents_status() -> None:
             "resourceNames": ["writer"],
             "verbs": ["get", "patch"],
         },
+        {
+            "apiGroups": ["troupe.dev"],
+            "resources": ["conversations"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
     binding = body[Child.CLUSTER_ROLE_BINDING]
     assert binding["roleRef"]["name"] == "system:auth-delegator"
@@ -297,13 +317,95 @@ def test_the_condition_keeps_its_transition_time_while_it_holds() -> None:
 
 def test_the_pods_are_configured_the_way_serve_mode_reads_its_configuration() -> None:
     from troupe_agent.__main__ import build_parser
-    from troupe_agent.serve import AGENT_NAME_ENV, AGENT_SPEC_ENV
+    from troupe_operator.api.serve_env import NAME_ENV, SPEC_ENV
 
     deployment = desired(AGENT, spec(), SETTINGS)[Child.DEPLOYMENT]
     agent = container(deployment)
     options = build_parser().parse_args(agent["args"])
     assert (options.mode, options.port, options.api_key_env) == ("serve", 8080, "TROUPE_API_KEY")
     env = {e["name"]: e.get("value") for e in agent["env"]}
-    assert env[AGENT_NAME_ENV] == "writer"
-    served = AgentSpec.model_validate_json(str(env[AGENT_SPEC_ENV]))
+    assert env[NAME_ENV] == "writer"
+    served = AgentSpec.model_validate_json(str(env[SPEC_ENV]))
     assert served == spec(replicas=0)
+
+
+@pytest.mark.parametrize(
+    ("members", "env"),
+    [
+        ([], None),
+        (
+            ["scout", "a.b"],
+            {
+                "a.b": f"http://a-b-{short_digest('a.b')}.team.svc:8080",
+                "scout": "http://scout.team.svc:8080",
+            },
+        ),
+    ],
+)
+def test_the_pods_know_their_agent_their_address_and_their_team(
+    members: list[str], env: dict[str, str] | None
+) -> None:
+    deployment = desired(AGENT, spec(role="supervisor", members=members), SETTINGS)
+    variables = container(deployment[Child.DEPLOYMENT])["env"]
+    values = {e["name"]: e.get("value") for e in variables}
+    assert values[AGENT_UID_ENV] == "uid-1"
+    assert {"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in (
+        variables
+    )
+    assert (json.loads(values[MEMBERS_ENV]) if MEMBERS_ENV in values else None) == env
+
+
+TEAM = ["scout", "critic"]
+
+
+@pytest.mark.parametrize(
+    ("members", "found", "reason", "words"),
+    [
+        (TEAM, {"scout": 1, "critic": 2}, "MembersServed", "serves: scout, critic"),
+        (TEAM, {"scout": 1}, "MemberNotFound", "not found: critic"),
+        (TEAM, {"scout": None, "critic": 0}, "MemberNotFound", "not found: scout"),
+        (TEAM, {"scout": 0, "critic": 0}, "MemberNotServed", "replicas 0, which serve nothing"),
+        (["scout", "writer"], {"scout": 1, "writer": 2}, "MemberNotFound", "writer lists itself"),
+    ],
+)
+def test_a_team_names_its_missing_and_idle_members_and_still_runs(
+    members: list[str], found: dict[str, int | None], reason: str, words: str
+) -> None:
+    team = spec(role="supervisor", members=members)
+    children = applied(reconcile(observe(team)), ready(2))
+    decision = reconcile(observe(team, children=children, members=found))
+    condition = {c.type: c for c in decision.status.conditions}["MembersReady"]
+    served = reason == "MembersServed"
+    assert (condition.status == "True", condition.reason) == (served, reason)
+    assert words in condition.message
+    assert decision.status.phase is (AgentPhase.READY if served else AgentPhase.DEGRADED)
+    assert decision.writes == []
+    warnings = [(e.type, e.reason, e.message) for e in decision.events]
+    assert warnings == ([] if served else [("Warning", reason, condition.message)])
+    again = reconcile(observe(team, children=children, members=found, status=decision.status))
+    assert again.events == []
+
+
+def test_each_change_of_what_is_missing_is_one_more_warning_and_an_error_stays() -> None:
+    team = spec(role="supervisor", members=TEAM)
+    first = reconcile(observe(team, members={"scout": 1}))
+    worse = reconcile(observe(team, status=first.status))
+    assert [(e.reason, e.message) for e in worse.events] == [
+        ("MemberNotFound", "member Agents not found: scout, critic")
+    ]
+    error = reconcile(observe(team, secret_keys=None, status=worse.status))
+    assert error.status.phase is AgentPhase.ERROR
+    assert [e.reason for e in error.events] == ["SecretNotFound"]
+    solo = reconcile(observe(spec(role="supervisor"), status=error.status))
+    assert [c.type for c in solo.status.conditions] == ["Ready", "Progressing"]
+
+
+def test_a_condition_the_operator_does_not_own_is_kept_as_it_was() -> None:
+    model_ready = Condition(
+        type="ModelReady", status=ConditionStatus.FALSE, reason="ModelUnreachable", message="x"
+    )
+    status = AgentStatus(supervisor="writer-0", lease_transitions=4, conditions=[model_ready])
+    decision = reconcile(observe(spec(), status=status))
+    assert [c.type for c in decision.status.conditions] == ["Ready", "Progressing", "ModelReady"]
+    assert decision.status.conditions[-1] == model_ready
+    assert (decision.status.supervisor, decision.status.lease_transitions) == ("writer-0", 4)

@@ -120,6 +120,25 @@ def test_agent_model_bounds(model: dict[str, object]) -> None:
         AgentSpec.model_validate({"model": model})
 
 
+@pytest.mark.parametrize(
+    ("agent", "words"),
+    [
+        ({"members": ["scout"]}, "members are only for role supervisor, not custom"),
+        ({"role": "supervisor", "members": ["a", "b", "a"]}, "listed more than once: a"),
+        ({"role": "supervisor", "members": [f"m{i}" for i in range(17)]}, "at most 16 items"),
+        ({"role": "supervisor", "maxIterations": 51}, "less than or equal to 50"),
+        ({"role": "supervisor", "invokeTimeoutSeconds": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_only_a_supervisor_has_members_each_once_within_bounds(
+    agent: dict[str, object], words: str
+) -> None:
+    with pytest.raises(ValidationError, match=words):
+        AgentSpec.model_validate(agent)
+    team = AgentSpec.model_validate({"role": "supervisor", "members": ["scout", "critic"]})
+    assert (team.max_iterations, team.invoke_timeout_seconds) == (10, 300)
+
+
 def test_tenant_defaults_are_isolating() -> None:
     tenant = TenantSpec.model_validate({"namespaces": ["team-a"]})
     assert tenant.pod_security == "restricted"

@@ -51,7 +51,7 @@ def test_crd_passes_kubernetes_validate(kind: Kind) -> None:
     kubernetes_validate.validate(yaml.safe_load(committed(kind)), KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("kind", ["Agent", "Workflow", "Tenant"])
+@pytest.mark.parametrize("kind", ["Agent", "Workflow", "Tenant", "Conversation"])
 def test_schema_is_structural_and_explained(kind: str) -> None:
     for path, node in nodes(schema_of(kind)):
         assert "$ref" not in node, path
@@ -74,11 +74,19 @@ def test_printer_columns_scope_and_category() -> None:
     assert columns["Workflow"] == ["PHASE", "PROGRESS", "TOKENS", "AGE", "DURATION"]
     assert columns["Agent"] == ["ROLE", "MODEL", "READY", "SUPERVISOR", "AGE"]
     assert columns["Tenant"] == ["NAMESPACES", "RUNNING", "TOKENS", "AGE"]
+    assert columns["Conversation"] == ["AGENT", "AGE"]
     scopes = {kind.kind: crdgen.crd(kind)["spec"]["scope"] for kind in KINDS}
-    assert scopes == {"Agent": "Namespaced", "Workflow": "Namespaced", "Tenant": "Cluster"}
+    assert scopes == {
+        "Agent": "Namespaced",
+        "Workflow": "Namespaced",
+        "Tenant": "Cluster",
+        "Conversation": "Namespaced",
+    }
     for kind in KINDS:
         version = crdgen.crd(kind)["spec"]["versions"][0]
-        assert version["subresources"] == {"status": {}}
+        has_status = "status" in version["schema"]["openAPIV3Schema"]["properties"]
+        assert version.get("subresources") == ({"status": {}} if has_status else None)
+        assert has_status == (kind.kind != "Conversation")
         assert "troupe" in crdgen.crd(kind)["spec"]["names"]["categories"]
 
 

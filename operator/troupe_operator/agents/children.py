@@ -9,12 +9,17 @@ which a namespaced owner cannot own (the shell deletes it by name).
 
 Least privilege is the rule: the pods' ServiceAccount may get and update
 their supervisor Lease (by name) and create Leases (RBAC cannot limit create
-by name), get and patch their own Agent's status (by name), and, through
+by name), get and patch their own Agent's status (by name), keep their
+team's conversations (get, list, create, update and delete Conversations in
+the namespace: the pods name them, so no name is known in advance), create
+Events (the supervisor reports on its Agent), and, through
 ``system:auth-delegator``, create TokenReviews and SubjectAccessReviews to
 authenticate and authorize callers of serve mode. Nothing else: no Secrets
 (the API key reaches the container only as an environment variable the
-kubelet takes from the Secret), no list or watch. Pods run under the
-restricted Pod Security profile with a read-only root filesystem.
+kubelet takes from the Secret), no watch, no list but of Conversations. A
+team's members are reached at their Services, whose addresses the pods get
+in their environment: a supervisor needs no right to read Agents. Pods run
+under the restricted Pod Security profile with a read-only root filesystem.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ from functools import cached_property
 from typing import Any, Final
 
 from troupe_operator.api import API_VERSION, GROUP, AgentSpec
+from troupe_operator.api.serve_env import (
+    AGENT_UID_ENV,
+    LEASE_ENV,
+    MEMBERS_ENV,
+    NAME_ENV,
+    POD_IP_ENV,
+    POD_NAME_ENV,
+    POD_NAMESPACE_ENV,
+    SPEC_ENV,
+)
 from troupe_operator.workflow import API_KEY_ENV
 from troupe_operator.workflow.naming import HASH_CHARS, LABEL_MANAGED_BY, MANAGED_BY, short_digest
 
@@ -43,10 +58,6 @@ AGENT_ANNOTATION: Final = "troupe.dev/agent"
 
 SERVE_PORT: Final = 8080
 """The port ``troupe-agent serve`` listens on by default."""
-SPEC_ENV: Final = "TROUPE_AGENT_SPEC"
-NAME_ENV: Final = "TROUPE_AGENT_NAME"
-LEASE_ENV: Final = "TROUPE_SUPERVISOR_LEASE"
-"""Environment of serve mode (``troupe_agent.serve``): the spec, the name, the Lease to elect."""
 CONTAINER: Final = "agent"
 RBAC_API: Final = "rbac.authorization.k8s.io/v1"
 AUTH_DELEGATOR: Final = "system:auth-delegator"
@@ -177,7 +188,8 @@ def service_account(agent: AgentRef) -> Body:
 
 
 def role(agent: AgentRef) -> Body:
-    """Its supervisor Lease and its Agent's status, by name; create Leases (not limitable)."""
+    """Its supervisor Lease and its Agent's status, by name; create Leases (not limitable);
+    Conversations and Events, whose names the pods choose."""
     return _object(
         agent,
         Child.ROLE,
@@ -195,6 +207,12 @@ def role(agent: AgentRef) -> Body:
                 "resourceNames": [agent.name],
                 "verbs": ["get", "patch"],
             },
+            {
+                "apiGroups": [GROUP],
+                "resources": ["conversations"],
+                "verbs": ["get", "list", "create", "update", "delete"],
+            },
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         ],
     )
 
@@ -247,14 +265,31 @@ def spec_hash(spec: AgentSpec, image: str, command: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(pods, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def member_urls(namespace: str, members: list[str]) -> dict[str, str]:
+    """Where each member of a team serves: its Agent's Service, by DNS name."""
+    return {
+        member: f"http://{AgentRef(namespace, member, '').child_name}.{namespace}.svc:{SERVE_PORT}"
+        for member in members
+    }
+
+
+def _field(path: str) -> Body:
+    return {"fieldRef": {"fieldPath": path}}
+
+
 def _environment(agent: AgentRef, spec: AgentSpec) -> list[Body]:
     env: list[Body] = [
         {"name": NAME_ENV, "value": agent.name},
+        {"name": AGENT_UID_ENV, "value": agent.uid},
         {"name": SPEC_ENV, "value": _pod_spec(spec)},
         {"name": LEASE_ENV, "value": agent.lease_name},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": POD_NAME_ENV, "valueFrom": _field("metadata.name")},
+        {"name": POD_NAMESPACE_ENV, "valueFrom": _field("metadata.namespace")},
+        {"name": POD_IP_ENV, "valueFrom": _field("status.podIP")},
     ]
+    if spec.members:
+        urls = member_urls(agent.namespace, spec.members)
+        env.append({"name": MEMBERS_ENV, "value": json.dumps(urls, sort_keys=True)})
     secret = spec.model.api_key_secret_ref
     if secret is not None:
         env.append(

@@ -2,7 +2,8 @@
 
 ``reconcile`` is pure: in go the Agent (its spec, or why it does not parse),
 its current status, the keys of the Secret its key comes from, its children
-as observed, and the writes the API server refused last time; out come the
+as observed, what was found of its members (a team's), and the writes the
+API server refused last time; out come the
 writes (each a whole object: created when absent, else replaced with the
 observed ``resourceVersion``, so a concurrent change makes it fail with 409
 rather than be lost), the deletes, the status and Events. A child is written
@@ -15,6 +16,18 @@ start pods that cannot start: while the referenced Secret or its key is
 missing, the Deployment is neither created nor changed, and the Agent's
 status names the Secret and the key. It never sees a Secret's values, only
 its keys.
+
+A team is checked, never held: while a member Agent is missing (or is the
+team itself) or serves no pods, the ``MembersReady`` condition names it and
+the Agent is Degraded, but its pods run, since a member may come later and
+the pods call members only when invoked.
+
+The status has two writers, and this module decides which conditions are
+the operator's (``OWNED_CONDITIONS``): those it computes afresh each time;
+any other condition (the supervisor pod's ``ModelReady``) is kept as it was
+observed. Conditions are one list, written whole, so the shell guards the
+write with the Agent's ``resourceVersion``: a condition the pod wrote since
+the Agent was read makes the write fail with 409 instead of being dropped.
 """
 
 from __future__ import annotations
@@ -44,6 +57,9 @@ from troupe_operator.workflow.naming import LABEL_MANAGED_BY, MANAGED_BY
 
 READY = "Ready"
 PROGRESSING = "Progressing"
+MEMBERS_READY = "MembersReady"
+OWNED_CONDITIONS = frozenset({READY, PROGRESSING, MEMBERS_READY})
+"""The condition types the operator computes; every other type is the supervisor pod's."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,8 @@ class Observation:
     children: Mapping[Child, Body]
     settings: ServeSettings
     now: datetime
+    members: Mapping[str, int | None] = field(default_factory=dict)
+    """``replicas`` of each member Agent the spec lists (None or left out: no such Agent)."""
     refusals: Mapping[Child, str] = field(default_factory=dict)
     """Writes the API server refused for good (403, 422), with its message."""
 
@@ -201,10 +219,49 @@ def _condition(
     )
 
 
-def _status(observation: Observation, verdict: _Verdict, replicas: int) -> AgentStatus:
+def _members(observation: Observation, spec: AgentSpec) -> _Verdict | None:
+    """Whether every member of a team is another Agent that serves; None without members."""
+    if not spec.members:
+        return None
+    name = observation.agent.name
+    others = [member for member in spec.members if member != name]
+    missing = [member for member in others if observation.members.get(member) is None]
+    idle = [member for member in others if observation.members.get(member) == 0]
+    problems = []
+    if name in spec.members:
+        problems.append(f"Agent {name} lists itself as a member: a team cannot delegate to itself")
+    if missing:
+        problems.append(f"member Agents not found: {', '.join(missing)}")
+    if idle:
+        problems.append(f"member Agents with replicas 0, which serve nothing: {', '.join(idle)}")
+    if not problems:
+        return _Verdict(
+            AgentPhase.READY, "MembersServed", f"every member Agent serves: {', '.join(others)}"
+        )
+    reason = "MemberNotFound" if missing or name in spec.members else "MemberNotServed"
+    return _Verdict(AgentPhase.DEGRADED, reason, "; ".join(problems))
+
+
+def _status(
+    observation: Observation, verdict: _Verdict, replicas: int, members: _Verdict | None
+) -> AgentStatus:
+    """The operator's fields and conditions afresh; the conditions it does not own as found."""
     previous = observation.status
     deployment = observation.children.get(Child.DEPLOYMENT) or {}
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0) if replicas else 0
+    conditions = [
+        _condition(previous, READY, verdict.phase is AgentPhase.READY, verdict, observation),
+        _condition(
+            previous, PROGRESSING, verdict.phase is AgentPhase.PROGRESSING, verdict, observation
+        ),
+    ]
+    if members is not None:
+        conditions.append(
+            _condition(
+                previous, MEMBERS_READY, members.phase is AgentPhase.READY, members, observation
+            )
+        )
+    conditions += [c for c in previous.conditions if c.type not in OWNED_CONDITIONS]
     return previous.model_copy(
         update={
             "phase": verdict.phase,
@@ -212,18 +269,7 @@ def _status(observation: Observation, verdict: _Verdict, replicas: int) -> Agent
             "ready_replicas": ready,
             "ready": f"{ready}/{replicas}",
             "observed_generation": observation.generation,
-            "conditions": [
-                _condition(
-                    previous, READY, verdict.phase is AgentPhase.READY, verdict, observation
-                ),
-                _condition(
-                    previous,
-                    PROGRESSING,
-                    verdict.phase is AgentPhase.PROGRESSING,
-                    verdict,
-                    observation,
-                ),
-            ],
+            "conditions": conditions,
         }
     )
 
@@ -259,7 +305,7 @@ def reconcile(observation: Observation) -> Decision:
     spec, agent = observation.spec, observation.agent
     if isinstance(spec, InvalidSpec):
         verdict = _Verdict(AgentPhase.ERROR, "InvalidSpec", "; ".join(spec.problems))
-        return _decision(observation, [], [], verdict, 0)
+        return _decision(observation, [], [], verdict, 0, None)
     problem = _secret_problem(spec, observation.secret_keys)
     wanted = desired(agent, spec, observation.settings) if spec.replicas else {}
     held = frozenset({Child.DEPLOYMENT} if problem is not None and spec.replicas else ())
@@ -279,7 +325,18 @@ def reconcile(observation: Observation) -> Decision:
         verdict = _rollout(deployment, spec.replicas, observation.status)
         if any(w.child is Child.DEPLOYMENT for w in writes):
             verdict = _Verdict(AgentPhase.PROGRESSING, "RollingOut", "the pods' spec changed")
-    return _decision(observation, writes, deletes, verdict, spec.replicas)
+    members = _members(observation, spec)
+    if (
+        members is not None
+        and members.phase is not AgentPhase.READY
+        and verdict.phase not in (AgentPhase.ERROR, AgentPhase.DEGRADED)
+    ):
+        verdict = members
+    return _decision(observation, writes, deletes, verdict, spec.replicas, members)
+
+
+def _previous(observation: Observation, kind: str) -> Condition | None:
+    return next((c for c in observation.status.conditions if c.type == kind), None)
 
 
 def _decision(
@@ -288,14 +345,26 @@ def _decision(
     deletes: list[tuple[Child, str]],
     verdict: _Verdict,
     replicas: int,
+    members: _Verdict | None,
 ) -> Decision:
-    status = _status(observation, verdict, replicas)
-    before = next((c for c in observation.status.conditions if c.type == READY), None)
+    """The Decision, with a Warning Event for each problem that is new since the last status."""
+    status = _status(observation, verdict, replicas, members)
+    before = _previous(observation, READY)
     events = []
     if verdict.phase in (AgentPhase.ERROR, AgentPhase.DEGRADED) and (
         before is None or before.reason != verdict.reason
     ):
         events.append(Event(EventType.WARNING, verdict.reason, verdict.message))
+    team = _previous(observation, MEMBERS_READY)
+    if members is not None and members.phase is not AgentPhase.READY:
+        said = (
+            team is not None
+            and team.status is ConditionStatus.FALSE
+            and (team.reason, team.message) == (members.reason, members.message)
+        )
+        warning = Event(EventType.WARNING, members.reason, members.message)
+        if not said and warning not in events:
+            events.append(warning)
     return Decision(
         writes=writes,
         deletes=deletes,

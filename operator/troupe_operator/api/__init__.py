@@ -1,13 +1,14 @@
 """The Troupe API (group ``troupe.dev``, version ``v1alpha1``) as typed models.
 
-This package is the one place the shapes of Agent, Workflow and Tenant are
-defined. The CRDs are generated from it, the validator and the operator parse
+This package is the one place the shapes of Agent, Workflow, Tenant and
+Conversation are defined. The CRDs are generated from it, the validator and the operator parse
 with it, and the agent runtime reads its Agent spec through it; nothing else
 redefines these shapes.
 """
 
 from troupe_operator.api.agent import (
     ROLE_DEFAULTS,
+    AgentCallStats,
     AgentPhase,
     AgentSpec,
     AgentStatus,
@@ -26,6 +27,7 @@ from troupe_operator.api.common import (
     ConditionStatus,
     TokenUsage,
 )
+from troupe_operator.api.conversation import ConversationSpec, ConversationTurn
 from troupe_operator.api.task_io import (
     ATTEMPT_ANNOTATION,
     EXIT_PERMANENT,
@@ -87,12 +89,15 @@ __all__ = [
     "SPEC_KEY",
     "SPEC_MOUNT",
     "VERSION",
+    "AgentCallStats",
     "AgentPhase",
     "AgentSpec",
     "AgentStatus",
     "ApiModel",
     "Condition",
     "ConditionStatus",
+    "ConversationSpec",
+    "ConversationTurn",
     "ModelSpec",
     "NetworkIsolation",
     "OutputRef",

@@ -2,16 +2,25 @@
 
 An Agent is used two ways: a Workflow task names it and runs it in a Job, and
 with ``replicas > 0`` it also runs as long-lived pods that elect a supervisor.
-The per-role defaults live here, next to the fields they fill in.
+An Agent of role supervisor with ``members`` is a team: its pods delegate
+each invocation to those Agents, turn by turn. The per-role defaults live
+here, next to the fields they fill in.
+
+Two writers share an Agent's status: the operator writes what it observes of
+the Deployment and the members, and the pod elected supervisor writes what
+only it sees (who holds the Lease, whether the model answers, call
+statistics). The field descriptions say whose each field is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from troupe_operator.api.common import (
     ApiModel,
@@ -19,6 +28,9 @@ from troupe_operator.api.common import (
     DnsSubdomain,
     Quantity,
 )
+
+MAX_MEMBERS: Final = 16
+MAX_ITERATIONS: Final = 50
 
 
 class Role(StrEnum):
@@ -203,6 +215,41 @@ class AgentSpec(ApiModel):
         max_length=512,
         description="Agent image; the operator's configured default when left out.",
     )
+    members: list[DnsSubdomain] = Field(
+        default_factory=list,
+        max_length=MAX_MEMBERS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description=(
+            "Agents in this namespace the supervisor delegates to; only for role supervisor."
+        ),
+    )
+    max_iterations: int = Field(
+        default=10,
+        ge=1,
+        le=MAX_ITERATIONS,
+        description="Most supervisor turns per invocation of a team.",
+    )
+    invoke_timeout_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Deadline of one invocation of a team, in seconds."
+    )
+
+    @model_validator(mode="after")
+    def _members_make_a_team(self) -> AgentSpec:
+        if self.members and self.role is not Role.SUPERVISOR:
+            raise PydanticCustomError(
+                "members_without_supervisor",
+                "members are only for role supervisor, not {role}: "
+                "set role: supervisor or remove members",
+                {"role": self.role.value},
+            )
+        repeated = sorted({m for m in self.members if self.members.count(m) > 1})
+        if repeated:
+            raise PydanticCustomError(
+                "members_repeated",
+                "members must be unique; listed more than once: {names}",
+                {"names": ", ".join(repeated)},
+            )
+        return self
 
     @property
     def defaults(self) -> RoleDefaults:
@@ -237,24 +284,54 @@ class AgentPhase(StrEnum):
     ERROR = "Error"
 
 
+class AgentCallStats(ApiModel):
+    """The supervisor pod's own model calls: counts since it started, and its recent calls."""
+
+    requests: int = Field(
+        default=0, ge=0, description="Model calls since the pod started, failed ones included."
+    )
+    errors: int = Field(default=0, ge=0, description="Model calls that failed.")
+    latency_p50_seconds: float | None = Field(
+        default=None, ge=0, description="Median latency of its recent successful calls, in s."
+    )
+    tokens_per_call: float | None = Field(
+        default=None, ge=0, description="Mean tokens (input plus output) of its recent calls."
+    )
+    reported_by: str = Field(description="The pod that made and counted the calls.")
+    updated_at: datetime = Field(description="When it last wrote them.")
+
+
 class AgentStatus(ApiModel):
-    """What the operator observed of an Agent."""
+    """What the operator and the Agent's supervisor pod observed of an Agent."""
 
     phase: AgentPhase | None = Field(
-        default=None, description="Progressing, Ready, Degraded or Error."
+        default=None, description="Progressing, Ready, Degraded or Error (by the operator)."
     )
-    replicas: int = Field(default=0, ge=0, description="Agent pods wanted.")
-    ready_replicas: int = Field(default=0, ge=0, description="Agent pods ready to serve.")
-    ready: str | None = Field(default=None, description="readyReplicas/replicas, for display.")
+    replicas: int = Field(default=0, ge=0, description="Agent pods wanted (by the operator).")
+    ready_replicas: int = Field(
+        default=0, ge=0, description="Agent pods ready to serve (by the operator)."
+    )
+    ready: str | None = Field(
+        default=None, description="readyReplicas/replicas, for display (by the operator)."
+    )
     supervisor: str | None = Field(
-        default=None, description="The pod currently holding the Agent's supervisor Lease."
+        default=None,
+        description="The pod currently holding the Agent's supervisor Lease (by that pod).",
     )
     lease_transitions: int = Field(
-        default=0, ge=0, description="How many times the supervisor Lease changed hands."
+        default=0,
+        ge=0,
+        description="How many times the supervisor Lease changed hands (by the supervisor).",
+    )
+    calls: AgentCallStats | None = Field(
+        default=None, description="The supervisor pod's model calls (by that pod)."
     )
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The metadata.generation last acted on."
+        default=None, ge=0, description="The metadata.generation last acted on (by the operator)."
     )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready and Progressing, with the reason of each."
+        default_factory=list,
+        description=(
+            "Ready, Progressing and MembersReady by the operator; ModelReady by the supervisor."
+        ),
     )

@@ -3,7 +3,8 @@
 The models are the single source of truth; this module turns pydantic's JSON
 Schema into the *structural* OpenAPI v3 schema Kubernetes demands (no
 ``$ref``, no nullable ``anyOf``, no ``additionalProperties: false``) and adds
-what only a CRD has: scope, names, printer columns and the status subresource.
+what only a CRD has: scope, names, printer columns and the status subresource
+(for the kinds that have a status: a Conversation is all spec).
 It lives beside the models so that every reader of objects (``troupe
 validate``, ``troupe run``) judges them by the very schema the cluster has;
 writing the YAML files is :mod:`troupe_operator.crdgen`'s job.
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 
 from troupe_operator.api.agent import AgentSpec, AgentStatus
 from troupe_operator.api.common import GROUP, VERSION
+from troupe_operator.api.conversation import ConversationSpec
 from troupe_operator.api.tenant import TenantSpec, TenantStatus
 from troupe_operator.api.workflow import WorkflowSpec, WorkflowStatus
 
@@ -36,7 +38,8 @@ class Kind:
     short_names: list[str]
     namespaced: bool
     spec: type[BaseModel]
-    status: type[BaseModel]
+    status: type[BaseModel] | None
+    """None: the kind has no status, and so no status subresource."""
     description: str
     columns: list[dict[str, Any]] = field(default_factory=list)
 
@@ -85,6 +88,16 @@ KINDS = [
             {"name": "Tokens", "type": "integer", "jsonPath": ".status.usage.tokens"},
         ],
     ),
+    Kind(
+        kind="Conversation",
+        plural="conversations",
+        short_names=["conv"],
+        namespaced=True,
+        spec=ConversationSpec,
+        status=None,
+        description="A supervisor Agent's checkpoint of one team conversation, by its pods.",
+        columns=[{"name": "Agent", "type": "string", "jsonPath": ".spec.agent"}],
+    ),
 ]
 TRAILING_COLUMNS = {
     "Agent": [AGE_COLUMN],
@@ -93,6 +106,7 @@ TRAILING_COLUMNS = {
         {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
     ],
     "Tenant": [AGE_COLUMN],
+    "Conversation": [AGE_COLUMN],
 }
 
 
@@ -139,18 +153,25 @@ def model_schema(model: type[BaseModel]) -> JsonSchema:
 
 def crd(kind: Kind) -> dict[str, Any]:
     """The full CustomResourceDefinition of one kind."""
+    properties = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": model_schema(kind.spec),
+    }
+    if kind.status is not None:
+        properties["status"] = model_schema(kind.status)
     schema = {
         "type": "object",
         "description": kind.description,
         "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": model_schema(kind.spec),
-            "status": model_schema(kind.status),
-        },
+        "properties": properties,
     }
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if kind.status is not None:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = kind.columns + TRAILING_COLUMNS[kind.kind]
+    version["schema"] = {"openAPIV3Schema": schema}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -169,16 +190,7 @@ def crd(kind: Kind) -> dict[str, Any]:
                 "shortNames": kind.short_names,
                 "categories": ["troupe"],
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": kind.columns + TRAILING_COLUMNS[kind.kind],
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
+            "versions": [version],
         },
     }
 

@@ -4,13 +4,26 @@ The rules are in the pure core (``troupe_operator.agents``); this shell
 observes, asks it, and executes. Events on Agents and on the Deployments
 they own (by label) only put the Agent's key on a work queue; workers
 reconcile it: read the Agent, the keys (never the values) of the Secret its
-key comes from, and its children, by name; create what is missing and
-replace what differs with the ``resourceVersion`` read (a concurrent change
-answers 409 and the reconcile is retried); write the status (only when it
-changed: the status write is itself an Agent event); then post Events.
+key comes from, its children and a team's member Agents, by name; create
+what is missing and replace what differs with the ``resourceVersion`` read
+(a concurrent change answers 409 and the reconcile is retried); write the
+status (only when it changed: the status write is itself an Agent event);
+then post Events.
 Every API call is bounded (``Kube``). Transient failures are retried with
 backoff (``Workers``); a write refused for good (403, 422) becomes the
 Agent's Error condition and a Warning Event.
+
+The status is shared with the Agent's supervisor pod, which writes its own
+fields and conditions. The operator's merge patch carries only its fields
+(``OWNED_STATUS``) and, in ``conditions``, the whole list as the core left
+it (the core keeps the pod's conditions as read), with the
+``resourceVersion`` of the Agent read: had the pod written in between, the
+patch answers 409 and the reconcile runs again on what the pod wrote.
+
+A team depends on its members, whose events are not its own: kopf indexes
+every Agent by the members it lists (``@kopf.index``), and an event on an
+Agent also queues each Agent of its namespace that lists it, so a member
+that appears, goes or scales wakes its supervisors at once.
 
 Reading a Secret needs ``get`` on Secrets: the API has no way to read only
 a Secret's keys, so the operator reads it and keeps the set of keys of its
@@ -59,7 +72,11 @@ AgentKey = tuple[str, str]
 OWNED_STATUS: Final = frozenset(
     {"phase", "replicas", "ready_replicas", "ready", "observed_generation", "conditions"}
 )
-"""The status fields this controller writes; the supervisor's fields are its pods'."""
+"""The status fields this controller writes; ``supervisor``, ``leaseTransitions`` and
+``calls`` are the supervisor pod's. ``conditions`` is shared: the core says which types are
+the operator's (``agents.core.OWNED_CONDITIONS``) and keeps the others as read."""
+TEAMS_INDEX: Final = "agent_teams"
+"""kopf index: ``(namespace, member)`` to the names of the Agents that list that member."""
 
 
 def _child_path(child: Child, namespace: str, name: str = "") -> str:
@@ -74,9 +91,13 @@ class AgentKube(Kube):
     async def read_agent(self, namespace: str, name: str) -> Body | None:
         return await self._read(path(API_VERSION, "agents", namespace, name))
 
-    async def patch_agent_status(self, namespace: str, name: str, status: Body) -> Body:
+    async def patch_agent_status(
+        self, namespace: str, name: str, resource_version: str, status: Body
+    ) -> Body:
+        """Merge ``status`` in, unless the Agent changed since ``resource_version`` (409)."""
         resource = path(API_VERSION, "agents", namespace, name) + "/status"
-        return await self._call("patch", resource, {"status": status}, content_type=MERGE_PATCH)
+        patch = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        return await self._call("patch", resource, patch, content_type=MERGE_PATCH)
 
     async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """The keys of a Secret (None: no such Secret); its values are dropped unread."""
@@ -130,6 +151,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _replicas(agent: Body) -> int:
+    """An Agent's ``spec.replicas`` as stored (the schema defaults it; 0 if it is no number)."""
+    replicas = (agent.get("spec") or {}).get("replicas")
+    return replicas if isinstance(replicas, int) else 0
+
+
+def _members(spec: Mapping[str, Any]) -> list[str]:
+    """The members an Agent's spec lists, read without parsing the rest of it."""
+    members = spec.get("members")
+    if not isinstance(members, list):
+        return []
+    return [member for member in members if isinstance(member, str)]
+
+
 class AgentReconciler:
     def __init__(self, kube: AgentKube, config: OperatorConfig) -> None:
         self.kube = kube
@@ -175,9 +210,13 @@ class AgentReconciler:
         except ValidationError:
             status = AgentStatus()
         secret = None if isinstance(spec, InvalidSpec) else spec.model.api_key_secret_ref
+        members = [] if isinstance(spec, InvalidSpec) else spec.members
         names = agent.child_names()
         found = await asyncio.gather(
             *(self.kube.read_child(child, agent.namespace, names[child]) for child in Child)
+        )
+        member_bodies = await asyncio.gather(
+            *(self.kube.read_agent(agent.namespace, member) for member in members)
         )
         return Observation(
             agent=agent,
@@ -196,6 +235,10 @@ class AgentReconciler:
             },
             settings=self.settings,
             now=_now(),
+            members={
+                member: None if member_body is None else _replicas(member_body)
+                for member, member_body in zip(members, member_bodies, strict=True)
+            },
         )
 
     async def _execute(self, agent: AgentRef, decision: Decision) -> dict[Child, str]:
@@ -222,7 +265,7 @@ class AgentReconciler:
         if owned(before) != owned(after):
             metadata = body["metadata"]
             await self.kube.patch_agent_status(
-                metadata["namespace"], metadata["name"], owned(after)
+                metadata["namespace"], metadata["name"], metadata["resourceVersion"], owned(after)
             )
 
 
@@ -254,9 +297,16 @@ def register(
         for api in closing:
             await api.close()  # type: ignore[no-untyped-call]  # untyped upstream
 
+    @kopf.index(GROUP, VERSION, "agents", id=TEAMS_INDEX, registry=registry)
+    async def index_agent_team(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> Any:
+        return {(namespace, member): name for member in _members(spec)}
+
     @kopf.on.event(GROUP, VERSION, "agents", id="agent-serve", registry=registry)
-    async def agent_serve_event(namespace: str | None, name: str, **_: Any) -> None:
+    async def agent_serve_event(namespace: str | None, name: str, **indices: Any) -> None:
+        teams: kopf.Index[tuple[str | None, str], str] = indices[TEAMS_INDEX]
         workers.enqueue((str(namespace), name))
+        for team in teams.get((namespace, name), ()):
+            workers.enqueue((str(namespace), team))
 
     @kopf.on.event("apps", "v1", "deployments", labels={LABEL_NAME: APP_NAME}, registry=registry)
     async def agent_deployment_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
