@@ -44,6 +44,7 @@ from troupe_agent.invoke_auth import ReviewFailed, Verdict, unauthorized
 from troupe_agent.kube_api import KubeApiError, KubeCaller
 from troupe_agent.retry import Deadline, RetryPolicy
 from troupe_operator.api import GROUP
+from troupe_operator.api.serve_env import POD_NAMESPACE_ENV
 
 INVOKE_VERB: Final = "create"
 INVOKE_RESOURCE: Final = "agents"
@@ -53,13 +54,12 @@ REVIEW_SECONDS: Final = 5.0
 """Time for both reviews of one call, retries included; past it the caller gets a 503."""
 REVIEW_POLICY: Final = RetryPolicy(max_retries=2, base_delay=0.1, max_delay=1.0)
 
-NAMESPACE_ENV: Final = "POD_NAMESPACE"
 NAMESPACE_FILE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def pod_namespace() -> str | None:
     """The pod's namespace: ``POD_NAMESPACE``, else the mounted ServiceAccount's."""
-    if namespace := os.environ.get(NAMESPACE_ENV, "").strip():
+    if namespace := os.environ.get(POD_NAMESPACE_ENV, "").strip():
         return namespace
     try:
         return NAMESPACE_FILE.read_text(encoding="utf-8").strip() or None

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from troupe_agent.errors import CallFailure, ModelCallError, classify
 from troupe_agent.retry import Deadline, RetryPolicy
@@ -28,7 +28,8 @@ from troupe_operator.api import SCRIPTED_MODEL_NAME, AgentSpec
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import BaseMessage
+    from langchain_core.messages import BaseMessage, ToolCall
+    from langchain_core.runnables import Runnable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def build_chat_model(spec: AgentSpec, api_key: str | None) -> BaseChatModel:
 class ChatReply:
     text: str
     stats: CallStats
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tools the model chose, when it was offered some (``name``, ``args``, ``id``)."""
 
 
 class ModelClient:
@@ -104,8 +107,15 @@ class ModelClient:
         self._sleep = sleep
         self._retry_policy = retry_policy or RetryPolicy(max_retries=spec.model.max_retries)
 
-    def chat(self, messages: list[BaseMessage], deadline: Deadline) -> ChatReply:
-        """The model's reply, retried as the policy allows; raises :class:`ModelCallError`."""
+    def chat(
+        self,
+        messages: list[BaseMessage],
+        deadline: Deadline,
+        tools: Sequence[dict[str, Any]] = (),
+    ) -> ChatReply:
+        """The model's reply, retried as the policy allows; raises :class:`ModelCallError`.
+
+        With ``tools`` (OpenAI function schemas) the model must call exactly one of them."""
         retries = 0
         while True:
             if deadline.expired():
@@ -113,7 +123,7 @@ class ModelClient:
                     status="deadline", detail="the task deadline passed", retryable=True
                 )
                 raise self._error(failure, attempts=retries, reason="task deadline")
-            outcome = self._call_once(messages, deadline.call_timeout(self._timeout))
+            outcome = self._call_once(messages, deadline.call_timeout(self._timeout), tools)
             if isinstance(outcome, ChatReply):
                 return outcome
             attempts = retries + 1
@@ -135,11 +145,18 @@ class ModelClient:
             self._sleep(delay)
             retries += 1
 
-    def _call_once(self, messages: list[BaseMessage], timeout: float) -> ChatReply | CallFailure:
+    def _call_once(
+        self, messages: list[BaseMessage], timeout: float, tools: Sequence[dict[str, Any]]
+    ) -> ChatReply | CallFailure:
         started = time.monotonic()
+        model: Runnable[list[BaseMessage], BaseMessage] = self._chat_model
+        if tools:
+            model = self._chat_model.bind_tools(
+                tools, tool_choice="required", parallel_tool_calls=False
+            )
         with self._telemetry.chat_span(self.model_name) as span:
             try:
-                reply = self._chat_model.invoke(messages, timeout=timeout)
+                reply = model.invoke(messages, timeout=timeout)
             except Exception as exc:
                 failure = classify(exc)
                 self._telemetry.record_failure(
@@ -154,7 +171,9 @@ class ModelClient:
             self._telemetry.record_success(span, self.model_name, stats)
         for observer in self._observers:
             observer.call_succeeded(self.model_name, stats)
-        return ChatReply(text=reply.text, stats=stats)
+        return ChatReply(
+            text=reply.text, stats=stats, tool_calls=tuple(getattr(reply, "tool_calls", None) or ())
+        )
 
     def _error(self, failure: CallFailure, attempts: int, reason: str) -> ModelCallError:
         return ModelCallError(

@@ -1,7 +1,9 @@
 """The offline scripted model: deterministic placeholder replies when no endpoint is set.
 
 It lets the demo and the tests run a whole workflow without an LLM. Every reply
-starts with :data:`PLACEHOLDER_BANNER`, the model calls itself
+starts with :data:`PLACEHOLDER_BANNER` (offered tools, it calls the one named
+:data:`FINISH_TOOL` with such a reply, so a scripted team supervisor answers at
+once instead of pretending to delegate), the model calls itself
 ``SCRIPTED_MODEL_NAME``, and it reports no token usage: no provider counted
 any tokens, and inventing counts would spend tenants' token budgets on text
 nobody generated. It is only ever chosen when ``model.baseURL`` is unset.
@@ -9,16 +11,19 @@ nobody generated. It is only ever chosen when ``model.baseURL`` is unset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
 
 from troupe_agent.prompts import APPROVAL_WORD, CRITIQUE_INSTRUCTION, REVISE_INSTRUCTION
 from troupe_operator.api import SCRIPTED_MODEL_NAME, Role
 
 PLACEHOLDER_BANNER: Final = "[scripted placeholder — no LLM was called]"
+FINISH_TOOL: Final = "finish"
 
 _EXCERPT_LENGTH: Final = 160
 
@@ -61,6 +66,11 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "troupe-scripted"
 
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        return self.bind(tools=tools)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -68,8 +78,13 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
+        text = self.reply_to(messages)
+        calls = []
+        if kwargs.get("tools"):
+            calls = [{"name": FINISH_TOOL, "args": {"answer": text}, "id": "scripted-finish"}]
         reply = AIMessage(
-            content=self.reply_to(messages),
+            content="" if calls else text,
+            tool_calls=calls,
             response_metadata={"model_name": SCRIPTED_MODEL_NAME, "scripted": True},
         )
         return ChatResult(generations=[ChatGeneration(message=reply)])

@@ -18,13 +18,13 @@ from troupe_agent.invoke_auth import DEFAULT_AUDIENCE
 from troupe_agent.metrics import ServeMetrics
 from troupe_agent.scripted import PLACEHOLDER_BANNER
 from troupe_agent.serve import (
-    AGENT_SPEC_ENV,
     ServeConfigError,
     create_app,
     http_status_for,
     load_agent_spec,
 )
 from troupe_operator.api import SCRIPTED_MODEL_NAME, AgentSpec, Role
+from troupe_operator.api.serve_env import SPEC_ENV
 
 SPEC = AgentSpec.model_validate({"role": "planner"})
 
@@ -134,12 +134,12 @@ def test_agent_spec_from_file_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = tmp_path / "agent.json"
     path.write_text('{"role": "reviewer"}')
     assert load_agent_spec(path).role is Role.REVIEWER
-    monkeypatch.setenv(AGENT_SPEC_ENV, '{"role": "executor"}')
+    monkeypatch.setenv(SPEC_ENV, '{"role": "executor"}')
     assert load_agent_spec(None).role is Role.EXECUTOR
-    monkeypatch.setenv(AGENT_SPEC_ENV, '{"role": "juggler"}')
-    with pytest.raises(ServeConfigError, match=AGENT_SPEC_ENV):
+    monkeypatch.setenv(SPEC_ENV, '{"role": "juggler"}')
+    with pytest.raises(ServeConfigError, match=SPEC_ENV):
         load_agent_spec(None)
-    monkeypatch.delenv(AGENT_SPEC_ENV)
+    monkeypatch.delenv(SPEC_ENV)
     with pytest.raises(ServeConfigError, match="--agent"):
         load_agent_spec(None)
 
