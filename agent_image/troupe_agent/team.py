@@ -150,6 +150,14 @@ def read_decision(tool_calls: Sequence[Mapping[str, Any]], text: str) -> Delegat
     raise ValueError(f"the supervisor model called an unknown tool {call.get('name')!r}")
 
 
+class MemberFailed(Exception):
+    """A member that did not answer: the HTTP status for the caller, and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class MemberClient:
     """Invokes member Agents over their Services, with the caller's token."""
 
@@ -196,12 +204,6 @@ class MemberClient:
             log.warning("%s, retry %d in %.2fs", detail, retries + 1, delay)
             self._sleep(delay)
             retries += 1
-
-
-class MemberFailed(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _error_of(response: httpx.Response) -> str:
