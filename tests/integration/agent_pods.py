@@ -17,7 +17,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,19 +27,13 @@ import kubernetes
 
 from tests.integration.troupe_driver import ELECTION_ENV
 from tests.support.emulator import EmulatedCluster
+from tests.support.loopback import free_port
 from tests.support.waiting import wait_for
 from troupe_operator.api.serve_env import MEMBERS_ENV
 
 NAMESPACE = "default"
 POD_IP = "127.0.0.1"
 STATUS_PERIOD = {"TROUPE_SUPERVISOR_STATUS_SECONDS": "0.3"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((POD_IP, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -83,7 +76,7 @@ class AgentPods:
         )
         template = self.api.sanitize_for_serialization(body.spec.template)
         container = template["spec"]["containers"][0]
-        port = _free_port()
+        port = free_port(POD_IP)
         args = list(container.get("args") or [])
         args[args.index("--port") + 1] = str(port)
         token = self.emulator.token_for(NAMESPACE, template["spec"]["serviceAccountName"])

@@ -26,6 +26,7 @@ import kubernetes
 from kubernetes.aio import client as aio_client
 
 from tests.support.fixtures import RunOperator
+from tests.support.loopback import free_port
 from tests.support.waiting import wait_for
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.handlers import Controller, api_client, register
@@ -96,6 +97,10 @@ class OperatorProcess:
     log: pathlib.Path
     identity: str = "operator"
     """Its POD_NAME, the first part of its leader-election identity."""
+    pod_namespace: str = "default"
+    """Its POD_NAMESPACE: where its Lease is."""
+    metrics_port: int = field(default_factory=free_port)
+    """Where it serves ``/metrics`` on loopback (``TROUPE_METRICS_PORT``)."""
     exits: list[int] = field(default_factory=list)
     _process: subprocess.Popen[bytes] | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -109,6 +114,9 @@ class OperatorProcess:
             "TROUPE_POD_CHECK_SECONDS": str(TEST_CONFIG.pod_check_seconds),
             "TROUPE_API_TIMEOUT_SECONDS": str(TEST_CONFIG.api_timeout_seconds),
             "POD_NAME": self.identity,
+            "POD_NAMESPACE": self.pod_namespace,
+            "TROUPE_METRICS_PORT": str(self.metrics_port),
+            "TROUPE_METRICS_ADDRESS": "127.0.0.1",
             **ELECTION_ENV,
         }
         command = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from types import TracebackType
@@ -84,3 +85,11 @@ class BackgroundService(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now, for a server that must be told its port."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
