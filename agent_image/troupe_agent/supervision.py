@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -188,19 +188,25 @@ class Supervision:
                 await self.elector.run(self._lead)
             except LeadershipLost as lost:
                 log.warning("no longer the supervisor of agent %s: %s", self.settings.agent, lost)
+            except Exception:  # a bug: said with its traceback; the campaign goes on
+                log.exception("the supervisor election of agent %s failed", self.settings.agent)
+                await asyncio.sleep(self.settings.election.retry_period)
 
     async def _lead(self) -> None:
+        """The holder's work, every status period; a failure is logged and tried next time."""
         while True:
-            try:
-                await asyncio.to_thread(self._publish)
-            except KubeApiError as error:
-                log.warning("cannot write agent %s's status: %s", self.settings.agent, error)
+            await self._attempt(self._publish, "write the Agent's status")
             if self._conversations is not None:
-                try:
-                    await asyncio.to_thread(self._conversations.sweep)
-                except KubeApiError as error:
-                    log.warning("cannot delete expired conversations: %s", error)
+                await self._attempt(self._conversations.sweep, "delete expired Conversations")
             await asyncio.sleep(self.settings.status_period)
+
+    async def _attempt(self, work: Callable[[], object], what: str) -> None:
+        try:
+            await asyncio.to_thread(work)
+        except KubeApiError as error:
+            log.warning("agent %s: cannot %s: %s", self.settings.agent, what, error)
+        except Exception:  # a bug: said with its traceback, and the pod keeps serving
+            log.exception("agent %s: cannot %s", self.settings.agent, what)
 
     def _publish(self) -> None:
         """Write what the supervisor knows into the Agent's status, if any of it changed."""
