@@ -102,7 +102,7 @@ class AgentPods:
             )
         started = AgentPod(pod, f"http://{POD_IP}:{port}", process, log)
         self.pods.append(started)
-        wait_for(lambda: _healthy(started), interval=0.05, what=f"{pod} to serve")
+        wait_for(lambda: _healthy(started), timeout=120, interval=0.05, what=f"{pod} to serve")
         return started
 
     def _resolved(self, env: list[dict[str, Any]], pod: str) -> dict[str, str]:

@@ -57,13 +57,18 @@ def test_two_pods_elect_one_supervisor_and_the_status_follows_the_lease(
     team["spec"]["replicas"] = 2
     troupe.apply(team)
     with troupe.operator():
-        wait_for(lambda: _deployment_exists(troupe), what="the operator to write the Deployment")
+        wait_for(
+            lambda: _deployment_exists(troupe),
+            timeout=60,
+            what="the operator to write the Deployment",
+        )
         first, second = pods.start("team", "team-a"), pods.start("team", "team-b")
-        holder = wait_for(lambda: elected(first, second), what="one supervisor")
+        holder = wait_for(lambda: elected(first, second), timeout=60, what="one supervisor")
         survivor = second if holder is first else first
 
         status = wait_for(
             lambda: (s := agent_status(troupe, "team")).get("supervisor") == holder.name and s,
+            timeout=60,
             what="status.supervisor to name the holder",
         )
         assert status["leaseTransitions"] == 0
@@ -72,9 +77,12 @@ def test_two_pods_elect_one_supervisor_and_the_status_follows_the_lease(
         assert condition(status, "Ready"), "the operator's conditions are kept beside ModelReady"
 
         holder.kill()
-        assert wait_for(lambda: elected(survivor), what="the survivor to lead") is survivor
+        assert (
+            wait_for(lambda: elected(survivor), timeout=60, what="the survivor to lead") is survivor
+        )
         status = wait_for(
             lambda: (s := agent_status(troupe, "team")).get("supervisor") == survivor.name and s,
+            timeout=60,
             what="status.supervisor to follow the Lease",
         )
         assert status["leaseTransitions"] == 1

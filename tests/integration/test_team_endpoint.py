@@ -122,11 +122,12 @@ def _team(troupe: Troupe, pods: AgentPods, stub: OpenAIStub, max_iterations: int
     apps = kubernetes.client.AppsV1Api(troupe.api)
     wait_for(
         lambda: len(apps.list_namespaced_deployment("default").items) == 3,
+        timeout=60,
         what="the operator to write the three Deployments",
     )
     members = {name: pods.start(name, f"{name}-0") for name in ("math", "writer")}
     team = [pods.start("team", "team-a", members), pods.start("team", "team-b", members)]
-    wait_for(lambda: elected(*team), what="the team to elect its supervisor")
+    wait_for(lambda: elected(*team), timeout=60, what="the team to elect its supervisor")
     return team
 
 
@@ -185,11 +186,13 @@ def test_a_new_supervisor_resumes_the_conversation_after_the_last_completed_turn
         survivor = next(pod for pod in team if pod is not holder)
         first = threading.Thread(target=_invoke_ignoring_errors, args=(holder, token, "c-1"))
         first.start()
-        wait_for(lambda: _stub_calls(openai_stub)[2:] == [("team", 1)], what="turn 1 done")
-        wait_for(lambda: _checkpointed_turns(troupe) == 1, what="turn 1 checkpointed")
+        wait_for(
+            lambda: _stub_calls(openai_stub)[2:] == [("team", 1)], timeout=60, what="turn 1 done"
+        )
+        wait_for(lambda: _checkpointed_turns(troupe) == 1, timeout=60, what="turn 1 checkpointed")
         holder.kill()
         first.join(30)
-        wait_for(lambda: elected(survivor), what="the survivor to lead")
+        wait_for(lambda: elected(survivor), timeout=60, what="the survivor to lead")
 
         response = _invoke(survivor, token, "c-1")
 

@@ -1,0 +1,266 @@
+"""The operator's ClusterRole in ``deploy/operator.yaml`` is all it needs: least privilege, tested.
+
+The Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding of the manifest are loaded
+into the emulator as they are (the Deployment is not: the operator runs here as a process),
+and the real operator (``kopf run -m troupe_operator.main``, leader election on, its Lease in
+``troupe-system``) runs with a token of ``system:serviceaccount:troupe-system:troupe-operator``
+and nothing else: every request it and kopf make is authorized by the emulator's RBAC
+evaluation, and one the ClusterRole does not grant is answered 403, as kube-apiserver would.
+Under that identity a two-task Workflow must succeed, and an Agent with ``replicas: 1`` must
+get all its children, have its Deployment replaced when its pods' spec changes, and lose
+them all when scaled to 0, without one 403 or "forbidden" in the operator's log.
+
+Not emulated: kube-apiserver's escalation prevention on writing RBAC objects (a Role may
+grant only what its writer holds, unless the writer may ``escalate``; a binding may refer
+only to a role whose permissions its writer holds, unless the writer may ``bind`` it). The
+emulator lets the operator create any Role and binding it may create at all, so this module
+checks that part itself on what the operator created: every rule of each Role is covered by
+the ClusterRole (as ``ConfirmNoEscalation`` requires), and each ClusterRole bound by a
+ClusterRoleBinding is one the ClusterRole may ``bind``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+
+from tests.integration.test_agent_serve import (
+    deployment,
+    patch_spec,
+    read,
+    roll_out,
+    secret,
+    serving_agent,
+    template_hash,
+    wait_status,
+)
+from tests.integration.troupe_driver import (
+    OperatorProcess,
+    Troupe,
+    agent,
+    reply_naming_the_task,
+    workflow,
+)
+from tests.support.emulator import EmulatedCluster
+from tests.support.kube.rbac import rule_allows
+from tests.support.kube.request_info import RequestInfo
+from tests.support.openai_stub import OpenAIStub
+from tests.support.waiting import wait_for
+
+MANIFEST = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "operator.yaml"
+NAMESPACE, ACCOUNT = "troupe-system", "troupe-operator"
+RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+RBAC_GROUP, RBAC_API = "rbac.authorization.k8s.io", "rbac.authorization.k8s.io/v1"
+OPERATOR_AGENTS = ("troupe-operator/", "kopf/")
+"""The User-Agents of the operator's own client and of kopf's."""
+REFUSAL = re.compile(r"forbidden|(?<![,.])\b403\b", re.IGNORECASE)
+"""A refusal in the log; not the milliseconds of a timestamp (``12:00:00,403``)."""
+
+Rules = list[dict[str, Any]]
+
+
+def manifest() -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all(MANIFEST.read_text()) if document]
+
+
+def the(kind: str) -> dict[str, Any]:
+    (found,) = [document for document in manifest() if document["kind"] == kind]
+    return found
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def holds(rules: Rules, verb: str, group: str, resource: str, namespace: str, name: str) -> bool:
+    """Whether ``rules`` allow one request, decided by the emulator's RBAC rule matching."""
+    plural, _, subresource = resource.partition("/")
+    request = RequestInfo(
+        verb,
+        "",
+        True,
+        api_group=group,
+        resource=plural,
+        subresource=subresource,
+        namespace=namespace,
+        name=name,
+    )
+    return any(rule_allows(rule, request) for rule in rules)
+
+
+def not_held(rules: Rules, granted: Rules, namespace: str) -> list[str]:
+    """What ``granted`` (a Role's rules) allows that ``rules`` do not: an escalation."""
+    return [
+        f"{verb} {resource}.{group or 'core'} {name}".rstrip()
+        for rule in granted
+        for group in rule.get("apiGroups") or ()
+        for resource in rule.get("resources") or ()
+        for verb in rule.get("verbs") or ()
+        for name in rule.get("resourceNames") or [""]
+        if not holds(rules, verb, group, resource, namespace, name)
+    ]
+
+
+def refusals(log: str) -> list[str]:
+    return [line for line in log.splitlines() if REFUSAL.search(line)]
+
+
+def test_the_cluster_role_names_everything_it_grants() -> None:
+    rules: Rules = the("ClusterRole")["rules"]
+    assert [text for text in strings(rules) if "*" in text] == []
+    for rule in rules:
+        assert not {"escalate", "impersonate"} & set(rule["verbs"]), rule
+        if "bind" in rule["verbs"]:
+            assert rule["resourceNames"] == ["system:auth-delegator"], rule
+    binding = the("ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == the("ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": ACCOUNT, "namespace": NAMESPACE}
+    ]
+
+
+def test_the_deployment_runs_two_electing_replicas_as_the_bound_account() -> None:
+    deployed = the("Deployment")
+    pod = deployed["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {variable["name"]: variable for variable in container["env"]}
+    assert deployed["metadata"]["namespace"] == NAMESPACE and deployed["spec"]["replicas"] == 2
+    assert pod["serviceAccountName"] == ACCOUNT
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["TROUPE_LEADER_ELECT"]["value"] == "true"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # kopf serves --liveness only after the startup handlers, where a standby waits to lead.
+    assert "livenessProbe" not in container
+
+
+def lease_holder(troupe: Troupe) -> str:
+    """Who holds the operator's Lease in its namespace ("" when nobody or no Lease)."""
+    coordination = kubernetes.client.CoordinationV1Api(troupe.api)
+    try:
+        lease: Any = coordination.read_namespaced_lease(ACCOUNT, NAMESPACE)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return ""
+        raise
+    return str(lease.spec.holder_identity or "")
+
+
+def agent_children(troupe: Troupe, name: str) -> dict[str, dict[str, Any] | None]:
+    rbac = kubernetes.client.RbacAuthorizationV1Api(troupe.api)
+    bindings = rbac.list_cluster_role_binding(label_selector=f"troupe.dev/agent={name}").items
+    return {
+        "ServiceAccount": read(troupe, troupe.core.read_namespaced_service_account, name),
+        "Role": read(troupe, rbac.read_namespaced_role, name),
+        "RoleBinding": read(troupe, rbac.read_namespaced_role_binding, name),
+        "ClusterRoleBinding": troupe.api.sanitize_for_serialization(bindings[0])
+        if bindings
+        else None,
+        "Service": read(troupe, troupe.core.read_namespaced_service, name),
+        "Deployment": deployment(troupe, name),
+    }
+
+
+@pytest.mark.timeout(240)
+def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
+    emulator: EmulatedCluster, troupe: Troupe, tmp_path: pathlib.Path
+) -> None:
+    for document in manifest():
+        if document["kind"] in RBAC_KINDS:
+            emulator.create(document)
+    token = emulator.token_for(NAMESPACE, ACCOUNT)
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "operator.kubeconfig", token=token)
+    troupe.core.create_namespaced_secret("default", secret())
+    two_tasks = [{"name": "draft"}, {"name": "edit", "dependsOn": ["draft"]}]
+
+    with OpenAIStub(reply=reply_naming_the_task) as stub:
+        troupe.apply(
+            agent("worker", stub.base_url),
+            workflow("least-privilege", two_tasks),
+            serving_agent("writer", replicas=1),
+        )
+        operator = OperatorProcess(
+            kubeconfig, tmp_path / "operator.log", "troupe-operator-0", pod_namespace=NAMESPACE
+        )
+        operator.start()
+        try:
+            holder = wait_for(lambda: lease_holder(troupe), timeout=60, what="a Lease holder")
+            status = troupe.wait_for_phase("least-privilege", "Succeeded", "Failed", timeout=90)
+            assert status["phase"] == "Succeeded", status.get("message")
+            assert status["tasks"]["edit"]["attempts"] == 1
+
+            children = wait_for(
+                lambda: all((found := agent_children(troupe, "writer")).values()) and found,
+                timeout=30,
+                what="every child of Agent writer",
+            )
+            roll_out(troupe, "writer", 1)
+            wait_status(troupe, "writer", "Ready", phase="Ready", ready="1/1")
+            roles = emulator.objects(RBAC_API, "roles")
+            cluster_role_bindings = emulator.objects(RBAC_API, "clusterrolebindings")
+
+            first = template_hash(troupe, "writer")
+            patch_spec(troupe, "writer", {"systemPrompt": "Write tersely."})
+            wait_for(
+                lambda: template_hash(troupe, "writer") not in (None, first),
+                timeout=30,
+                what="the Deployment replaced",
+            )
+            patch_spec(troupe, "writer", {"replicas": 0})
+            wait_for(
+                lambda: not any(agent_children(troupe, "writer").values()),
+                timeout=30,
+                what="every child of Agent writer deleted",
+            )
+            wait_status(troupe, "writer", "Ready with no pods", phase="Ready", replicas=0)
+        finally:
+            operator.stop()
+
+    log = operator.log.read_text()
+    assert refusals(log) == [], log[-4000:]
+    assert operator.exits == [], log[-4000:]
+    assert holder.startswith("troupe-operator-0_")
+    assert children["ClusterRoleBinding"] is not None
+    assert children["ClusterRoleBinding"]["roleRef"]["name"] == "system:auth-delegator"
+
+    # Every request of the operator and of kopf carried the ServiceAccount's token.
+    requests = [
+        r
+        for r in list(emulator.handler)
+        if str(r.headers.get("User-Agent", "")).startswith(OPERATOR_AGENTS)
+    ]
+    assert {str(r.headers.get("Authorization")) for r in requests} == {f"Bearer {token}"}
+
+    # What the emulator does not check: the operator grants and binds only what it may.
+    rules: Rules = the("ClusterRole")["rules"]
+    granted = {(role["metadata"]["namespace"], role["metadata"]["name"]) for role in roles}
+    assert ("default", "writer") in granted and len(granted) == 2, granted  # the run's, the Agent's
+    for role in roles:
+        assert not_held(rules, role["rules"], role["metadata"]["namespace"]) == [], role
+    bound = [b["roleRef"] for b in cluster_role_bindings if b["metadata"]["name"] != ACCOUNT]
+    assert bound and all(
+        ref["kind"] == "ClusterRole"
+        and holds(rules, "bind", RBAC_GROUP, "clusterroles", "", ref["name"])
+        for ref in bound
+    ), bound
