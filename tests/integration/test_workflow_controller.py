@@ -136,7 +136,9 @@ def test_task_exhausting_its_retries_fails_the_workflow(
         {"name": "after-broken", "dependsOn": ["broken"]},
         {"name": "slow-sibling", "prompt": "TASK=slow-sibling"},
     ]
-    stub.inject(Fault.slow(4))
+    # with failFast the sibling must still be running when `broken` has failed twice, however
+    # slowly two task processes start on a loaded machine; without, it must finish
+    stub.inject(Fault.slow(60 if fail_fast else 4))
     troupe.apply(
         agent("worker", stub.base_url),
         agent("offline", UNREACHABLE),
