@@ -6,9 +6,17 @@ and the real operator (``kopf run -m troupe_operator.main``, leader election on,
 ``troupe-system``) runs with a token of ``system:serviceaccount:troupe-system:troupe-operator``
 and nothing else: every request it and kopf make is authorized by the emulator's RBAC
 evaluation, and one the ClusterRole does not grant is answered 403, as kube-apiserver would.
-Under that identity a two-task Workflow must succeed, and an Agent with ``replicas: 1`` must
-get all its children, have its Deployment replaced when its pods' spec changes, and lose
-them all when scaled to 0, without one 403 or "forbidden" in the operator's log.
+Under that identity, without one 403 or "forbidden" in the operator's log or Events:
+
+- a two-task Workflow succeeds, and one whose task pod cannot start fails and has its Job
+  deleted;
+- an Agent with ``replicas: 1`` waits for its missing Secret, then gets its ServiceAccount,
+  Role, RoleBinding, ClusterRoleBinding, Service and Deployment; a repeated Event is counted
+  on the first; a change of its pods' spec replaces the Deployment; scaled to 0 it loses
+  every child.
+
+Each wait fails at once on the first refusal (a test of a missing permission is not a 60 s
+timeout), and every request the operator and kopf send is checked to carry the token.
 
 Not emulated: kube-apiserver's escalation prevention on writing RBAC objects (a Role may
 grant only what its writer holds, unless the writer may ``escalate``; a binding may refer
@@ -23,14 +31,16 @@ from __future__ import annotations
 
 import pathlib
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import kubernetes
+import kubernetes_validate
 import pytest
 import yaml
 
 from tests.integration.test_agent_serve import (
+    agent_status,
     deployment,
     patch_spec,
     read,
@@ -40,6 +50,7 @@ from tests.integration.test_agent_serve import (
     template_hash,
     wait_status,
 )
+from tests.integration.test_workflow_faults import ENDED
 from tests.integration.troupe_driver import (
     OperatorProcess,
     Troupe,
@@ -48,6 +59,7 @@ from tests.integration.troupe_driver import (
     workflow,
 )
 from tests.support.emulator import EmulatedCluster
+from tests.support.jobrunner import JobRunner
 from tests.support.kube.rbac import rule_allows
 from tests.support.kube.request_info import RequestInfo
 from tests.support.openai_stub import OpenAIStub
@@ -59,10 +71,13 @@ RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"
 RBAC_GROUP, RBAC_API = "rbac.authorization.k8s.io", "rbac.authorization.k8s.io/v1"
 OPERATOR_AGENTS = ("troupe-operator/", "kopf/")
 """The User-Agents of the operator's own client and of kopf's."""
+UNPULLABLE = "registry.invalid/troupe-agent:missing"
+"""An image the Job runner cannot pull, so a task's pod cannot start."""
 REFUSAL = re.compile(r"forbidden|(?<![,.])\b403\b", re.IGNORECASE)
 """A refusal in the log; not the milliseconds of a timestamp (``12:00:00,403``)."""
 
 Rules = list[dict[str, Any]]
+T = TypeVar("T")
 
 
 def manifest() -> list[dict[str, Any]]:
@@ -117,6 +132,11 @@ def not_held(rules: Rules, granted: Rules, namespace: str) -> list[str]:
 
 def refusals(log: str) -> list[str]:
     return [line for line in log.splitlines() if REFUSAL.search(line)]
+
+
+def test_every_document_is_valid_for_kubernetes() -> None:
+    for document in manifest():
+        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_the_cluster_role_names_everything_it_grants() -> None:
@@ -182,85 +202,158 @@ def agent_children(troupe: Troupe, name: str) -> dict[str, dict[str, Any] | None
     }
 
 
+def refused_events(troupe: Troupe) -> list[str]:
+    """Events saying a write was refused for good (the Agent controller reports a 403 so)."""
+    events = troupe.core.list_namespaced_event("default").items
+    return [f"{e.reason}: {e.message}" for e in events if REFUSAL.search(e.message or "")]
+
+
+def until(troupe: Troupe, operator: OperatorProcess, probe: Callable[[], T | None], what: str) -> T:
+    """``wait_for(probe)``, failing at once on a refusal in the operator's log or Events."""
+
+    def unrefused() -> T | None:
+        refused = refusals(operator.log.read_text()) + refused_events(troupe)
+        assert refused == [], "\n".join(refused[:5])
+        return probe()
+
+    return wait_for(unrefused, timeout=60, interval=0.1, what=what)
+
+
+def event_count(troupe: Troupe, involved: str, reason: str) -> int:
+    events = troupe.core.list_namespaced_event("default").items
+    return sum(
+        e.count or 1 for e in events if (e.involved_object.name, e.reason) == (involved, reason)
+    )
+
+
 @pytest.mark.timeout(240)
 def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
-    emulator: EmulatedCluster, troupe: Troupe, tmp_path: pathlib.Path
+    emulator: EmulatedCluster, troupe: Troupe, job_runner: JobRunner, tmp_path: pathlib.Path
 ) -> None:
     for document in manifest():
         if document["kind"] in RBAC_KINDS:
             emulator.create(document)
     token = emulator.token_for(NAMESPACE, ACCOUNT)
     kubeconfig = emulator.write_kubeconfig(tmp_path / "operator.kubeconfig", token=token)
-    troupe.core.create_namespaced_secret("default", secret())
+    job_runner.unpullable_images = lambda image: image == UNPULLABLE
     two_tasks = [{"name": "draft"}, {"name": "edit", "dependsOn": ["draft"]}]
+    stuck = workflow("cannot-start", [{"name": "only", "agent": "puller"}])
 
     with OpenAIStub(reply=reply_naming_the_task) as stub:
+        puller = agent("puller", stub.base_url)
+        puller["spec"]["image"] = UNPULLABLE
         troupe.apply(
             agent("worker", stub.base_url),
+            puller,
             workflow("least-privilege", two_tasks),
-            serving_agent("writer", replicas=1),
+            stuck,
+            serving_agent("writer", replicas=1),  # its Secret comes later
         )
         operator = OperatorProcess(
             kubeconfig, tmp_path / "operator.log", "troupe-operator-0", pod_namespace=NAMESPACE
         )
         operator.start()
         try:
-            holder = wait_for(lambda: lease_holder(troupe), timeout=60, what="a Lease holder")
-            status = troupe.wait_for_phase("least-privilege", "Succeeded", "Failed", timeout=90)
+            holder = until(troupe, operator, lambda: lease_holder(troupe), "a Lease holder")
+            # (a) Workflows: Jobs, their pods, the run's identity and outputs, status, Events.
+            status = until(
+                troupe,
+                operator,
+                lambda: (s := troupe.status("least-privilege")).get("phase") in ENDED and s,
+                "the Workflow to end",
+            )
             assert status["phase"] == "Succeeded", status.get("message")
-            assert status["tasks"]["edit"]["attempts"] == 1
+            assert {task: s["attempts"] for task, s in status["tasks"].items()} == {
+                "draft": 1,
+                "edit": 1,
+            }
+            # A pod that cannot start: its Job is deleted.
+            failed = until(
+                troupe,
+                operator,
+                lambda: (s := troupe.status("cannot-start")).get("phase") in ENDED and s,
+                "the unstartable Workflow to end",
+            )
+            assert failed["phase"] == "Failed" and "cannot start" in failed["message"], failed
+            until(troupe, operator, lambda: not troupe.jobs("cannot-start"), "its Job deleted")
 
-            children = wait_for(
+            # (b) A serving Agent: its Secret read, every child created, replaced, deleted.
+            until(
+                troupe,
+                operator,
+                lambda: event_count(troupe, "writer", "SecretNotFound") == 1,
+                "SecretNotFound on Agent writer",
+            )
+            troupe.core.create_namespaced_secret("default", secret())
+            children = until(
+                troupe,
+                operator,
                 lambda: all((found := agent_children(troupe, "writer")).values()) and found,
-                timeout=30,
-                what="every child of Agent writer",
+                "every child of Agent writer",
             )
             roll_out(troupe, "writer", 1)
-            wait_status(troupe, "writer", "Ready", phase="Ready", ready="1/1")
+            until(
+                troupe,
+                operator,
+                lambda: agent_status(troupe, "writer").get("phase") == "Ready",
+                "Agent writer Ready",
+            )
             roles = emulator.objects(RBAC_API, "roles")
             cluster_role_bindings = emulator.objects(RBAC_API, "clusterrolebindings")
 
+            # The same Event again is counted on the first: read (or remembered) and patched.
+            troupe.core.delete_namespaced_secret("llm", "default")
             first = template_hash(troupe, "writer")
             patch_spec(troupe, "writer", {"systemPrompt": "Write tersely."})
-            wait_for(
+            until(
+                troupe,
+                operator,
+                lambda: event_count(troupe, "writer", "SecretNotFound") == 2,
+                "SecretNotFound counted twice",
+            )
+            troupe.core.create_namespaced_secret("default", secret())
+            until(
+                troupe,
+                operator,
                 lambda: template_hash(troupe, "writer") not in (None, first),
-                timeout=30,
-                what="the Deployment replaced",
+                "the Deployment replaced",
             )
             patch_spec(troupe, "writer", {"replicas": 0})
-            wait_for(
+            until(
+                troupe,
+                operator,
                 lambda: not any(agent_children(troupe, "writer").values()),
-                timeout=30,
-                what="every child of Agent writer deleted",
+                "every child of Agent writer deleted",
             )
             wait_status(troupe, "writer", "Ready with no pods", phase="Ready", replicas=0)
         finally:
             operator.stop()
 
+    # (c) Not one refusal.
     log = operator.log.read_text()
-    assert refusals(log) == [], log[-4000:]
+    assert refusals(log) + refused_events(troupe) == [], log[-4000:]
     assert operator.exits == [], log[-4000:]
     assert holder.startswith("troupe-operator-0_")
-    assert children["ClusterRoleBinding"] is not None
     assert children["ClusterRoleBinding"]["roleRef"]["name"] == "system:auth-delegator"
 
     # Every request of the operator and of kopf carried the ServiceAccount's token.
     requests = [
-        r
-        for r in list(emulator.handler)
-        if str(r.headers.get("User-Agent", "")).startswith(OPERATOR_AGENTS)
+        request
+        for request in list(emulator.handler)
+        if str(request.headers.get("User-Agent", "")).startswith(OPERATOR_AGENTS)
     ]
-    assert {str(r.headers.get("Authorization")) for r in requests} == {f"Bearer {token}"}
+    assert {str(request.headers.get("Authorization")) for request in requests} == {
+        f"Bearer {token}"
+    }
 
-    # What the emulator does not check: the operator grants and binds only what it may.
+    # What the emulator does not check: the operator grants and binds only what it holds.
     rules: Rules = the("ClusterRole")["rules"]
     granted = {(role["metadata"]["namespace"], role["metadata"]["name"]) for role in roles}
-    assert ("default", "writer") in granted and len(granted) == 2, granted  # the run's, the Agent's
+    assert len(granted) == 3 and ("default", "writer") in granted, granted  # 2 runs, 1 Agent
     for role in roles:
         assert not_held(rules, role["rules"], role["metadata"]["namespace"]) == [], role
     bound = [b["roleRef"] for b in cluster_role_bindings if b["metadata"]["name"] != ACCOUNT]
-    assert bound and all(
-        ref["kind"] == "ClusterRole"
-        and holds(rules, "bind", RBAC_GROUP, "clusterroles", "", ref["name"])
-        for ref in bound
-    ), bound
+    assert bound == [
+        {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "system:auth-delegator"}
+    ]
+    assert holds(rules, "bind", RBAC_GROUP, "clusterroles", "", "system:auth-delegator")
