@@ -55,7 +55,8 @@ class GaugeSampler:
 
     def _sample(self) -> None:
         while not self._done.wait(0.05):
-            self.samples.append((time.monotonic(), tuple(map(master_status, self.processes))))
+            values = tuple(map(master_status, self.processes))
+            self.samples.append((time.monotonic(), values))  # stamped once scraped
 
     def stop(self) -> None:
         self._done.set()
@@ -125,7 +126,8 @@ def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
             gauges.stop()
     before_stop = gauges.before(stopped_at)
     assert all(standby_value in (None, 0.0) for _, standby_value in before_stop), before_stop
-    assert before_stop[-1] == (1.0, 0.0)
+    scraped = [leader_value for leader_value, _ in before_stop if leader_value is not None]
+    assert scraped[-1] == 1.0, before_stop  # a scrape may time out under load: None
     assert new.startswith("op-")
     assert handover < (2 if stop == signal.SIGTERM else 6), handover
     assert_every_run_clean(troupe, stub, ["ha-one", "ha-two"])
