@@ -84,8 +84,12 @@ def manifest() -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(MANIFEST.read_text()) if document]
 
 
-def the(kind: str) -> dict[str, Any]:
-    (found,) = [document for document in manifest() if document["kind"] == kind]
+def the(kind: str, name: str = ACCOUNT) -> dict[str, Any]:
+    (found,) = [
+        document
+        for document in manifest()
+        if (document["kind"], document["metadata"]["name"]) == (kind, name)
+    ]
     return found
 
 
@@ -145,12 +149,30 @@ def test_the_cluster_role_names_everything_it_grants() -> None:
     for rule in rules:
         assert not {"escalate", "impersonate"} & set(rule["verbs"]), rule
         if "bind" in rule["verbs"]:
-            assert rule["resourceNames"] == ["system:auth-delegator"], rule
+            assert rule["resourceNames"] == ["system:auth-delegator", "troupe-edit"], rule
     binding = the("ClusterRoleBinding")
     assert binding["roleRef"]["name"] == the("ClusterRole")["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": ACCOUNT, "namespace": NAMESPACE}
     ]
+
+
+def test_the_user_roles_aggregate_into_the_standard_ones() -> None:
+    view, edit = the("ClusterRole", "troupe-view"), the("ClusterRole", "troupe-edit")
+    aggregate = f"{RBAC_GROUP}/aggregate-to"
+    assert view["metadata"]["labels"][f"{aggregate}-view"] == "true"
+    assert edit["metadata"]["labels"][f"{aggregate}-edit"] == "true"
+    assert edit["metadata"]["labels"][f"{aggregate}-admin"] == "true"
+    assert [text for text in strings(view["rules"] + edit["rules"]) if "*" in text] == []
+    for verb, resource in [
+        ("create", "workflows"),
+        ("delete", "agents"),
+        ("create", "agents/invoke"),
+    ]:
+        assert holds(edit["rules"], verb, "troupe.dev", resource, "team", "x")
+        assert not holds(view["rules"], verb, "troupe.dev", resource, "team", "x")
+    assert holds(view["rules"], "list", "troupe.dev", "workflows", "team", "")
+    assert not holds(edit["rules"], "get", "", "secrets", "team", "x")
 
 
 def test_the_deployment_runs_two_electing_replicas_as_the_bound_account() -> None:
@@ -357,3 +379,121 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
         {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "system:auth-delegator"}
     ]
     assert holds(rules, "bind", RBAC_GROUP, "clusterroles", "", "system:auth-delegator")
+
+
+def tenant_ready(troupe: Troupe, name: str) -> dict[str, Any] | None:
+    try:
+        body: dict[str, Any] = troupe.custom.get_cluster_custom_object(
+            "troupe.dev", "v1alpha1", "tenants", name
+        )
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    ready = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or ()}
+    return body if ready.get("Ready", {}).get("status") == "True" else None
+
+
+def tenant_gone(troupe: Troupe, name: str) -> bool:
+    try:
+        troupe.custom.get_cluster_custom_object("troupe.dev", "v1alpha1", "tenants", name)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return True
+        raise
+    return False
+
+
+def network_policy(troupe: Troupe, namespace: str, name: str) -> Any:
+    networking = kubernetes.client.NetworkingV1Api(troupe.api)
+    try:
+        return networking.read_namespaced_network_policy(name, namespace)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+@pytest.mark.timeout(120)
+def test_the_tenant_controller_needs_nothing_its_cluster_role_does_not_grant(
+    emulator: EmulatedCluster, troupe: Troupe, tmp_path: pathlib.Path
+) -> None:
+    """Under the operator's identity: a Tenant that creates a namespace and adopts one, its
+    children written, one repaired, then Retain (labels removed, children deleted) and Delete
+    (namespaces deleted)."""
+    for document in manifest():
+        if document["kind"] in RBAC_KINDS:
+            emulator.create(document)
+    token = emulator.token_for(NAMESPACE, ACCOUNT)
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "operator.kubeconfig", token=token)
+    emulator.create_namespace("keep-old")  # unlabelled and empty: adopted
+    owners = [{"kind": "Group", "name": "leads"}]
+    for name, namespaces, policy in [
+        ("keep", ["keep-new", "keep-old"], "Retain"),
+        ("drop", ["drop-new"], "Delete"),
+    ]:
+        troupe.custom.create_cluster_custom_object(
+            "troupe.dev",
+            "v1alpha1",
+            "tenants",
+            {
+                "apiVersion": "troupe.dev/v1alpha1",
+                "kind": "Tenant",
+                "metadata": {"name": name},
+                "spec": {
+                    "namespaces": namespaces,
+                    "owners": owners,
+                    "quota": {"pods": 10},
+                    "deletionPolicy": policy,
+                },
+            },
+        )
+    operator = OperatorProcess(
+        kubeconfig, tmp_path / "operator.log", "troupe-operator-0", pod_namespace=NAMESPACE
+    )
+    operator.start()
+    try:
+        until(troupe, operator, lambda: tenant_ready(troupe, "keep"), "Tenant keep Ready")
+        until(troupe, operator, lambda: tenant_ready(troupe, "drop"), "Tenant drop Ready")
+        role_bindings = emulator.objects(RBAC_API, "rolebindings")
+        first = network_policy(troupe, "keep-old", "troupe-egress")
+        kubernetes.client.NetworkingV1Api(troupe.api).delete_namespaced_network_policy(
+            "troupe-egress", "keep-old"
+        )
+        until(
+            troupe,
+            operator,
+            lambda: (
+                (again := network_policy(troupe, "keep-old", "troupe-egress"))
+                and again.metadata.uid != first.metadata.uid
+            ),
+            "the NetworkPolicy repaired",
+        )
+        for name in ("keep", "drop"):
+            troupe.custom.delete_cluster_custom_object("troupe.dev", "v1alpha1", "tenants", name)
+        until(
+            troupe,
+            operator,
+            lambda: tenant_gone(troupe, "keep") and tenant_gone(troupe, "drop"),
+            "both Tenants cleaned up and gone",
+        )
+    finally:
+        operator.stop()
+
+    log = operator.log.read_text()
+    assert refusals(log) + refused_events(troupe) == [], log[-4000:]
+    assert operator.exits == [], log[-4000:]
+    kept = {ns.metadata.name: ns.metadata.labels or {} for ns in troupe.core.list_namespace().items}
+    assert "drop-new" not in kept
+    assert "troupe.dev/tenant" not in kept["keep-new"] | kept["keep-old"]
+    assert network_policy(troupe, "keep-old", "troupe-default-deny") is None
+
+    # What the emulator does not check: the operator binds only ClusterRoles it may bind.
+    rules: Rules = the("ClusterRole")["rules"]
+    bound = {
+        binding["roleRef"]["name"]
+        for binding in role_bindings
+        if binding["roleRef"]["kind"] == "ClusterRole"
+    }
+    assert bound == {"troupe-edit"}
+    assert holds(rules, "bind", RBAC_GROUP, "clusterroles", "", "troupe-edit")

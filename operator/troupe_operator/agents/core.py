@@ -32,11 +32,9 @@ the Agent was read makes the write fail with 409 instead of being dropped.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from troupe_operator.agents.children import (
     AgentRef,
@@ -52,6 +50,7 @@ from troupe_operator.api import (
     Condition,
     ConditionStatus,
 )
+from troupe_operator.desired import covers, replacement
 from troupe_operator.workflow import Event, EventType, InvalidSpec
 from troupe_operator.workflow.naming import LABEL_MANAGED_BY, MANAGED_BY
 
@@ -104,45 +103,6 @@ class _Verdict:
     phase: AgentPhase
     reason: str
     message: str
-
-
-def _covers(observed: Any, wanted: Any) -> bool:
-    """Whether ``observed`` holds everything in ``wanted`` (extra fields are the server's)."""
-    if isinstance(wanted, dict):
-        return isinstance(observed, dict) and all(
-            _covers(observed.get(key), value) for key, value in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return (
-            isinstance(observed, list)
-            and len(observed) == len(wanted)
-            and all(_covers(o, w) for o, w in zip(observed, wanted, strict=True))
-        )
-    return bool(observed == wanted)
-
-
-def _replacement(observed: Body, wanted: Body) -> Body:
-    """The observed object with the wanted fields laid over it, keeping its resourceVersion.
-
-    Top-level fields are merged one level deep, so what the server filled in
-    (a Service's clusterIP, a Deployment's strategy) stays as it was.
-    """
-    body = copy.deepcopy(observed)
-    body.pop("status", None)
-    metadata = body["metadata"]
-    for key in ("labels", "annotations"):
-        if key in wanted["metadata"]:
-            metadata[key] = {**(metadata.get(key) or {}), **wanted["metadata"][key]}
-    if "ownerReferences" in wanted["metadata"]:
-        metadata["ownerReferences"] = wanted["metadata"]["ownerReferences"]
-    for key, value in wanted.items():
-        if key in ("apiVersion", "kind", "metadata"):
-            continue
-        current = body.get(key)
-        body[key] = (
-            {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
-        )
-    return body
 
 
 def _ours(agent: AgentRef, child: Child, observed: Body) -> bool:
@@ -295,8 +255,8 @@ def _plan(
             continue
         if current is None:
             writes.append(Write(child, body, create=True))
-        elif not _covers(current, body):
-            writes.append(Write(child, _replacement(current, body), create=False))
+        elif not covers(current, body):
+            writes.append(Write(child, replacement(current, body), create=False))
     return writes, deletes, None
 
 

@@ -83,9 +83,9 @@ KINDS = [
         status=TenantStatus,
         description="A team's namespaces, owners, quota and limits.",
         columns=[
-            {"name": "Namespaces", "type": "integer", "jsonPath": ".status.namespaceCount"},
-            {"name": "Running", "type": "integer", "jsonPath": ".status.usage.runningTasks"},
-            {"name": "Tokens", "type": "integer", "jsonPath": ".status.usage.tokens"},
+            {"name": "Namespaces", "type": "string", "jsonPath": ".status.namespacesReady"},
+            {"name": "Running", "type": "integer", "jsonPath": ".status.runningTasks"},
+            {"name": "Tokens", "type": "integer", "jsonPath": ".status.tokensUsed"},
         ],
     ),
     Kind(

@@ -1,8 +1,9 @@
 """The Tenant kind: a team's namespaces, owners and limits, kept by the operator.
 
 Cluster-scoped, like Capsule's Tenant: it owns namespaces rather than living in
-one. Everything it creates (quota, limit range, network policy, role
-bindings, the task ServiceAccount) follows from these fields.
+one. Everything the operator keeps in them (the namespaces' labels, quota,
+limit range, network policies, the owners' role binding) follows from these
+fields; ``troupe_operator.tenants`` says how.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class OwnerKind(StrEnum):
 
 
 class Owner(ApiModel):
-    """A subject given admin rights in the Tenant's namespaces, as in a RoleBinding."""
+    """A subject given edit rights on Troupe's kinds in the Tenant's namespaces (a RoleBinding)."""
 
     kind: OwnerKind = Field(description="User, Group or ServiceAccount.")
     name: str = Field(min_length=1, max_length=253, description="Name of the subject.")
@@ -73,6 +74,11 @@ class PodSecurityLevel(StrEnum):
     RESTRICTED = "restricted"
 
 
+class DeletionPolicy(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
 class TenantSpec(ApiModel):
     """Who owns which namespaces, and within what limits."""
 
@@ -80,7 +86,9 @@ class TenantSpec(ApiModel):
         min_length=1, max_length=100, description="Namespaces the Tenant owns; created if missing."
     )
     owners: list[Owner] = Field(
-        default_factory=list, max_length=100, description="Subjects bound as admins."
+        default_factory=list,
+        max_length=100,
+        description="Subjects bound to ClusterRole troupe-edit in each namespace.",
     )
     quota: TenantQuota = Field(default_factory=TenantQuota, description="Per-namespace quota.")
     limits: TenantLimits = Field(default_factory=TenantLimits, description="Troupe's own limits.")
@@ -91,29 +99,74 @@ class TenantSpec(ApiModel):
         default=PodSecurityLevel.RESTRICTED,
         description="Pod Security Standard enforced on the namespaces.",
     )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.RETAIN,
+        description=(
+            "What deleting the Tenant does to its namespaces: Retain keeps them without"
+            " Troupe's label and objects, Delete deletes them."
+        ),
+    )
 
 
 class TenantPhase(StrEnum):
     PENDING = "Pending"
     ACTIVE = "Active"
     ERROR = "Error"
+    TERMINATING = "Terminating"
 
 
-class TenantUsage(ApiModel):
-    """What the Tenant's workflows are using now."""
+class NamespaceState(StrEnum):
+    READY = "Ready"
+    REFUSED = "Refused"
+    TERMINATING = "Terminating"
 
-    tokens: int = Field(default=0, ge=0, description="LLM tokens used so far.")
-    running_tasks: int = Field(default=0, ge=0, description="Task Jobs running now.")
+
+class TenantNamespace(ApiModel):
+    """One namespace of the Tenant's spec, as the operator last found it."""
+
+    name: str = Field(description="The namespace.")
+    state: NamespaceState = Field(description="Ready, Refused or Terminating.")
+    reason: str = Field(default="", description="Why it is in this state, in one CamelCase word.")
+    message: str = Field(default="", description="Why it is in this state, in a sentence.")
+
+
+class WorkflowCounts(ApiModel):
+    """Workflows in the Tenant's namespaces, by phase (one not started yet counts as Pending)."""
+
+    pending: int = Field(default=0, ge=0, description="Workflows Pending.")
+    running: int = Field(default=0, ge=0, description="Workflows Running.")
+    succeeded: int = Field(default=0, ge=0, description="Workflows Succeeded.")
+    failed: int = Field(default=0, ge=0, description="Workflows Failed.")
+    error: int = Field(default=0, ge=0, description="Workflows in Error.")
 
 
 class TenantStatus(ApiModel):
-    """What the operator observed of a Tenant."""
+    """What the operator observed of a Tenant and of what runs in its namespaces."""
 
-    phase: TenantPhase | None = Field(default=None, description="Pending, Active or Error.")
-    namespaces: list[str] = Field(default_factory=list, description="Namespaces in place.")
-    namespace_count: int = Field(default=0, ge=0, description="How many namespaces are in place.")
-    usage: TenantUsage = Field(default_factory=TenantUsage, description="Current usage.")
+    phase: TenantPhase | None = Field(
+        default=None, description="Pending, Active, Error or Terminating."
+    )
+    namespaces: list[TenantNamespace] = Field(
+        default_factory=list, description="Each namespace of the spec and its state."
+    )
+    namespaces_ready: str | None = Field(
+        default=None, description="Namespaces Ready out of those in the spec, e.g. 2/2."
+    )
+    running_tasks: int = Field(
+        default=0, ge=0, description="Task Jobs not finished in the Tenant's namespaces."
+    )
+    workflows: WorkflowCounts = Field(
+        default_factory=WorkflowCounts, description="Workflows in its namespaces, by phase."
+    )
+    tokens_used: int = Field(
+        default=0, ge=0, description="LLM tokens its namespaces' Workflows have used."
+    )
+    budget_remaining: int | None = Field(
+        default=None, ge=0, description="limits.tokenBudget minus tokensUsed (0 when spent)."
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="The metadata.generation last acted on."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready and NamespacesReady."
+    )

@@ -7,6 +7,7 @@ never replaced by a silent default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import socket
@@ -50,6 +51,14 @@ class OperatorConfig:
     reporting_instance: str = "troupe-operator"
     """This operator process, as Events name it (the pod's name in a cluster)."""
 
+    api_server_cidr: str = "0.0.0.0/0"
+    """Where task and agent pods of a Tenant may reach the Kubernetes API (their
+    NetworkPolicy). Set it to your API server's address: a NetworkPolicy sees the
+    endpoint's address, not the ``kubernetes`` Service's."""
+
+    api_server_ports: tuple[int, ...] = (443, 6443)
+    """The ports of the Kubernetes API, for the same NetworkPolicy."""
+
     def __post_init__(self) -> None:
         if self.resync_seconds > MAX_RESYNC_SECONDS:
             object.__setattr__(self, "resync_seconds", MAX_RESYNC_SECONDS)
@@ -74,6 +83,10 @@ class OperatorConfig:
         if task_events not in ("outcomes", "all"):
             raise ConfigError(f"TROUPE_TASK_EVENTS={task_events!r} is not 'outcomes' or 'all'")
         return cls(
+            api_server_cidr=_cidr(environ.get("TROUPE_API_SERVER_CIDR", defaults.api_server_cidr)),
+            api_server_ports=_ports(
+                environ.get("TROUPE_API_SERVER_PORTS"), defaults.api_server_ports
+            ),
             agent_image=environ.get("TROUPE_AGENT_IMAGE", defaults.agent_image),
             task_command=tuple(
                 shlex.split(environ.get("TROUPE_TASK_COMMAND", "")) or defaults.task_command
@@ -87,3 +100,25 @@ class OperatorConfig:
             task_events=task_events == "all",
             reporting_instance=environ.get("POD_NAME") or socket.gethostname(),
         )
+
+
+def _cidr(text: str) -> str:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ConfigError(f"TROUPE_API_SERVER_CIDR={text!r} is not a CIDR") from None
+    return text
+
+
+def _ports(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    if text is None:
+        return default
+    try:
+        ports = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        ports = ()
+    if not ports or not all(1 <= port <= 65_535 for port in ports):
+        raise ConfigError(
+            f"TROUPE_API_SERVER_PORTS={text!r} is not a comma-separated list of ports"
+        )
+    return ports

@@ -28,7 +28,7 @@ from kubernetes.aio import client
 from pydantic import ValidationError
 
 from troupe_operator.api import GROUP, VERSION, AgentSpec
-from troupe_operator.controller import agents, kopf_settings, metrics, observe
+from troupe_operator.controller import agents, kopf_settings, metrics, observe, tenants
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.kube import Connect, Kube
 from troupe_operator.controller.observe import JobRecord
@@ -99,9 +99,10 @@ def register(
     load_config: Callable[[], OperatorConfig],
     connect: Connect,
 ) -> Controller:
-    """Add the Workflow and Agent controllers' indexes and handlers to ``registry``."""
+    """Add the Workflow, Agent and Tenant controllers' indexes and handlers to ``registry``."""
     controller = Controller()
     agents.register(registry, load_config, connect)
+    tenants.register(registry, load_config, connect)
 
     @kopf.index(
         "batch",
