@@ -20,12 +20,15 @@ from kubernetes.client import ApiClient, CoreV1Api, RbacAuthorizationV1Api
 from tests.integration.agent_server import RunningServer, serving
 from tests.support.emulator import EmulatedCluster
 from tests.support.kube.faults import Target
+from troupe_agent.access_reviews import ApiReviews, InvokeTarget
 from troupe_agent.agent import Agent, AgentOptions
-from troupe_agent.invoke_auth import DEFAULT_AUDIENCE
+from troupe_agent.invoke_auth import DEFAULT_AUDIENCE, InvokeAuth
+from troupe_agent.kube_api import SERVE_USER_AGENT, connect
 from troupe_agent.logs import OneLineScrubbingFormatter
 from troupe_agent.metrics import ServeMetrics
 from troupe_agent.scripted import PLACEHOLDER_BANNER
 from troupe_agent.serve import ServeConfigError, connect_invoke_auth, create_app
+from troupe_agent.token_cache import TokenCache
 from troupe_operator.api import AgentSpec
 
 AGENT = "writer"
@@ -212,13 +215,26 @@ def test_an_agent_that_may_not_review_tokens_answers_500(
     assert response.json()["error"].startswith("this agent cannot check its callers: HTTP 403")
 
 
+@pytest.fixture
+def serve_remembering(as_agent_pod: str) -> Iterator[RunningServer]:
+    """Serve mode whose verdicts outlast the test: a burst on a loaded machine may take longer
+    than the default 5 s, and what is tested is that a cached verdict is not reviewed again."""
+    reviews = ApiReviews(
+        connect(SERVE_USER_AGENT), InvokeTarget("default", AGENT), DEFAULT_AUDIENCE
+    )
+    auth = InvokeAuth(reviews, TokenCache(ttl=600))
+    with serving(create_app(_scripted_agent, auth=auth)) as running:
+        yield running
+
+
 def test_a_burst_costs_one_review_and_no_token_shows_anywhere(
-    serve: RunningServer,
+    serve_remembering: RunningServer,
     emulator: EmulatedCluster,
     kube_api: ApiClient,
     as_agent_pod: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    serve = serve_remembering
     caplog.set_level(logging.DEBUG)
     reviews = emulator.faults.delay(Target("troupe-agent/serve", resource="tokenreviews"), 0)
     tokens = [as_agent_pod, *(_token(kube_api, sa) for sa in ("caller", "stranger", "caller"))]
