@@ -66,6 +66,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
         run(*kubectl, "apply", "-f", "crds/")
         run(*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
         run(*kubectl, "apply", "-f", "deploy/operator.yaml")
+        # The tests use namespaces no Tenant owns: a single-team cluster's setting.
+        run(
+            *kubectl,
+            "-n",
+            SYSTEM,
+            "set",
+            "env",
+            "deployment/troupe-operator",
+            "TROUPE_UNTENANTED_NAMESPACES=Allow",
+        )
+        run(
+            *kubectl,
+            "-n",
+            SYSTEM,
+            "rollout",
+            "status",
+            "deployment/troupe-operator",
+            "--timeout=300s",
+        )
         run(
             *kubectl,
             "-n",

@@ -28,7 +28,7 @@ from kubernetes.aio import client as aio_client
 from tests.support.fixtures import RunOperator
 from tests.support.loopback import free_port
 from tests.support.waiting import wait_for
-from troupe_operator.controller.config import OperatorConfig
+from troupe_operator.controller.config import OperatorConfig, UntenantedNamespaces
 from troupe_operator.controller.handlers import Controller, api_client, register
 from troupe_operator.main import USER_AGENT
 from troupe_operator.workflow import WorkflowRef
@@ -74,6 +74,8 @@ TEST_CONFIG = OperatorConfig(
     resync_seconds=2.0,
     pod_check_seconds=1.0,
     api_timeout_seconds=5.0,
+    # The tests run in namespaces no Tenant owns (``default``), as a single-team cluster.
+    untenanted_namespaces=UntenantedNamespaces.ALLOW,
 )
 
 
@@ -113,6 +115,7 @@ class OperatorProcess:
             "TROUPE_RESYNC_SECONDS": str(TEST_CONFIG.resync_seconds),
             "TROUPE_POD_CHECK_SECONDS": str(TEST_CONFIG.pod_check_seconds),
             "TROUPE_API_TIMEOUT_SECONDS": str(TEST_CONFIG.api_timeout_seconds),
+            "TROUPE_UNTENANTED_NAMESPACES": str(TEST_CONFIG.untenanted_namespaces),
             "POD_NAME": self.identity,
             "POD_NAMESPACE": self.pod_namespace,
             "TROUPE_METRICS_PORT": str(self.metrics_port),

@@ -203,6 +203,30 @@ def test_replicas_zero_deletes_every_child_and_the_agent_stays_usable() -> None:
 
 
 @pytest.mark.parametrize(
+    ("replicas", "served", "phase", "events"),
+    [
+        (2, False, AgentPhase.ERROR, ["NamespaceNotTenanted"]),  # no pods are started
+        (2, True, AgentPhase.ERROR, ["NamespaceNotTenanted"]),  # pods serving are left alone
+        (0, False, AgentPhase.READY, []),  # task-only: nothing to refuse
+    ],
+)
+def test_an_agent_in_an_untenanted_namespace_gets_no_pods_and_says_why(
+    replicas: int, served: bool, phase: AgentPhase, events: list[str]
+) -> None:
+    refusal = "namespace team is not owned by any Tenant"
+    children = applied(reconcile(observe(spec())), ready(2)) if served else {}
+    decision = reconcile(
+        observe(spec(replicas=replicas), children=children, tenancy_refusal=refusal)
+    )
+    assert (decision.writes, decision.deletes) == ([], [])
+    assert decision.status.phase is phase
+    assert [event.reason for event in decision.events] == events
+    if events:
+        assert decision.status.conditions[0].message == refusal
+        assert decision.resync
+
+
+@pytest.mark.parametrize(
     ("keys", "reason", "words"),
     [
         (None, "SecretNotFound", "Secret openai (key api-key) not found"),

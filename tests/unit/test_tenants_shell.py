@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from troupe_operator.api import TenantStatus
-from troupe_operator.controller.config import ConfigError, OperatorConfig
+from troupe_operator.controller import tenancy
+from troupe_operator.controller.config import ConfigError, OperatorConfig, UntenantedNamespaces
 from troupe_operator.controller.tenants import _status_patch, tenant_of
+from troupe_operator.tenants.children import LABEL_TENANT
 
 SETTINGS = [
     ({}, "0.0.0.0/0", (443, 6443)),
@@ -38,6 +40,53 @@ def test_where_pods_reach_the_api_server(
 def test_a_bad_api_server_setting_is_refused_by_name(environ: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match=next(iter(environ))):
         OperatorConfig.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting"),
+    [
+        ({}, UntenantedNamespaces.REFUSE),  # a multi-tenant install unless it says otherwise
+        ({"TROUPE_UNTENANTED_NAMESPACES": "Refuse"}, UntenantedNamespaces.REFUSE),
+        ({"TROUPE_UNTENANTED_NAMESPACES": "Allow"}, UntenantedNamespaces.ALLOW),
+    ],
+)
+def test_work_outside_tenants_is_refused_unless_the_installation_allows_it(
+    environ: dict[str, str], setting: UntenantedNamespaces
+) -> None:
+    assert OperatorConfig.from_env(environ).untenanted_namespaces is setting
+    assert OperatorConfig().untenanted_namespaces is UntenantedNamespaces.REFUSE
+    with pytest.raises(ConfigError, match="TROUPE_UNTENANTED_NAMESPACES"):
+        OperatorConfig.from_env({"TROUPE_UNTENANTED_NAMESPACES": "allow"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "namespace", "refused"),
+    [
+        (UntenantedNamespaces.REFUSE, "a-dev", False),  # labelled by its Tenant
+        (UntenantedNamespaces.REFUSE, "plain", True),  # no label
+        (UntenantedNamespaces.REFUSE, "unseen", True),  # not (yet) in the index
+        (UntenantedNamespaces.ALLOW, "plain", False),
+    ],
+)
+def test_a_namespace_is_a_tenants_by_its_label(
+    setting: UntenantedNamespaces, namespace: str, refused: bool
+) -> None:
+    index = {
+        **tenancy.index_entry("a-dev", {LABEL_TENANT: "team-a"}),
+        **tenancy.index_entry("plain", {"team": "x"}),
+    }
+    found = {name: [value] for name, value in index.items()}
+    refusal = tenancy.refusal(
+        OperatorConfig(untenanted_namespaces=setting),
+        found,
+        "Workflows",  # type: ignore[arg-type]
+    )(namespace)
+    assert (refusal is not None) == refused
+    if refused:
+        assert refusal == (
+            f"namespace {namespace} is not owned by any Tenant; this installation refuses "
+            "Workflows outside Tenants (TROUPE_UNTENANTED_NAMESPACES=Refuse)"
+        )
 
 
 OWNER = {"apiVersion": "troupe.dev/v1alpha1", "kind": "Tenant", "name": "a-very-long-name"}

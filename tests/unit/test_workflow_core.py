@@ -27,6 +27,7 @@ from troupe_operator.workflow import (
     Decision,
     DeleteJob,
     Event,
+    EventType,
     InvalidSpec,
     JobRef,
     JobState,
@@ -99,6 +100,7 @@ class Cluster:
         self.last: Decision | None = None
         self.free_slots: int | None = None
         self.stop: str | None = None
+        self.tenancy_refusal: str | None = None
 
     def observe(self) -> Observation:
         return Observation(
@@ -115,6 +117,7 @@ class Cluster:
             refusals=self.refusals,
             free_slots=self.free_slots,
             stop=self.stop,
+            tenancy_refusal=self.tenancy_refusal,
         )
 
     def step(self) -> Decision:
@@ -613,6 +616,38 @@ def test_a_missing_agent_keeps_the_run_pending_until_it_appears() -> None:
     cluster.agents = {"agent": AgentSpec()}
     assert created_tasks(cluster.step()) == [("research", 1)]
     assert cluster.condition("Ready").status == ConditionStatus.TRUE
+
+
+NOT_TENANTED = "namespace team is not owned by any Tenant"
+
+
+def test_a_run_in_an_untenanted_namespace_waits_refused_until_its_namespace_is_adopted() -> None:
+    cluster = Cluster(SERIAL)
+    cluster.tenancy_refusal = NOT_TENANTED
+    decision = cluster.step()
+    assert decision.actions == [Event(EventType.WARNING, "NamespaceNotTenanted", NOT_TENANTED)]
+    assert cluster.status.phase == WorkflowPhase.PENDING
+    assert cluster.status.message == NOT_TENANTED
+    admitted = cluster.condition("Admitted")
+    assert (admitted.status, admitted.reason) == (ConditionStatus.FALSE, "NamespaceNotTenanted")
+    assert cluster.condition("Ready").reason == "NamespaceNotTenanted"
+    assert cluster.step().requeue_after is None  # the shell's resync and namespace events wake it
+    assert len(cluster.events_of("NamespaceNotTenanted")) == 1
+
+    cluster.tenancy_refusal = None
+    assert created_tasks(cluster.step()) == [("research", 1)]
+    assert cluster.condition("Admitted").status == ConditionStatus.TRUE
+    assert cluster.condition("Ready").status == ConditionStatus.TRUE
+
+
+def test_a_run_under_way_goes_on_when_its_namespace_loses_its_tenant() -> None:
+    cluster = Cluster(SERIAL)
+    cluster.step()
+    cluster.tenancy_refusal = NOT_TENANTED
+    cluster.succeed("research")
+    assert created_tasks(cluster.step()) == [("plan", 1)]
+    assert cluster.status.phase == WorkflowPhase.RUNNING
+    assert cluster.events_of("NamespaceNotTenanted") == []
 
 
 def test_a_spec_change_while_running_is_refused_and_the_run_goes_on() -> None:

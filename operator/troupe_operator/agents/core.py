@@ -57,6 +57,7 @@ from troupe_operator.workflow.naming import LABEL_MANAGED_BY, MANAGED_BY
 READY = "Ready"
 PROGRESSING = "Progressing"
 MEMBERS_READY = "MembersReady"
+NOT_TENANTED = "NamespaceNotTenanted"
 OWNED_CONDITIONS = frozenset({READY, PROGRESSING, MEMBERS_READY})
 """The condition types the operator computes; every other type is the supervisor pod's."""
 
@@ -76,6 +77,10 @@ class Observation:
     """``replicas`` of each member Agent the spec lists (None or left out: no such Agent)."""
     refusals: Mapping[Child, str] = field(default_factory=dict)
     """Writes the API server refused for good (403, 422), with its message."""
+    tenancy_refusal: str | None = None
+    """Why the installation will not serve Agents in this namespace (no Tenant owns it):
+    no child is written or deleted, so pods already serving go on; ``replicas: 0``
+    Agents serve nothing and are not refused."""
 
 
 @dataclass(frozen=True)
@@ -267,12 +272,17 @@ def reconcile(observation: Observation) -> Decision:
         verdict = _Verdict(AgentPhase.ERROR, "InvalidSpec", "; ".join(spec.problems))
         return _decision(observation, [], [], verdict, 0, None)
     problem = _secret_problem(spec, observation.secret_keys)
+    untenanted = observation.tenancy_refusal if spec.replicas else None
     wanted = desired(agent, spec, observation.settings) if spec.replicas else {}
     held = frozenset({Child.DEPLOYMENT} if problem is not None and spec.replicas else ())
+    if untenanted:
+        held = frozenset(Child)
     writes, deletes, conflict = _plan(observation, wanted, held)
     refused = next(iter(observation.refusals.items()), None)
     if conflict is not None:
         verdict = conflict
+    elif untenanted:
+        verdict = _Verdict(AgentPhase.ERROR, NOT_TENANTED, untenanted)
     elif problem is not None:
         verdict = problem
     elif refused is not None:

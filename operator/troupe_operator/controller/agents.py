@@ -59,6 +59,7 @@ from troupe_operator import agents
 from troupe_operator.agents import AgentRef, Child, Decision, Observation, ServeSettings
 from troupe_operator.agents.children import AGENT_ANNOTATION, APP_NAME, LABEL_NAME
 from troupe_operator.api import API_VERSION, GROUP, VERSION, AgentSpec, AgentStatus
+from troupe_operator.controller import tenancy
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import MERGE_PATCH, ApiError, Body, Connect, Kube, path
@@ -75,6 +76,8 @@ OWNED_STATUS: Final = frozenset(
 """The status fields this controller writes; ``supervisor``, ``leaseTransitions`` and
 ``calls`` are the supervisor pod's. ``conditions`` is shared: the core says which types are
 the operator's (``agents.core.OWNED_CONDITIONS``) and keeps the others as read."""
+NAMES_INDEX: Final = "agent_names"
+"""kopf index: a namespace to the names of its Agents (its Tenant changed: look at them)."""
 TEAMS_INDEX: Final = "agent_teams"
 """kopf index: ``(namespace, member)`` to the names of the Agents that list that member."""
 
@@ -166,9 +169,15 @@ def _members(spec: Mapping[str, Any]) -> list[str]:
 
 
 class AgentReconciler:
-    def __init__(self, kube: AgentKube, config: OperatorConfig) -> None:
+    def __init__(
+        self,
+        kube: AgentKube,
+        config: OperatorConfig,
+        refusal: tenancy.Refusal = tenancy.admitted,
+    ) -> None:
         self.kube = kube
         self.config = config
+        self.refusal = refusal
         self.settings = ServeSettings(config.agent_image, config.task_command)
         self.events = AgentEvents(kube, config.reporting_instance, _now)
 
@@ -239,6 +248,7 @@ class AgentReconciler:
                 member: None if member_body is None else _replicas(member_body)
                 for member, member_body in zip(members, member_bodies, strict=True)
             },
+            tenancy_refusal=self.refusal(agent.namespace),
         )
 
     async def _execute(self, agent: AgentRef, decision: Decision) -> dict[Child, str]:
@@ -279,12 +289,13 @@ def register(
     closing: list[client.ApiClient] = []
 
     @kopf.on.startup(registry=registry)
-    async def start_agents(**_: Any) -> None:
+    async def start_agents(**indices: Any) -> None:
         config = load_config()
         api = await connect()
         closing.append(api)
         kube = AgentKube(api, config.api_timeout_seconds)
-        workers.start(AgentReconciler(kube, config).reconcile, config.workers)
+        refusal = tenancy.refusal(config, indices[tenancy.NAMESPACES_INDEX], "Agents")
+        workers.start(AgentReconciler(kube, config, refusal).reconcile, config.workers)
         for binding in await kube.list_cluster_role_bindings(f"{LABEL_NAME}={APP_NAME}"):
             owner = (binding["metadata"].get("annotations") or {}).get(AGENT_ANNOTATION, "")
             namespace, _, name = owner.partition("/")
@@ -296,6 +307,17 @@ def register(
         await workers.stop()
         for api in closing:
             await api.close()  # type: ignore[no-untyped-call]  # untyped upstream
+
+    @kopf.index(GROUP, VERSION, "agents", id=NAMES_INDEX, registry=registry)
+    async def index_agent_name(namespace: str | None, name: str, **_: Any) -> Any:
+        return {namespace: name}
+
+    @kopf.on.event("", "v1", "namespaces", id="agent-namespace", registry=registry)
+    async def agent_namespace_event(name: str, **indices: Any) -> None:
+        """A namespace adopted or released by a Tenant: its Agents may serve now, or not."""
+        names: kopf.Index[str, str] = indices[NAMES_INDEX]
+        for agent in names.get(name, ()):
+            workers.enqueue((name, agent))
 
     @kopf.index(GROUP, VERSION, "agents", id=TEAMS_INDEX, registry=registry)
     async def index_agent_team(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> Any:

@@ -13,6 +13,7 @@ import shlex
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Final
 
 MAX_RESYNC_SECONDS: Final = 300.0
@@ -21,6 +22,15 @@ MAX_RESYNC_SECONDS: Final = 300.0
 
 class ConfigError(ValueError):
     """A setting that cannot be used, with the variable that holds it."""
+
+
+class UntenantedNamespaces(StrEnum):
+    """What becomes of Workflows and Agents in a namespace no Tenant owns."""
+
+    REFUSE = "Refuse"
+    """Not started (a multi-tenant install: outside a Tenant nothing is counted or isolated)."""
+    ALLOW = "Allow"
+    """Run as anywhere else (a single-team cluster, which has no Tenants at all)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,11 @@ class OperatorConfig:
     api_server_ports: tuple[int, ...] = (443, 6443)
     """The ports of the Kubernetes API, for the same NetworkPolicy."""
 
+    untenanted_namespaces: UntenantedNamespaces = UntenantedNamespaces.REFUSE
+    """Whether a namespace must belong to a Tenant for its Workflows to start and its Agents
+    to serve. Refuse by default: on a shared cluster a forgotten Tenant should be a clear
+    condition, not work that escapes every quota and budget."""
+
     def __post_init__(self) -> None:
         if self.resync_seconds > MAX_RESYNC_SECONDS:
             object.__setattr__(self, "resync_seconds", MAX_RESYNC_SECONDS)
@@ -82,7 +97,13 @@ class OperatorConfig:
         task_events = environ.get("TROUPE_TASK_EVENTS", "outcomes")
         if task_events not in ("outcomes", "all"):
             raise ConfigError(f"TROUPE_TASK_EVENTS={task_events!r} is not 'outcomes' or 'all'")
+        untenanted = environ.get("TROUPE_UNTENANTED_NAMESPACES", defaults.untenanted_namespaces)
+        if untenanted not in tuple(UntenantedNamespaces):
+            raise ConfigError(
+                f"TROUPE_UNTENANTED_NAMESPACES={untenanted!r} is not 'Refuse' or 'Allow'"
+            )
         return cls(
+            untenanted_namespaces=UntenantedNamespaces(untenanted),
             api_server_cidr=_cidr(environ.get("TROUPE_API_SERVER_CIDR", defaults.api_server_cidr)),
             api_server_ports=_ports(
                 environ.get("TROUPE_API_SERVER_PORTS"), defaults.api_server_ports

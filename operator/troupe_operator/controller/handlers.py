@@ -28,7 +28,7 @@ from kubernetes.aio import client
 from pydantic import ValidationError
 
 from troupe_operator.api import GROUP, VERSION, AgentSpec
-from troupe_operator.controller import agents, kopf_settings, metrics, observe, tenants
+from troupe_operator.controller import agents, kopf_settings, metrics, observe, tenancy, tenants
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.kube import Connect, Kube
 from troupe_operator.controller.observe import JobRecord
@@ -62,6 +62,7 @@ class Controller:
         api: client.ApiClient,
         jobs: kopf.Index[WorkflowKey, JobRecord],
         agents: kopf.Index[str, AgentEntry],
+        namespaces: kopf.Index[str, str | None],
     ) -> None:
         self._api = api
 
@@ -74,6 +75,7 @@ class Controller:
             jobs=lambda key: jobs.get(key, ()),
             agents=agents_of,
             runs=self.runs,
+            refusal=tenancy.refusal(config, namespaces, "Workflows"),
         )
         self.workers.start(self.reconciler.reconcile, config.workers)
 
@@ -101,6 +103,7 @@ def register(
 ) -> Controller:
     """Add the Workflow, Agent and Tenant controllers' indexes and handlers to ``registry``."""
     controller = Controller()
+    tenancy.register_index(registry)
     agents.register(registry, load_config, connect)
     tenants.register(registry, load_config, connect)
 
@@ -126,7 +129,13 @@ def register(
     async def start(settings: kopf.OperatorSettings, **indices: Any) -> None:
         config = load_config()
         kopf_settings.configure(settings, config)
-        await controller.start(config, await connect(), indices[JOB_INDEX], indices[AGENT_INDEX])
+        await controller.start(
+            config,
+            await connect(),
+            indices[JOB_INDEX],
+            indices[AGENT_INDEX],
+            indices[tenancy.NAMESPACES_INDEX],
+        )
         # What exists now (libraries, the client) lives as long as the process: keep it out
         # of every full garbage collection, which would otherwise scan it each time. And
         # collect less often: at a thousand live runs a full collection took up to 300 ms
@@ -168,6 +177,12 @@ def register(
     @kopf.on.event(GROUP, VERSION, "agents", registry=registry)
     async def agent_event(namespace: str | None, name: str, **_: Any) -> None:
         for key in controller.runs.waiting_for(str(namespace), name):
+            controller.enqueue(key)
+
+    @kopf.on.event("", "v1", "namespaces", id="workflow-namespace", registry=registry)
+    async def namespace_event(name: str, **_: Any) -> None:
+        """A namespace adopted or released by a Tenant: its runs may start now, or not."""
+        for key in controller.runs.in_namespace(name):
             controller.enqueue(key)
 
     return controller

@@ -35,7 +35,7 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
-from troupe_operator.controller import children, observe
+from troupe_operator.controller import children, observe, tenancy
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
@@ -99,8 +99,10 @@ class WorkflowReconciler:
         agents: AgentSource,
         runs: Runs | None = None,
         clock: Clock = _utcnow,
+        refusal: tenancy.Refusal = tenancy.admitted,
     ) -> None:
         self.kube = kube
+        self.refusal = refusal
         self.config = config
         self.jobs = jobs
         self.agents = agents
@@ -166,6 +168,7 @@ class WorkflowReconciler:
             agents=self.agents(run.namespace),
             recorded_spec=await self._recorded_spec(run, memory, spec, status),
             refusals=memory.refusals,
+            tenancy_refusal=self.refusal(run.namespace),
         )
 
     def _records(self, run: WorkflowRef, memory: RunMemory) -> dict[str, JobRecord]:

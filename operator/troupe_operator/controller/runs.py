@@ -179,5 +179,9 @@ class Runs:
             self._waiting[(key[0], agent)].add(key)
             self._waits_of[key].add((key[0], agent))
 
+    def in_namespace(self, namespace: str) -> list[WorkflowKey]:
+        """The live runs of a namespace (its Tenant changed: they may start, or not)."""
+        return [key for key in self._runs if key[0] == namespace]
+
     def waiting_for(self, namespace: str, agent: str) -> set[WorkflowKey]:
         return set(self._waiting.get((namespace, agent), ()))

@@ -58,6 +58,8 @@ from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdic
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
 START_REFUSED: Final = "StartRefused"
 INTERRUPTED: Final = "Interrupted"
+ADMITTED: Final = "Admitted"
+NOT_TENANTED: Final = "NamespaceNotTenanted"
 
 
 def reconcile(observation: Observation) -> Decision:
@@ -193,7 +195,7 @@ class _Run:
         stop = self._stop_reason(self._started_at())
         if stop is not None:
             self._stop(stop)
-        else:
+        elif not self._refused():
             self._schedule(wanted)
         started_at = self._started_at()
         if started_at and self.spec.timeout_seconds:
@@ -276,6 +278,15 @@ class _Run:
         if any(isinstance(action, CreateTask) for action in self.actions):
             starts.append(self.now)
         return min(starts, default=None)
+
+    def _refused(self) -> bool:
+        """Whether the run may not start: its namespace is no Tenant's (the shell says so).
+
+        Only starting is refused: a run already under way when its namespace loses its
+        Tenant goes on (killing its tasks would destroy work the installation once
+        allowed).
+        """
+        return bool(self.observation.tenancy_refusal) and self._started_at() is None
 
     def _stop_reason(self, started_at: datetime | None) -> Verdict | None:
         """What ends the run early: the shell's stop, a refused start, its timeout, or failFast."""
@@ -376,6 +387,9 @@ class _Run:
             if failed:
                 return Verdict(WorkflowPhase.FAILED, "TaskFailed", self._failure_summary(failed))
             return Verdict(WorkflowPhase.SUCCEEDED, "Succeeded", f"all {total} tasks succeeded")
+        refusal = self.observation.tenancy_refusal
+        if refusal and started_at is None:
+            return Verdict(WorkflowPhase.PENDING, NOT_TENANTED, brief(refusal), blocked=True)
         waiting = self._waiting_message()
         phase = WorkflowPhase.RUNNING if started_at else WorkflowPhase.PENDING
         if waiting:
@@ -402,6 +416,7 @@ class _Run:
             self.previous.conditions, verdict, self.now, self.observation.generation
         )
         conditions = self._spec_change_condition(conditions)
+        conditions = self._admitted_condition(verdict, conditions)
         self._announce(verdict, conditions)
         status = WorkflowStatus(
             phase=verdict.phase,
@@ -435,6 +450,30 @@ class _Run:
             True,
             SPEC_CHANGE_REFUSED,
             message,
+            self.now,
+            self.observation.generation,
+        )
+
+    def _admitted_condition(self, verdict: Verdict, conditions: list[Condition]) -> list[Condition]:
+        """Admitted False while the run is refused; True once a refused run is let go."""
+        if verdict.reason == NOT_TENANTED:
+            return set_condition(
+                conditions,
+                ADMITTED,
+                False,
+                NOT_TENANTED,
+                verdict.message,
+                self.now,
+                self.observation.generation,
+            )
+        if find_condition(conditions, ADMITTED) is None:
+            return conditions
+        return set_condition(
+            conditions,
+            ADMITTED,
+            True,
+            ADMITTED,
+            "its namespace belongs to a Tenant",
             self.now,
             self.observation.generation,
         )

@@ -105,6 +105,10 @@ class Observation:
     start now, beneath ``spec.parallelism`` (None: no bound of its own);
     ``stop`` says why it is stopping the run, which then ends Failed with
     reason Interrupted and that message, its running tasks cancelled.
+
+    ``tenancy_refusal`` says why the installation will not start a run in this
+    namespace (it belongs to no Tenant); the run waits, Pending, until it is
+    gone. The shell decides it, the core only what the status says.
     """
 
     namespace: str
@@ -120,3 +124,4 @@ class Observation:
     refusals: Sequence[Refusal] = ()
     free_slots: int | None = None
     stop: str | None = None
+    tenancy_refusal: str | None = None
