@@ -52,6 +52,7 @@ from troupe_operator.api import (
 )
 from troupe_operator.desired import covers, replacement
 from troupe_operator.workflow import Event, EventType, InvalidSpec
+from troupe_operator.workflow.conditions import find_condition, next_condition
 from troupe_operator.workflow.naming import LABEL_MANAGED_BY, MANAGED_BY
 
 READY = "Ready"
@@ -169,18 +170,15 @@ def _rollout(deployment: Body | None, replicas: int, previous: AgentStatus) -> _
 def _condition(
     previous: AgentStatus, kind: str, holds: bool, verdict: _Verdict, observation: Observation
 ) -> Condition:
-    status = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
-    before = next((c for c in previous.conditions if c.type == kind), None)
-    since = observation.now
-    if before is not None and before.status == status:
-        since = before.last_transition_time or since
-    return Condition(
-        type=kind,
-        status=status,
-        reason=verdict.reason,
-        message=verdict.message,
-        last_transition_time=since,
-        observed_generation=observation.generation,
+    before = find_condition(previous.conditions, kind)
+    return next_condition(
+        before,
+        kind,
+        holds,
+        verdict.reason,
+        verdict.message,
+        observation.now,
+        observation.generation,
     )
 
 
@@ -305,10 +303,6 @@ def reconcile(observation: Observation) -> Decision:
     return _decision(observation, writes, deletes, verdict, spec.replicas, members)
 
 
-def _previous(observation: Observation, kind: str) -> Condition | None:
-    return next((c for c in observation.status.conditions if c.type == kind), None)
-
-
 def _decision(
     observation: Observation,
     writes: list[Write],
@@ -319,13 +313,13 @@ def _decision(
 ) -> Decision:
     """The Decision, with a Warning Event for each problem that is new since the last status."""
     status = _status(observation, verdict, replicas, members)
-    before = _previous(observation, READY)
+    before = find_condition(observation.status.conditions, READY)
     events = []
     if verdict.phase in (AgentPhase.ERROR, AgentPhase.DEGRADED) and (
         before is None or before.reason != verdict.reason
     ):
         events.append(Event(EventType.WARNING, verdict.reason, verdict.message))
-    team = _previous(observation, MEMBERS_READY)
+    team = find_condition(observation.status.conditions, MEMBERS_READY)
     if members is not None and members.phase is not AgentPhase.READY:
         said = (
             team is not None

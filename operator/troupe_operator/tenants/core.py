@@ -53,7 +53,6 @@ from typing import Any, Final
 from troupe_operator.api import (
     API_VERSION,
     Condition,
-    ConditionStatus,
     DeletionPolicy,
     NamespaceState,
     TenantNamespace,
@@ -77,6 +76,7 @@ from troupe_operator.tenants.children import (
     namespace_metadata,
 )
 from troupe_operator.workflow import Event, EventType, InvalidSpec
+from troupe_operator.workflow.conditions import find_condition, next_condition
 
 READY: Final = "Ready"
 NAMESPACES_READY: Final = "NamespacesReady"
@@ -282,18 +282,9 @@ def _ours_now(observation: Observation) -> list[str]:
 def _condition(
     observation: Observation, kind: str, holds: bool, reason: str, message: str
 ) -> Condition:
-    status = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
-    before = next((c for c in observation.status.conditions if c.type == kind), None)
-    since = observation.now
-    if before is not None and before.status == status:
-        since = before.last_transition_time or since
-    return Condition(
-        type=kind,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=since,
-        observed_generation=observation.generation,
+    before = find_condition(observation.status.conditions, kind)
+    return next_condition(
+        before, kind, holds, reason, message, observation.now, observation.generation
     )
 
 
@@ -360,7 +351,7 @@ def _status(
 
 def _said(observation: Observation, kind: str, verdict: tuple[bool, str, str]) -> bool:
     """Whether the last status already holds this condition (its Event was posted then)."""
-    before = next((c for c in observation.status.conditions if c.type == kind), None)
+    before = find_condition(observation.status.conditions, kind)
     return before is not None and (before.reason, before.message) == verdict[1:]
 
 

@@ -23,12 +23,26 @@ def set_condition(
     generation: int,
 ) -> list[Condition]:
     """``conditions`` with ``type_`` set; its transition time kept unless its status flips."""
-    status = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
     previous = find_condition(conditions, type_)
+    updated = next_condition(previous, type_, holds, reason, message, now, generation)
+    return [*conditions, updated] if previous is None else _replace(conditions, updated)
+
+
+def next_condition(
+    previous: Condition | None,
+    type_: str,
+    holds: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int,
+) -> Condition:
+    """Condition ``type_`` as it is now; ``previous``'s transition time unless its status flips."""
+    status = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
     since = now
     if previous is not None and previous.status == status and previous.last_transition_time:
         since = previous.last_transition_time
-    updated = Condition(
+    return Condition(
         type=type_,
         status=status,
         reason=reason,
@@ -36,7 +50,6 @@ def set_condition(
         last_transition_time=since,
         observed_generation=generation,
     )
-    return [*conditions, updated] if previous is None else _replace(conditions, updated)
 
 
 def _replace(conditions: Sequence[Condition], updated: Condition) -> list[Condition]:
