@@ -36,6 +36,7 @@ from troupe_operator.workflow import (
     PodProblem,
     PrepareRun,
     Refusal,
+    TenantShare,
     WorkflowRef,
     reconcile,
 )
@@ -101,6 +102,7 @@ class Cluster:
         self.free_slots: int | None = None
         self.stop: str | None = None
         self.tenancy_refusal: str | None = None
+        self.tenant: TenantShare | None = None
 
     def observe(self) -> Observation:
         return Observation(
@@ -118,6 +120,7 @@ class Cluster:
             free_slots=self.free_slots,
             stop=self.stop,
             tenancy_refusal=self.tenancy_refusal,
+            tenant=self.tenant,
         )
 
     def step(self) -> Decision:
@@ -648,6 +651,50 @@ def test_a_run_under_way_goes_on_when_its_namespace_loses_its_tenant() -> None:
     assert created_tasks(cluster.step()) == [("plan", 1)]
     assert cluster.status.phase == WorkflowPhase.RUNNING
     assert cluster.events_of("NamespaceNotTenanted") == []
+
+
+def test_the_tenants_free_slots_hold_ready_tasks_back_with_a_reason_and_no_event() -> None:
+    cluster = Cluster(workflow(*({"name": f"t{i}"} for i in range(5)), parallelism=3))
+    share = TenantShare("team-a", free_slots=1, max_concurrent_tasks=2, running=1)
+    cluster.tenant = share
+    decision = cluster.step()
+    assert created_tasks(decision) == [("t0", 1)]
+    assert (decision.held_by, decision.held_back) == ("TenantConcurrencyLimit", 2)
+    assert cluster.condition("Ready").reason == "TenantConcurrencyLimit"
+    assert cluster.status.message == (
+        "2 ready task(s) wait for a slot: Tenant team-a runs 1 of its 2 tasks at once "
+        "(limits.maxConcurrentTasks)"
+    )
+    assert not [e for e in decision.of_type(Event) if e.type == EventType.WARNING]
+
+    cluster.tenant = replace(share, free_slots=5)
+    decision = cluster.step()
+    assert created_tasks(decision) == [("t1", 1), ("t2", 1)]  # parallelism still holds
+    assert (decision.held_by, cluster.condition("Ready").reason) == (None, "Running")
+
+
+def test_a_spent_token_budget_lets_running_tasks_finish_and_starts_nothing_new() -> None:
+    cluster = Cluster(workflow({"name": "a"}, {"name": "b"}, {"name": "c", "deps": ["a"]}))
+    cluster.tenant = TenantShare("team-a", token_budget=100, tokens_elsewhere=70)
+    assert created_tasks(cluster.step()) == [("a", 1), ("b", 1)]
+    cluster.succeed("a", tokens=20)  # 70 + 40 >= 100: spent, while b still runs
+    decision = cluster.step()
+    assert created_tasks(decision) == [] and decision.of_type(DeleteJob) == []
+    assert (decision.held_by, decision.held_back) == ("TokenBudgetExceeded", 1)
+    assert cluster.task("b").phase == TaskPhase.RUNNING
+    ready = cluster.condition("Ready")
+    assert (ready.status, ready.reason) == (ConditionStatus.FALSE, "TokenBudgetExceeded")
+    assert ready.message == (
+        "1 ready task(s) wait: Tenant team-a has used 110 of its 100 tokens "
+        "(limits.tokenBudget); raising the budget lets them start"
+    )
+    cluster.succeed("b")
+    cluster.step()
+    assert len(cluster.events_of("TokenBudgetExceeded")) == 1
+
+    cluster.tenant = TenantShare("team-a", token_budget=1000, tokens_elsewhere=70)
+    assert created_tasks(cluster.step()) == [("c", 1)]
+    assert cluster.condition("Ready").status == ConditionStatus.TRUE
 
 
 def test_a_spec_change_while_running_is_refused_and_the_run_goes_on() -> None:

@@ -32,6 +32,7 @@ from troupe_operator.workflow.observation import (
     ObservedJob,
     PodProblem,
     Refusal,
+    TenantShare,
 )
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import status_patch
@@ -56,6 +57,7 @@ __all__ = [
     "PodProblem",
     "PrepareRun",
     "Refusal",
+    "TenantShare",
     "WorkflowRef",
     "format_duration",
     "reconcile",

@@ -102,7 +102,9 @@ class Decision:
     ``waiting_for_agents`` names the missing Agents ready tasks wait for;
     ``unobserved_jobs`` the Jobs status says were created but that were not
     observed: the shell confirms whether they exist, since the core never
-    guesses.
+    guesses. ``held_back`` counts the attempts that could start but for the
+    Tenant's limits, and ``held_by`` names the limit (TenantConcurrencyLimit
+    or TokenBudgetExceeded): the shell wakes the run when that limit frees.
     """
 
     status: WorkflowStatus
@@ -110,6 +112,8 @@ class Decision:
     requeue_after: float | None = None
     waiting_for_agents: frozenset[str] = frozenset()
     unobserved_jobs: tuple[JobRef, ...] = ()
+    held_back: int = 0
+    held_by: str | None = None
 
     def of_type(self, kind: type[T]) -> list[T]:
         """The actions of one kind, in order."""

@@ -48,6 +48,7 @@ from troupe_operator.workflow.observation import (
     JobState,
     Observation,
     ObservedJob,
+    TenantShare,
 )
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import brief, preview_chars, progress, total_usage
@@ -60,6 +61,8 @@ START_REFUSED: Final = "StartRefused"
 INTERRUPTED: Final = "Interrupted"
 ADMITTED: Final = "Admitted"
 NOT_TENANTED: Final = "NamespaceNotTenanted"
+TENANT_CONCURRENCY_LIMIT: Final = "TenantConcurrencyLimit"
+TOKEN_BUDGET_EXCEEDED: Final = "TokenBudgetExceeded"
 
 
 def reconcile(observation: Observation) -> Decision:
@@ -188,6 +191,8 @@ class _Run:
         self.wake_times: list[datetime] = []
         self.missing_agents: dict[str, str] = {}
         self.unobserved: list[JobRef] = []
+        self.held: tuple[str, int] | None = None
+        """The Tenant limit that held ready attempts back, and how many it held."""
 
     def decide(self) -> Decision:
         wanted = self._settle_tasks()
@@ -207,6 +212,8 @@ class _Run:
             requeue_after=None if verdict.finished else self._requeue_after(),
             waiting_for_agents=frozenset(self.missing_agents.values()),
             unobserved_jobs=tuple(self.unobserved),
+            held_back=self.held[1] if self.held else 0,
+            held_by=self.held[0] if self.held else None,
         )
 
     def _settle_tasks(self) -> list[tuple[str, int]]:
@@ -339,12 +346,14 @@ class _Run:
         return len(current) + others
 
     def _schedule(self, wanted: list[tuple[str, int]]) -> None:
+        """Start what parallelism, the shell's slots and the Tenant's limits allow."""
         limit = self.spec.parallelism
         capacity = len(wanted) if limit is None else max(0, limit - self._running())
         if self.observation.free_slots is not None:
             capacity = min(capacity, self.observation.free_slots)
+        startable: list[CreateTask] = []
         for name, attempt in wanted:
-            if capacity == 0:
+            if len(startable) == capacity:
                 break
             if self.tasks[name].phase in FINISHED:
                 continue  # its Job was refused
@@ -353,8 +362,27 @@ class _Run:
             if agent is None:
                 self.missing_agents[name] = spec.agent
                 continue
-            capacity -= 1
-            self._started(spec, create_task(self.workflow, spec, attempt, agent))
+            startable.append(create_task(self.workflow, spec, attempt, agent))
+        tenant = self.observation.tenant
+        if startable and tenant is not None and self._over_budget(tenant):
+            self.held = (TOKEN_BUDGET_EXCEEDED, len(startable))
+            return
+        slots = len(startable)
+        if tenant is not None and tenant.free_slots is not None:
+            slots = min(slots, tenant.free_slots)
+            if slots < len(startable):
+                self.held = (TENANT_CONCURRENCY_LIMIT, len(startable) - slots)
+        for action in startable[:slots]:
+            self._started(self.task_specs[action.task], action)
+
+    def _tokens_used(self, tenant: TenantShare) -> int:
+        """The Tenant's tokens: its other Workflows', and this run's own as settled now."""
+        own = total_usage(self.tasks.values())
+        return tenant.tokens_elsewhere + (own.total_tokens if own else 0)
+
+    def _over_budget(self, tenant: TenantShare) -> bool:
+        budget = tenant.token_budget
+        return budget is not None and self._tokens_used(tenant) >= budget
 
     def _started(self, spec: TaskSpec, action: CreateTask) -> None:
         previous = self.tasks[spec.name]
@@ -394,6 +422,10 @@ class _Run:
         phase = WorkflowPhase.RUNNING if started_at else WorkflowPhase.PENDING
         if waiting:
             return Verdict(phase, "AgentNotFound", waiting, blocked=True)
+        held = self._held_message()
+        if self.held and held:
+            reason = self.held[0]
+            return Verdict(phase, reason, held, blocked=reason == TOKEN_BUDGET_EXCEEDED)
         counts = Counter(task.phase for task in self.tasks.values())
         if phase == WorkflowPhase.PENDING:
             return Verdict(phase, "Pending", "waiting to start")
@@ -408,6 +440,24 @@ class _Run:
         return brief(
             f"waiting for Agent {names} in namespace '{self.observation.namespace}' "
             f"(needed by {len(self.missing_agents)} ready task(s))"
+        )
+
+    def _held_message(self) -> str | None:
+        """Why ready attempts wait for the Tenant, naming the limit."""
+        tenant = self.observation.tenant
+        if self.held is None or tenant is None:
+            return None
+        reason, count = self.held
+        if reason == TOKEN_BUDGET_EXCEEDED:
+            return (
+                f"{count} ready task(s) wait: Tenant {tenant.tenant} has used "
+                f"{self._tokens_used(tenant)} of its {tenant.token_budget} tokens "
+                "(limits.tokenBudget); raising the budget lets them start"
+            )
+        return (
+            f"{count} ready task(s) wait for a slot: Tenant {tenant.tenant} runs "
+            f"{tenant.running} of its {tenant.max_concurrent_tasks} tasks at once "
+            "(limits.maxConcurrentTasks)"
         )
 
     def _status(self, verdict: Verdict, started_at: datetime | None) -> WorkflowStatus:

@@ -91,6 +91,26 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class TenantShare:
+    """What the run's Tenant lets it start now, as the shell counted it from the cluster.
+
+    ``free_slots`` is how many attempts it may start now under
+    ``limits.maxConcurrentTasks`` (its fair share of the free slots; None: no
+    such limit), ``running`` the Tenant's task Jobs running, for the message.
+    ``tokens_elsewhere`` is what the Tenant's other Workflows have used; the
+    run's own tokens come from its tasks, so a task that just finished counts
+    before the next one starts.
+    """
+
+    tenant: str
+    free_slots: int | None = None
+    max_concurrent_tasks: int | None = None
+    running: int = 0
+    token_budget: int | None = None
+    tokens_elsewhere: int = 0
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything one reconcile of one Workflow may look at.
 
@@ -109,6 +129,10 @@ class Observation:
     ``tenancy_refusal`` says why the installation will not start a run in this
     namespace (it belongs to no Tenant); the run waits, Pending, until it is
     gone. The shell decides it, the core only what the status says.
+
+    ``tenant`` is what the namespace's Tenant allows (None: no Tenant, or one
+    without limits): attempts beyond it wait, with reason
+    TenantConcurrencyLimit or TokenBudgetExceeded.
     """
 
     namespace: str
@@ -125,3 +149,4 @@ class Observation:
     free_slots: int | None = None
     stop: str | None = None
     tenancy_refusal: str | None = None
+    tenant: TenantShare | None = None
