@@ -619,13 +619,36 @@ def test_usage_is_counted_in_its_namespaces_only() -> None:
 
 
 @pytest.mark.parametrize(
-    ("budget", "used", "remaining"), [(None, 10, None), (100, 10, 90), (100, 250, 0)]
+    ("budget", "used", "remaining", "within"),
+    [
+        (None, 10, None, None),
+        (100, 10, 90, (ConditionStatus.TRUE, "WithinBudget")),
+        (100, 100, 0, (ConditionStatus.FALSE, "TokenBudgetExceeded")),
+        (100, 250, 0, (ConditionStatus.FALSE, "TokenBudgetExceeded")),
+    ],
 )
-def test_budget_remaining(budget: int | None, used: int, remaining: int | None) -> None:
+def test_budget_remaining_and_whether_it_is_spent(
+    budget: int | None, used: int, remaining: int | None, within: Any
+) -> None:
     limits = {"tokenBudget": budget} if budget else {}
     found = ObservedNamespace(ours("a-dev"), workflows=[workflow("Succeeded", used)])
     status = reconcile(observe(spec(limits=limits), namespaces={"a-dev": found})).status
     assert (status.tokens_used, status.budget_remaining) == (used, remaining)
+    kept = [(c.status, c.reason) for c in status.conditions if c.type == "WithinBudget"]
+    assert kept == ([within] if within else [])
+
+
+def test_a_spent_budget_is_announced_once() -> None:
+    found = ObservedNamespace(ours("a-dev"), workflows=[workflow("Running", 120)])
+    observation = observe(spec(limits={"tokenBudget": 100}), namespaces={"a-dev": found})
+    first = reconcile(observation)
+    warnings = [e for e in first.events if e.reason == "TokenBudgetExceeded"]
+    assert [e.message for e in warnings] == [
+        "120 of 100 tokens used (limits.tokenBudget); no new task attempt starts until the "
+        "budget is raised"
+    ]
+    again = reconcile(replace(observation, status=first.status))
+    assert [e for e in again.events if e.reason == "TokenBudgetExceeded"] == []
 
 
 def test_conditions_keep_their_transition_time_while_they_hold() -> None:

@@ -168,5 +168,6 @@ class TenantStatus(ApiModel):
         default=None, ge=0, description="The metadata.generation last acted on."
     )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready and NamespacesReady."
+        default_factory=list,
+        description="Ready, NamespacesReady and, with a token budget, WithinBudget.",
     )

@@ -80,6 +80,8 @@ from troupe_operator.workflow.conditions import find_condition, next_condition
 
 READY: Final = "Ready"
 NAMESPACES_READY: Final = "NamespacesReady"
+WITHIN_BUDGET: Final = "WithinBudget"
+TOKEN_BUDGET_EXCEEDED: Final = "TokenBudgetExceeded"
 RESERVED: Final = frozenset({"default"})
 RESERVED_PREFIX: Final = "kube-"
 
@@ -333,6 +335,8 @@ def _status(
 ) -> TenantStatus:
     spec = observation.spec if isinstance(observation.spec, TenantSpec) else None
     ready_count = sum(1 for e in entries.values() if e.state is NamespaceState.READY)
+    counts = _usage(observation, spec, counted)
+    budget = _budget_condition(observation, spec, counts["tokens_used"])
     return TenantStatus(
         phase=phase,
         namespaces=[
@@ -344,9 +348,35 @@ def _status(
         conditions=[
             _condition(observation, READY, *ready),
             _condition(observation, NAMESPACES_READY, *namespaces_ready),
+            *([budget] if budget else []),
         ],
-        **_usage(observation, spec, counted),
+        **counts,
     )
+
+
+def _budget_condition(
+    observation: Observation, spec: TenantSpec | None, used: int
+) -> Condition | None:
+    """WithinBudget, while ``limits.tokenBudget`` is set: False once the tokens used reach it."""
+    budget = spec.limits.token_budget if spec is not None else None
+    if budget is None:
+        return None
+    message = f"{used} of {budget} tokens used (limits.tokenBudget)"
+    if used < budget:
+        return _condition(observation, WITHIN_BUDGET, True, WITHIN_BUDGET, message)
+    message += "; no new task attempt starts until the budget is raised"
+    return _condition(observation, WITHIN_BUDGET, False, TOKEN_BUDGET_EXCEEDED, message)
+
+
+def _budget_event(observation: Observation, status: TenantStatus) -> list[Event]:
+    """A Warning when the budget has just been spent."""
+    now = find_condition(status.conditions, WITHIN_BUDGET)
+    before = find_condition(observation.status.conditions, WITHIN_BUDGET)
+    if now is None or now.reason != TOKEN_BUDGET_EXCEEDED:
+        return []
+    if before is not None and before.reason == TOKEN_BUDGET_EXCEEDED:
+        return []
+    return [Event(EventType.WARNING, TOKEN_BUDGET_EXCEEDED, now.message)]
 
 
 def _said(observation: Observation, kind: str, verdict: tuple[bool, str, str]) -> bool:
@@ -407,12 +437,13 @@ def reconcile(observation: Observation) -> Decision:
         )
     ]
     missing = FINALIZER not in observation.finalizers
+    status = _status(observation, entries, phase, ready, verdict, counted)
     return Decision(
         writes=writes,
         deletes=deletes,
         finalizers=(*observation.finalizers, FINALIZER) if missing else None,
-        status=_status(observation, entries, phase, ready, verdict, counted),
-        events=_warnings(observation, entries) + events,
+        status=status,
+        events=_warnings(observation, entries) + events + _budget_event(observation, status),
         resync=bool(problems),
     )
 
