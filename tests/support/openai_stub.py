@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     raw_body: bytes | None = None
+    until: threading.Event | None = None
+    """Hold the reply until this is set (a test says when the call may end)."""
 
     @classmethod
     def rate_limited(cls, retry_after: float = 1) -> Fault:
@@ -105,6 +108,11 @@ class Fault:
     def slow(cls, seconds: float) -> Fault:
         """A normal reply, after `seconds`."""
         return cls(delay=seconds)
+
+    @classmethod
+    def held(cls, until: threading.Event) -> Fault:
+        """A normal reply, once the test sets `until`."""
+        return cls(until=until)
 
     @classmethod
     def malformed(cls) -> Fault:
@@ -206,6 +214,8 @@ class OpenAIStub(BackgroundService):
         self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
         fault = self._faults.popleft() if self._faults else Fault()
         await asyncio.sleep(fault.delay)
+        while fault.until is not None and not fault.until.is_set():
+            await asyncio.sleep(0.05)
         if fault.raw_body is not None:
             return aiohttp.web.Response(body=fault.raw_body, content_type="application/json")
         if fault.error is not None:

@@ -28,7 +28,15 @@ from kubernetes.aio import client
 from pydantic import ValidationError
 
 from troupe_operator.api import GROUP, VERSION, AgentSpec
-from troupe_operator.controller import agents, kopf_settings, metrics, observe, tenancy, tenants
+from troupe_operator.controller import (
+    agents,
+    kopf_settings,
+    metrics,
+    observe,
+    tenancy,
+    tenant_limits,
+    tenants,
+)
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.kube import Connect, Kube
 from troupe_operator.controller.observe import JobRecord
@@ -54,6 +62,7 @@ class Controller:
         self.runs = Runs()
         self.workers: Workers[WorkflowKey] = Workers(metrics.CONTROLLER)
         self.reconciler: WorkflowReconciler | None = None
+        self.gate: tenant_limits.TenantGate | None = None
         self._api: client.ApiClient | None = None
 
     async def start(
@@ -63,8 +72,10 @@ class Controller:
         jobs: kopf.Index[WorkflowKey, JobRecord],
         agents: kopf.Index[str, AgentEntry],
         namespaces: kopf.Index[str, str | None],
+        tenant_indexes: tenant_limits.Indexes,
     ) -> None:
         self._api = api
+        self.gate = tenant_limits.TenantGate(tenant_indexes, self.runs.created_in, self.enqueue)
 
         def agents_of(namespace: str) -> Mapping[str, AgentSpec]:
             return {name: spec for name, spec in agents.get(namespace, ()) if spec is not None}
@@ -76,6 +87,7 @@ class Controller:
             agents=agents_of,
             runs=self.runs,
             refusal=tenancy.refusal(config, namespaces, "Workflows"),
+            gate=self.gate,
         )
         self.workers.start(self.reconciler.reconcile, config.workers)
 
@@ -104,17 +116,11 @@ def register(
     """Add the Workflow, Agent and Tenant controllers' indexes and handlers to ``registry``."""
     controller = Controller()
     tenancy.register_index(registry)
+    tenant_limits.register_indexes(registry)
     agents.register(registry, load_config, connect)
     tenants.register(registry, load_config, connect)
 
-    @kopf.index(
-        "batch",
-        "v1",
-        "jobs",
-        id=JOB_INDEX,
-        labels={LABEL_WORKFLOW: kopf.PRESENT},
-        registry=registry,
-    )
+    @observe.task_job_index(registry, JOB_INDEX)
     async def index_job(
         body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
     ) -> Any:
@@ -135,6 +141,13 @@ def register(
             indices[JOB_INDEX],
             indices[AGENT_INDEX],
             indices[tenancy.NAMESPACES_INDEX],
+            tenant_limits.Indexes(
+                tenant_of=indices[tenancy.NAMESPACES_INDEX],
+                limits=indices[tenant_limits.LIMITS_INDEX],
+                namespaces=indices[tenant_limits.NAMESPACES_INDEX],
+                active_jobs=indices[tenant_limits.ACTIVE_JOBS_INDEX],
+                tokens=indices[tenant_limits.TOKENS_INDEX],
+            ),
         )
         # What exists now (libraries, the client) lives as long as the process: keep it out
         # of every full garbage collection, which would otherwise scan it each time. And
@@ -156,6 +169,8 @@ def register(
         if event["type"] == "DELETED":
             if controller.runs.forget(key, uid=event["object"]["metadata"]["uid"]):
                 controller.workers.queue.discard(key)
+                if controller.gate is not None:
+                    controller.gate.forget(key)
         elif controller.runs.seen(key, event["object"]):
             controller.enqueue(key)
 
@@ -166,6 +181,9 @@ def register(
         key = (str(namespace), labels[LABEL_WORKFLOW])
         memory = controller.runs.get(key)
         record = observe.job_record(event["object"])
+        ended = event["type"] == "DELETED" or (record is not None and record.finished)
+        if ended and controller.gate is not None:
+            controller.gate.slots_freed(str(namespace))  # its Tenant's held-back runs may start
         if memory is None or record is None or record.owner_uid != memory.uid:
             return
         if event["type"] == "DELETED":
@@ -178,6 +196,12 @@ def register(
     async def agent_event(namespace: str | None, name: str, **_: Any) -> None:
         for key in controller.runs.waiting_for(str(namespace), name):
             controller.enqueue(key)
+
+    @kopf.on.event(GROUP, VERSION, "tenants", id="workflow-tenant", registry=registry)
+    async def tenant_event(name: str, **_: Any) -> None:
+        """A Tenant's limits changed (a budget raised): its held-back runs look again."""
+        if controller.gate is not None:
+            controller.gate.tenant_changed(name)
 
     @kopf.on.event("", "v1", "namespaces", id="workflow-namespace", registry=registry)
     async def namespace_event(name: str, **_: Any) -> None:

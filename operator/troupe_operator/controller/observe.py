@@ -7,7 +7,9 @@ pod does not run lives in its waiting state or its PodScheduled condition.
 This module maps those into :class:`JobRecord` (what the shell keeps of a
 Job, small on purpose: thousands are held in memory), :class:`ObservedJob`
 and :class:`PodProblem`. It never raises on a malformed object: a Job it
-cannot read is not a task Job, a pod it cannot read says nothing.
+cannot read is not a task Job, a pod it cannot read says nothing. Which
+Jobs are task Jobs is said once, for every kopf index of them
+(``task_job_index``).
 """
 
 from __future__ import annotations
@@ -17,16 +19,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import kopf
+from kopf.on import IndexingDecorator
+
 from troupe_operator.api import ATTEMPT_ANNOTATION, EXIT_PERMANENT, REPORT_ANNOTATION, TaskReport
 from troupe_operator.workflow import (
     LABEL_ATTEMPT,
     LABEL_TASK,
+    LABEL_WORKFLOW,
     JobState,
     ObservedJob,
     PodProblem,
 )
 
 Body = Mapping[str, Any]
+
+
+def task_job_index(registry: kopf.OperatorRegistry, index: str) -> IndexingDecorator:
+    """``@kopf.index`` over task Jobs (those labelled ``troupe.dev/workflow``)."""
+    return kopf.index(
+        "batch", "v1", "jobs", id=index, labels={LABEL_WORKFLOW: kopf.PRESENT}, registry=registry
+    )
 
 
 def timestamp(value: Any) -> datetime | None:

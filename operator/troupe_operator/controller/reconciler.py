@@ -41,6 +41,7 @@ from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
 from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.runs import RunMemory, Runs, WorkflowKey
+from troupe_operator.controller.tenant_limits import TenantGate
 from troupe_operator.workflow import (
     LABEL_WORKFLOW,
     CreateTask,
@@ -100,9 +101,11 @@ class WorkflowReconciler:
         runs: Runs | None = None,
         clock: Clock = _utcnow,
         refusal: tenancy.Refusal = tenancy.admitted,
+        gate: TenantGate | None = None,
     ) -> None:
         self.kube = kube
         self.refusal = refusal
+        self.gate = gate
         self.config = config
         self.jobs = jobs
         self.agents = agents
@@ -131,6 +134,8 @@ class WorkflowReconciler:
         self.runs.wait_for_agents(key, decision.waiting_for_agents)
         if _ended(decision.status):
             self.runs.forget(key)
+            if self.gate is not None:
+                self.gate.forget(key)
             return None
         if decision.unobserved_jobs and await self._confirm(run, memory, decision.unobserved_jobs):
             return 0.0
@@ -141,13 +146,24 @@ class WorkflowReconciler:
 
     async def _decide(self, run: WorkflowRef, memory: RunMemory) -> Decision:
         """The core's decision with every action executed; refused ones go back to the core."""
+        key = (run.namespace, run.name)
         for _ in range(DECISION_ROUNDS):
+            # No await between counting the Tenant's slots and reserving the ones taken:
+            # concurrent reconciles of one Tenant's runs must not both take the last one.
             decision = reconcile(await self._observe(run, memory))
+            starts = len(decision.of_type(CreateTask))
+            if self.gate is not None:
+                self.gate.reserve(key, starts)
             try:
                 memory.refusals = await self._execute(run, memory, decision)
             except Redecide:
                 continue
+            finally:
+                if self.gate is not None:
+                    self.gate.release(key, starts)
             if not memory.refusals:
+                if self.gate is not None:
+                    self.gate.decided(key, decision)
                 return decision
         raise RuntimeError(
             f"no decision for {run.namespace}/{run.name} in {DECISION_ROUNDS} rounds"
@@ -169,6 +185,8 @@ class WorkflowReconciler:
             recorded_spec=await self._recorded_spec(run, memory, spec, status),
             refusals=memory.refusals,
             tenancy_refusal=self.refusal(run.namespace),
+            # Last, after every await of this observation: see _decide.
+            tenant=self.gate.share((run.namespace, run.name)) if self.gate else None,
         )
 
     def _records(self, run: WorkflowRef, memory: RunMemory) -> dict[str, JobRecord]:

@@ -183,5 +183,13 @@ class Runs:
         """The live runs of a namespace (its Tenant changed: they may start, or not)."""
         return [key for key in self._runs if key[0] == namespace]
 
+    def created_in(self, namespace: str) -> dict[WorkflowKey, set[str]]:
+        """The Jobs the live runs of a namespace created that the watch has not shown yet."""
+        return {
+            key: set(memory.created)
+            for key, memory in self._runs.items()
+            if key[0] == namespace and memory.created
+        }
+
     def waiting_for(self, namespace: str, agent: str) -> set[WorkflowKey]:
         return set(self._waiting.get((namespace, agent), ()))

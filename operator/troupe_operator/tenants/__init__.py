@@ -3,8 +3,9 @@
 ``reconcile(Observation) -> Decision`` is the whole interface; the kopf shell
 (``troupe_operator.controller.tenants``) observes, calls it and executes the
 writes. Nothing here performs I/O or reads the clock, and nothing here
-imports the Kubernetes client, kopf or the shell. Nothing here enforces a
-Tenant's limits either: the usage in its status is counted, not acted on.
+imports the Kubernetes client, kopf or the shell. ``slots.share`` is the
+rule by which the shell shares a Tenant's task slots among its Workflows;
+the Workflow core holds back what the Tenant's limits do not allow.
 """
 
 from troupe_operator.tenants.children import (

@@ -1,7 +1,8 @@
 """What runs in a Tenant's namespaces, counted from what the cluster holds.
 
-Read-only: the counts are reported in the Tenant's status and nothing here
-holds a task back. A task Job is running until the Job controller marks it
+Read-only: the counts are reported in the Tenant's status; what holds a task
+back is the Workflow controller's gate (``controller.tenant_limits``), which
+counts the same way from its indexes. A task Job is running until the Job controller marks it
 ``Complete`` or ``Failed`` (a Job whose pod waits for its image counts: it
 holds a slot). A Workflow counts in its phase, one not started yet as
 Pending; its tokens are its ``status.usage.totalTokens``. Malformed fields
