@@ -34,6 +34,7 @@ from tests.support.fixtures import ClientAs
 from tests.support.jobrunner import JobRunner
 from tests.support.openai_stub import OpenAIStub
 from tests.support.waiting import wait_for
+from troupe_operator.workflow import WorkflowRef
 
 MANIFEST = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "operator.yaml"
 PSA = "pod-security.kubernetes.io"
@@ -499,3 +500,55 @@ def test_owners_may_use_their_namespaces_and_no_other(
             networking.delete_namespaced_network_policy("troupe-default-deny", "a-dev")
     assert outcomes == ACCESS
     assert refused.value.status == 403
+
+
+def test_a_task_pods_identity_reaches_nothing_outside_its_own_run(
+    troupe: Troupe, kube_api_as: ClientAs
+) -> None:
+    create(troupe, tenant("team-a", ["a-dev"]), tenant("team-b", ["b-dev"]))
+    with OpenAIStub(reply=reply_naming_the_task) as stub, troupe.operator():
+        wait_ready(troupe, "team-a")
+        wait_ready(troupe, "team-b")
+        for body, plural in (
+            (agent("worker", stub.base_url), "agents"),
+            (workflow("w", [{"name": "only"}]), "workflows"),
+        ):
+            body["metadata"]["namespace"] = "a-dev"
+            troupe.custom.create_namespaced_custom_object(GROUP, VERSION, "a-dev", plural, body)
+
+        def ended() -> Body | None:
+            body = troupe.custom.get_namespaced_custom_object(
+                GROUP, VERSION, "a-dev", "workflows", "w"
+            )
+            return body if (body.get("status") or {}).get("phase") in ENDED else None
+
+        body = wait_for(ended, timeout=60, interval=0.1, what="the run to end")
+    assert body["status"]["phase"] == "Succeeded"
+    run = WorkflowRef("a-dev", "w", body["metadata"]["uid"])
+    api = kube_api_as("a-dev", run.task_identity())
+    core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    forged = {"metadata": {"name": "forged"}, "data": {"x": "y"}}
+    attempts: dict[str, Callable[[], Any]] = {
+        "read its own output": lambda: core.read_namespaced_config_map(
+            run.output_config_map("only"), "a-dev"
+        ),
+        "read a Secret of its namespace": lambda: core.list_namespaced_secret("a-dev"),
+        "list ConfigMaps of its namespace": lambda: core.list_namespaced_config_map("a-dev"),
+        "list ConfigMaps of another tenant": lambda: core.list_namespaced_config_map("b-dev"),
+        "write a ConfigMap of another tenant": lambda: core.create_namespaced_config_map(
+            "b-dev", forged
+        ),
+        "read Secrets of another tenant": lambda: core.list_namespaced_secret("b-dev"),
+        "list pods of another tenant": lambda: core.list_namespaced_pod("b-dev"),
+        "create a Workflow for another tenant": lambda: custom.create_namespaced_custom_object(
+            GROUP, VERSION, "b-dev", "workflows", workflow("w", [{"name": "only"}])
+        ),
+    }
+    answers = {}
+    for what, attempt in attempts.items():
+        try:
+            attempt()
+            answers[what] = 200
+        except kubernetes.client.ApiException as error:
+            answers[what] = error.status
+    assert answers == {what: 200 if what == "read its own output" else 403 for what in attempts}
