@@ -655,15 +655,15 @@ def test_a_run_under_way_goes_on_when_its_namespace_loses_its_tenant() -> None:
 
 def test_the_tenants_free_slots_hold_ready_tasks_back_with_a_reason_and_no_event() -> None:
     cluster = Cluster(workflow(*({"name": f"t{i}"} for i in range(5)), parallelism=3))
-    share = TenantShare("team-a", free_slots=1, max_concurrent_tasks=2, running=1)
+    share = TenantShare("team-a", free_slots=1, max_concurrent_tasks=2)
     cluster.tenant = share
     decision = cluster.step()
     assert created_tasks(decision) == [("t0", 1)]
     assert (decision.held_by, decision.held_back) == ("TenantConcurrencyLimit", 2)
     assert cluster.condition("Ready").reason == "TenantConcurrencyLimit"
     assert cluster.status.message == (
-        "2 ready task(s) wait for a slot: Tenant team-a runs 1 of its 2 tasks at once "
-        "(limits.maxConcurrentTasks)"
+        "ready tasks wait for a slot: Tenant team-a runs at most 2 tasks at once across its "
+        "Workflows (limits.maxConcurrentTasks)"
     )
     assert not [e for e in decision.of_type(Event) if e.type == EventType.WARNING]
 

@@ -118,7 +118,6 @@ class TenantGate:
             tenant=name,
             free_slots=free,
             max_concurrent_tasks=limits.max_concurrent_tasks,
-            running=sum(running.values()),
             token_budget=limits.token_budget,
             tokens_elsewhere=elsewhere,
         )

@@ -454,9 +454,10 @@ class _Run:
                 f"{self._tokens_used(tenant)} of its {tenant.token_budget} tokens "
                 "(limits.tokenBudget); raising the budget lets them start"
             )
+        # No counts that change while it waits: a woken run that gets no slot writes nothing.
         return (
-            f"{count} ready task(s) wait for a slot: Tenant {tenant.tenant} runs "
-            f"{tenant.running} of its {tenant.max_concurrent_tasks} tasks at once "
+            f"ready tasks wait for a slot: Tenant {tenant.tenant} runs at most "
+            f"{tenant.max_concurrent_tasks} tasks at once across its Workflows "
             "(limits.maxConcurrentTasks)"
         )
 

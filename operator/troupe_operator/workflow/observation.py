@@ -96,7 +96,7 @@ class TenantShare:
 
     ``free_slots`` is how many attempts it may start now under
     ``limits.maxConcurrentTasks`` (its fair share of the free slots; None: no
-    such limit), ``running`` the Tenant's task Jobs running, for the message.
+    such limit).
     ``tokens_elsewhere`` is what the Tenant's other Workflows have used; the
     run's own tokens come from its tasks, so a task that just finished counts
     before the next one starts.
@@ -105,7 +105,6 @@ class TenantShare:
     tenant: str
     free_slots: int | None = None
     max_concurrent_tasks: int | None = None
-    running: int = 0
     token_budget: int | None = None
     tokens_elsewhere: int = 0
 
