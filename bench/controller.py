@@ -3,9 +3,13 @@
 Runs the real operator (``python -m kopf run --standalone --all-namespaces -m
 troupe_operator.main``) as a separate process against the harness's API emulator, so its
 CPU seconds (``/proc/<pid>/stat``) and peak RSS (``VmHWM`` in ``/proc/<pid>/status``) are
-its own. Task Jobs are finished at once by ``instant_jobs.InstantKubelet``; the
-emulator (``counting_cluster``) counts the operator's API requests apart from the
-bench's. Each scenario gets a fresh emulator and a fresh operator process.
+its own. One replica: no leader election (``TROUPE_LEADER_ELECT=false``), no metrics
+endpoint (``TROUPE_METRICS_PORT=0``), and ``TROUPE_UNTENANTED_NAMESPACES=Allow`` but in
+``tenant`` (the default, ``Refuse``: its Workflows start only once the Tenant has adopted
+the namespace). Task Jobs are finished at once by ``instant_jobs.InstantKubelet``, which
+also counts the task Jobs unfinished at once; the emulator (``counting_cluster``) counts
+the operator's API requests apart from the bench's. Each scenario gets a fresh emulator and
+a fresh operator process.
 
 Scenarios (``--scenarios``, comma-separated; all by default):
 
@@ -15,7 +19,13 @@ Scenarios (``--scenarios``, comma-separated; all by default):
 - ``wide``: one workflow of 1000 tasks: a root, 998 tasks depending on it, one joining all;
 - ``steady``: 1000 live workflows x 10 tasks (mixed DAG) whose Jobs the instant kubelet
   finishes at a steady 50 per second (below capacity), in the order they appeared: the
-  dispatch latency under a steady load, not a burst's queueing.
+  dispatch latency under a steady load, not a burst's queueing;
+- ``tenant``: ``batch`` (same options) in a namespace of a Tenant whose limits the operator
+  enforces: ``maxConcurrentTasks`` 20 (``--max-concurrent-tasks``) and a ``tokenBudget``
+  never reached, so the gate counts both on every decision. The Tenant is created before
+  anything else in the namespace (it adopts only an empty one), and the scenario starts
+  once the operator has labelled the namespace for it. It fails if the instant kubelet
+  ever sees more task Jobs unfinished at once than the limit.
 
 Shapes: ``mixed`` is a root, layers of up to three tasks each depending on every task of the
 layer before, and a final task joining the last layer (10 tasks: 1, 3, 3, 2, 1);
@@ -26,7 +36,7 @@ marking the last of its upstream Jobs Complete to the ADDED event of its own Job
 seen in this process. Prints Markdown; ``docs/performance.md`` ("Workflow controller")
 quotes it.
 
-    .venv/bin/python bench/controller.py [--quick] [--scenarios batch,live,wide]
+    .venv/bin/python bench/controller.py [--quick] [--scenarios batch,live,wide,steady,tenant]
 """
 
 from __future__ import annotations
@@ -56,10 +66,15 @@ from counting_cluster import CountingCluster, RequestKey
 from instant_jobs import InstantKubelet, check, session, watch_events
 from tests.support.waiting import wait_for
 from troupe_operator.api import API_VERSION
+from troupe_operator.tenants import LABEL_TENANT, TenantRef
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
 AGENT = "worker"
+TENANT = "bench"
+TENANT_TOKEN_BUDGET = 10**12
+"""Never reached (20 tokens per task), but counted on every decision."""
+CONCURRENCY_HELD = "TenantConcurrencyLimit"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FINISHED_PHASES = {"Succeeded", "Failed", "Error"}
 
@@ -142,6 +157,8 @@ class Scenario:
     timeout: float
     tasks_per_second: float | None = None
     """Rate at which Jobs are finished; None finishes each one at once."""
+    tenant_limit: int | None = None
+    """The namespace's Tenant's ``limits.maxConcurrentTasks``; None: no Tenant."""
 
     @property
     def dag(self) -> Dag:
@@ -158,12 +175,17 @@ class Scenario:
 class OperatorProcess:
     """``kopf run`` of the real operator, pointed at the emulator by KUBECONFIG."""
 
-    def __init__(self, kubeconfig: Path, log: Path, module: str, resync: float) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, module: str, resync: float, untenanted: str
+    ) -> None:
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "TROUPE_RESYNC_SECONDS": str(resync),
             "TROUPE_AGENT_IMAGE": "troupe-agent:bench",
+            "TROUPE_UNTENANTED_NAMESPACES": untenanted,
+            "TROUPE_LEADER_ELECT": "false",
+            "TROUPE_METRICS_PORT": "0",
         }
         self.log = log
         self._log_file = log.open("wb")
@@ -214,6 +236,57 @@ def wait_until_watching(cluster: CountingCluster, operator: OperatorProcess) -> 
     wait_for(watching, timeout=60, interval=0.1, what="the operator to start its watches")
 
 
+def tenant_manifest(limit: int) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Tenant",
+        "metadata": {"name": TENANT},
+        "spec": {
+            "namespaces": [NAMESPACE],
+            "limits": {"maxConcurrentTasks": limit, "tokenBudget": TENANT_TOKEN_BUDGET},
+        },
+    }
+
+
+def agent_manifest() -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Agent",
+        "metadata": {"name": AGENT, "namespace": NAMESPACE},
+        "spec": {"role": "executor", "model": {"name": "bench-model"}},
+    }
+
+
+def _one(cluster: CountingCluster, api_version: str, plural: str, name: str) -> dict[str, Any]:
+    found = cluster.objects(api_version, plural)
+    return next((o for o in found if o["metadata"]["name"] == name), {"metadata": {}})
+
+
+def wait_until_tenanted(cluster: CountingCluster, operator: OperatorProcess) -> None:
+    """Until the Tenant controller has labelled the namespace and made the Tenant Active."""
+    label = TenantRef(TENANT, "").label
+
+    def tenanted() -> bool:
+        operator.check_alive()
+        namespace = _one(cluster, "v1", "namespaces", NAMESPACE)
+        tenant = _one(cluster, API_VERSION, "tenants", TENANT)
+        labelled = (namespace["metadata"].get("labels") or {}).get(LABEL_TENANT) == label
+        return labelled and (tenant.get("status") or {}).get("phase") == "Active"
+
+    wait_for(tenanted, timeout=60, interval=0.1, what=f"Tenant {TENANT} to adopt {NAMESPACE}")
+
+
+def wait_until_agent_seen(cluster: CountingCluster, operator: OperatorProcess) -> None:
+    """Until the Agent controller has written the Agent's status (it is in kopf's index)."""
+
+    def seen() -> bool:
+        operator.check_alive()
+        agent = _one(cluster, API_VERSION, "agents", AGENT)
+        return bool((agent.get("status") or {}).get("phase"))
+
+    wait_for(seen, timeout=60, interval=0.1, what=f"the operator to see Agent {AGENT}")
+
+
 # -- driving one scenario ----------------------------------------------------------
 
 
@@ -225,6 +298,8 @@ class Progress:
     phases: dict[str, str] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_bytes: dict[str, int] = field(default_factory=dict)
+    held_back: set[str] = field(default_factory=set)
+    """Workflows seen waiting for a slot of their Tenant (Ready reason TenantConcurrencyLimit)."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
     finished_at: float = 0.0
 
@@ -232,6 +307,8 @@ class Progress:
         name = obj["metadata"]["name"]
         status = obj.get("status") or {}
         self.phases[name] = status.get("phase") or ""
+        if any(c.get("reason") == CONCURRENCY_HELD for c in status.get("conditions") or ()):
+            self.held_back.add(name)
         self.statuses[name] = status
         if self.phases[name] in FINISHED_PHASES:
             self.status_bytes[name] = len(json.dumps(status, separators=(",", ":")).encode())
@@ -266,6 +343,10 @@ class Measured:
     bench_cpu: float
     status_bytes: int
     phases: Counter[str]
+    peak_unfinished_jobs: int
+    """The most task Jobs unfinished at once, as the instant kubelet's watch saw them."""
+    held_back: int
+    """Workflows that waited for a slot of their Tenant at some point."""
 
     @property
     def tasks_per_second(self) -> float:
@@ -361,6 +442,13 @@ async def drive(
         async with limit, api.post(collection, data=body, headers=_JSON) as response:
             await check(response)
 
+    def check_tenant_limit() -> None:
+        if scenario.tenant_limit is not None and kubelet.peak_unfinished > scenario.tenant_limit:
+            raise RuntimeError(
+                f"scenario {scenario.name}: {kubelet.peak_unfinished} task Jobs were unfinished "
+                f"at once, over the Tenant's limits.maxConcurrentTasks {scenario.tenant_limit}"
+            )
+
     before = cluster.counts()
     cpu_before, bench_before = operator.cpu_seconds(), _cpu_self()
     started = time.monotonic()
@@ -371,6 +459,7 @@ async def drive(
             operator.check_alive()
             if kubelet.errors:
                 raise RuntimeError(f"instant kubelet failed: {kubelet.errors[:3]}")
+            check_tenant_limit()
             await asyncio.wait([asyncio.ensure_future(progress.done.wait())], timeout=1.0)
         finished = progress.done.is_set()
         wall = (progress.finished_at if finished else time.monotonic()) - started
@@ -382,6 +471,7 @@ async def drive(
         await asyncio.gather(watcher, return_exceptions=True)
         await kubelet.stop()
         await api.close()
+    check_tenant_limit()
     phases = Counter(progress.phases.get(m["metadata"]["name"], "") or "(none)" for m in manifests)
     if not finished or set(phases) != {"Succeeded"}:
         raise RuntimeError(
@@ -400,6 +490,8 @@ async def drive(
         bench_cpu=bench_cpu,
         status_bytes=max(progress.status_bytes.values()),
         phases=phases,
+        peak_unfinished_jobs=kubelet.peak_unfinished,
+        held_back=len(progress.held_back),
     )
 
 
@@ -412,28 +504,31 @@ def run_scenario(scenario: Scenario, workdir: Path, args: argparse.Namespace) ->
         f"timeout {scenario.timeout:.0f}s",
         file=sys.stderr,
     )
+    tenant_limit = scenario.tenant_limit
     with CountingCluster() as cluster:
         for crd in sorted((REPO / "crds").glob("*.yaml")):
             cluster.load_crds(crd)
         cluster.create_namespace(NAMESPACE)
-        cluster.create(
-            {
-                "apiVersion": API_VERSION,
-                "kind": "Agent",
-                "metadata": {"name": AGENT, "namespace": NAMESPACE},
-                "spec": {"role": "executor", "model": {"name": "bench-model"}},
-            }
-        )
+        if tenant_limit is not None:  # first: a Tenant adopts no namespace with Agents in it
+            cluster.create(tenant_manifest(tenant_limit))
+        else:
+            cluster.create(agent_manifest())
         kubeconfig = cluster.write_kubeconfig(workdir / f"{scenario.name}.kubeconfig", NAMESPACE)
         log = workdir / f"{scenario.name}-operator.log"
-        operator = OperatorProcess(kubeconfig, log, args.operator_module, args.resync)
+        untenanted = "Allow" if tenant_limit is None else "Refuse"
+        operator = OperatorProcess(kubeconfig, log, args.operator_module, args.resync, untenanted)
         try:
             wait_until_watching(cluster, operator)
+            if tenant_limit is not None:
+                wait_until_tenanted(cluster, operator)
+                cluster.create(agent_manifest())
+                wait_until_agent_seen(cluster, operator)
             measured = asyncio.run(drive(cluster, operator, scenario))
         finally:
             operator.stop()
     print(
-        f"   {measured.wall_seconds:.1f}s, {measured.tasks_per_second:.1f} tasks/s",
+        f"   {measured.wall_seconds:.1f}s, {measured.tasks_per_second:.1f} tasks/s, "
+        f"at most {measured.peak_unfinished_jobs} Jobs unfinished at once",
         file=sys.stderr,
     )
     return measured
@@ -450,13 +545,28 @@ def _is_event_write(key: RequestKey) -> bool:
     return key.is_write and key.resource == "events"
 
 
+def tenant_notes(results: Sequence[Measured]) -> list[str]:
+    """For each scenario under a Tenant: its limit, the peak it kept to, who waited for it."""
+    lines = []
+    for m in results:
+        if m.scenario.tenant_limit is not None:
+            lines += [
+                "",
+                f"{m.scenario.name}: Tenant limits.maxConcurrentTasks {m.scenario.tenant_limit}; "
+                f"at most {m.peak_unfinished_jobs} task Jobs unfinished at once; {m.held_back} "
+                f"of {m.scenario.workflows} Workflows waited for a slot ({CONCURRENCY_HELD}) "
+                "at some point.",
+            ]
+    return lines
+
+
 def report(results: Sequence[Measured]) -> str:
     lines = [
         "| scenario | workflows x tasks | shape | wall s | tasks/s | dispatch p50 / p99 ms "
         "| after start-up p50 / p99 ms | API writes/task (no Events) | Events/task "
         "| API reads/task | operator CPU s | CPU ms/task | peak RSS MiB "
-        "| largest final status bytes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| largest final status bytes | peak unfinished Jobs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in results:
         s = m.scenario
@@ -469,7 +579,7 @@ def report(results: Sequence[Measured]) -> str:
             f"{percentile(m.steady_dispatch_ms, 0.99):.0f} "
             f"| {writes:.2f} | {m.per_task(_is_event_write):.2f} | {m.per_task(_is_read):.2f} "
             f"| {m.operator_cpu:.1f} | {m.operator_cpu * 1000 / s.total_tasks:.2f} "
-            f"| {m.operator_rss_mib:.0f} | {m.status_bytes:,} |"
+            f"| {m.operator_rss_mib:.0f} | {m.status_bytes:,} | {m.peak_unfinished_jobs} |"
         )
     lines += [
         "",
@@ -478,6 +588,7 @@ def report(results: Sequence[Measured]) -> str:
         f"≤ {TARGET_CPU_MS_PER_TASK} ms/task; ≤ {TARGET_WRITES_PER_TASK} API writes/task "
         f"without Events and ≤ {TARGET_EVENTS_PER_TASK:.0f} Event/task; ≤ {TARGET_RSS_MIB:.0f} "
         f"MiB RSS at 1000 live workflows; 1000-task status ≤ {TARGET_STATUS_BYTES // 1024} KiB.",
+        *tenant_notes(results),
         "",
         "Operator requests per task, by client, verb and resource:",
         "",
@@ -511,6 +622,14 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             args.shape,
             args.timeout or 300,
         ),
+        "tenant": Scenario(
+            "tenant",
+            10 if quick else args.workflows,
+            args.tasks,
+            args.shape,
+            args.timeout or 300,
+            tenant_limit=args.max_concurrent_tasks,
+        ),
         "live": Scenario("live", 100 if quick else 1000, 10, "mixed", args.timeout or 600),
         "wide": Scenario("wide", 1, 100 if quick else 1000, "wide", args.timeout or 300),
         "steady": Scenario(
@@ -530,11 +649,19 @@ def main() -> int:
     # so this process runs without automatic full collections (young ones go on).
     gc.set_threshold(700, 10, 1_000_000)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="batch,live,wide,steady")
+    parser.add_argument("--scenarios", default="batch,live,wide,steady,tenant")
     parser.add_argument("--rate", type=float, default=50.0, help="steady: Jobs finished per second")
-    parser.add_argument("--workflows", type=int, default=100, help="batch: workflows")
-    parser.add_argument("--tasks", type=int, default=10, help="batch: tasks per workflow")
-    parser.add_argument("--shape", choices=["mixed", "chain"], default="mixed", help="batch")
+    parser.add_argument("--workflows", type=int, default=100, help="batch, tenant: workflows")
+    parser.add_argument("--tasks", type=int, default=10, help="batch, tenant: tasks per workflow")
+    parser.add_argument(
+        "--shape", choices=["mixed", "chain"], default="mixed", help="batch, tenant: shape"
+    )
+    parser.add_argument(
+        "--max-concurrent-tasks",
+        type=int,
+        default=20,
+        help="tenant: the Tenant's limits.maxConcurrentTasks",
+    )
     parser.add_argument("--timeout", type=float, default=0, help="seconds per scenario")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a sanity run")
     parser.add_argument(

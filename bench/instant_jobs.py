@@ -11,6 +11,11 @@ pod. Jobs can be
 finished at once or at a steady rate (``tasks_per_second``). It records, in this process's
 monotonic clock, when each Job's ADDED event arrived and when it was marked Complete, which
 is what the dispatch latency is computed from.
+
+It also counts the task Jobs unfinished at once (``peak_unfinished``), from its watch,
+which delivers the cluster's changes in the order they were made: a Job counts from its
+ADDED event until an event shows it ``Complete`` or ``Failed`` (or deleted). So the count
+is the cluster's own at every point of its history, whatever the lag of either client.
 """
 
 from __future__ import annotations
@@ -91,6 +96,13 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _finished(job: KubeObject) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or ()
+    return any(
+        c.get("type") in {"Complete", "Failed"} and c.get("status") == "True" for c in conditions
+    )
+
+
 @dataclass
 class JobRecord:
     """What the instant kubelet saw of one task Job (monotonic seconds)."""
@@ -115,6 +127,9 @@ class InstantKubelet:
         self._interval = 1.0 / tasks_per_second if tasks_per_second else 0.0
         self.jobs: dict[JobKey, JobRecord] = {}
         self.errors: list[str] = []
+        self.peak_unfinished = 0
+        """The most task Jobs unfinished at once (see the module docstring)."""
+        self._unfinished: set[JobKey] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
         self._pacer: asyncio.Task[None] | None = None
@@ -149,6 +164,17 @@ class InstantKubelet:
                 revision = obj["metadata"].get("resourceVersion", revision)
                 if event["type"] == "ADDED":
                     self._job_added(api, obj)
+                if event["type"] in {"ADDED", "MODIFIED", "DELETED"}:
+                    self._count(event["type"], obj)
+
+    def _count(self, kind: str, job: KubeObject) -> None:
+        """Keep the set of task Jobs unfinished now, and its peak."""
+        key = (job["metadata"]["namespace"], job["metadata"]["name"])
+        if kind == "DELETED" or _finished(job):
+            self._unfinished.discard(key)
+        elif kind == "ADDED" and key in self.jobs:  # a task Job (``_job_added`` took it)
+            self._unfinished.add(key)
+            self.peak_unfinished = max(self.peak_unfinished, len(self._unfinished))
 
     async def _pace(self, api: aiohttp.ClientSession) -> None:
         """Complete queued Jobs one every ``_interval`` seconds, on a fixed schedule."""
