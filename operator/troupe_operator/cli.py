@@ -4,6 +4,9 @@
 codes are 0 (all valid), 1 (something invalid) and 2 (a file unreadable or
 not YAML), so the command slots into CI and pre-commit hooks.
 ``run``: see :mod:`troupe_operator.local.command`.
+
+Installed twice: as ``troupe`` and as ``kubectl-troupe``, which kubectl's
+plugin mechanism runs as ``kubectl troupe`` (its usage lines say so).
 """
 
 from __future__ import annotations
@@ -40,9 +43,13 @@ def validate(paths: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+PROGRAM = "troupe"
+PLUGIN_PROGRAM = "kubectl troupe"
+
+
+def build_parser(prog: str = PROGRAM) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="troupe", description="Multi-agent LLM workflows as Kubernetes custom resources."
+        prog=prog, description="Multi-agent LLM workflows as Kubernetes custom resources."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
@@ -84,8 +91,13 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def plugin_main() -> int:
+    """``kubectl troupe ...``: kubectl found ``kubectl-troupe`` on PATH and ran it."""
+    return main(prog=PLUGIN_PROGRAM)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROGRAM) -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.command == "validate":
         return validate(args.files)
     if args.command == "run":
