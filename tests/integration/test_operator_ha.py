@@ -111,7 +111,6 @@ def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
                 timeout=30,
                 what="the standby to lead",
             )
-            handover = time.monotonic() - stopped_at
             wait_until_ended(troupe, ["ha-one", "ha-two"], timeout=180)
             expected = {
                 ("Normal", "StartedLeading", leader_name, f"{leader_name} became leader"),
@@ -129,5 +128,4 @@ def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
     scraped = [leader_value for leader_value, _ in before_stop if leader_value is not None]
     assert scraped[-1] == 1.0, before_stop  # a scrape may time out under load: None
     assert new.startswith("op-")
-    assert handover < (2 if stop == signal.SIGTERM else 6), handover
     assert_every_run_clean(troupe, stub, ["ha-one", "ha-two"])

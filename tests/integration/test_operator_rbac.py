@@ -52,6 +52,7 @@ from tests.integration.test_agent_serve import (
 )
 from tests.integration.test_workflow_faults import ENDED
 from tests.integration.troupe_driver import (
+    STEADY_LEASES,
     OperatorProcess,
     Troupe,
     agent,
@@ -248,6 +249,17 @@ def event_count(troupe: Troupe, involved: str, reason: str) -> int:
     )
 
 
+def operator_process(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> OperatorProcess:
+    """One replica under deploy/operator.yaml's identity: it must never exit (no short lease)."""
+    return OperatorProcess(
+        kubeconfig,
+        tmp_path / "operator.log",
+        "troupe-operator-0",
+        pod_namespace=NAMESPACE,
+        environment=STEADY_LEASES,
+    )
+
+
 @pytest.mark.timeout(240)
 def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
     emulator: EmulatedCluster, troupe: Troupe, job_runner: JobRunner, tmp_path: pathlib.Path
@@ -271,9 +283,7 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
             stuck,
             serving_agent("writer", replicas=1),  # its Secret comes later
         )
-        operator = OperatorProcess(
-            kubeconfig, tmp_path / "operator.log", "troupe-operator-0", pod_namespace=NAMESPACE
-        )
+        operator = operator_process(kubeconfig, tmp_path)
         operator.start()
         try:
             holder = until(troupe, operator, lambda: lease_holder(troupe), "a Lease holder")
@@ -414,7 +424,7 @@ def network_policy(troupe: Troupe, namespace: str, name: str) -> Any:
         raise
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)  # like the Workflow test: a loaded machine starts the operator slowly
 def test_the_tenant_controller_needs_nothing_its_cluster_role_does_not_grant(
     emulator: EmulatedCluster, troupe: Troupe, tmp_path: pathlib.Path
 ) -> None:
@@ -448,9 +458,7 @@ def test_the_tenant_controller_needs_nothing_its_cluster_role_does_not_grant(
                 },
             },
         )
-    operator = OperatorProcess(
-        kubeconfig, tmp_path / "operator.log", "troupe-operator-0", pod_namespace=NAMESPACE
-    )
+    operator = operator_process(kubeconfig, tmp_path)
     operator.start()
     try:
         until(troupe, operator, lambda: tenant_ready(troupe, "keep"), "Tenant keep Ready")

@@ -24,6 +24,10 @@ from tests.support.emulator import EmulatedCluster
 from tests.support.openai_stub import Fault, OpenAIStub, ToolCall
 from tests.support.waiting import wait_for
 
+# Four agent processes, each importing LangChain, elect and serve before the first call: on
+# a loaded machine that outlasts pytest's default 120 s. Each wait inside has its own bound.
+pytestmark = pytest.mark.timeout(360)
+
 RBAC = "rbac.authorization.k8s.io"
 REQUEST = "What is six times seven, in a sentence?"
 LOOPING = "Keep asking math."

@@ -14,9 +14,7 @@ import os
 import pathlib
 import re
 import shlex
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +25,7 @@ from kubernetes.aio import client as aio_client
 
 from tests.support.fixtures import RunOperator
 from tests.support.loopback import free_port
+from tests.support.restarting import RestartingProcess
 from tests.support.waiting import wait_for
 from troupe_operator.controller.config import OperatorConfig, UntenantedNamespaces
 from troupe_operator.controller.handlers import Controller, api_client, register
@@ -86,6 +85,14 @@ ELECTION_ENV = {
 }
 """Short leases, so that a restarted operator process leads again within seconds."""
 
+STEADY_LEASES = {
+    "TROUPE_LEASE_DURATION_SECONDS": "15",
+    "TROUPE_RENEW_DEADLINE_SECONDS": "10",
+    "TROUPE_RETRY_PERIOD_SECONDS": "2",
+}
+"""client-go's timings, for one process that must never exit: a renewal late by a second on a
+loaded machine loses a 2 s lease, and losing it ends the process, as it must."""
+
 
 @dataclass
 class OperatorProcess:
@@ -103,9 +110,9 @@ class OperatorProcess:
     """Its POD_NAMESPACE: where its Lease is."""
     metrics_port: int = field(default_factory=free_port)
     """Where it serves ``/metrics`` on loopback (``TROUPE_METRICS_PORT``)."""
-    exits: list[int] = field(default_factory=list)
-    _process: subprocess.Popen[bytes] | None = None
-    _stopping: threading.Event = field(default_factory=threading.Event)
+    environment: dict[str, str] = field(default_factory=dict)
+    """Settings of its own, over the tests' (e.g. longer leases, for a loaded machine)."""
+    _running: RestartingProcess | None = None
 
     def start(self) -> None:
         environment = {
@@ -121,38 +128,26 @@ class OperatorProcess:
             "TROUPE_METRICS_PORT": str(self.metrics_port),
             "TROUPE_METRICS_ADDRESS": "127.0.0.1",
             **ELECTION_ENV,
+            **self.environment,
         }
         command = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces"]
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                [*command, "-m", "troupe_operator.main"],
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        threading.Thread(target=self._restart_on_exit, args=(self._process,), daemon=True).start()
+        self._running = RestartingProcess(
+            [*command, "-m", "troupe_operator.main"], environment, self.log
+        )
+        self._running.start()
 
-    def _restart_on_exit(self, process: subprocess.Popen[bytes]) -> None:
-        code = process.wait()
-        if not self._stopping.is_set():
-            self.exits.append(code)
-            self.start()
+    @property
+    def exits(self) -> list[int]:
+        return self._running.exits if self._running is not None else []
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` and do not start it again, as a Deployment scaled down would not."""
-        self._stopping.set()
-        if self._process is not None:
-            self._process.send_signal(sig)
+        if self._running is not None:
+            self._running.signal(sig)
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
+        if self._running is not None:
+            self._running.stop()
 
 
 @dataclass
@@ -186,11 +181,14 @@ class Troupe:
 
     @contextlib.contextmanager
     def operator_process(
-        self, kubeconfig: pathlib.Path, identity: str = "operator"
+        self,
+        kubeconfig: pathlib.Path,
+        identity: str = "operator",
+        environment: dict[str, str] | None = None,
     ) -> Iterator[OperatorProcess]:
         """The real operator as its own process, restarted whenever it exits on its own."""
         log = kubeconfig.with_name(f"{identity}.log")
-        process = OperatorProcess(kubeconfig, log, identity)
+        process = OperatorProcess(kubeconfig, log, identity, environment=environment or {})
         process.start()
         try:
             yield process
