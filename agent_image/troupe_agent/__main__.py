@@ -1,7 +1,9 @@
 """The ``troupe-agent`` command: ``task`` runs one workflow task, ``serve`` runs an agent pod.
 
 Only the chosen mode's modules are imported, and argument errors exit with
-``EXIT_PERMANENT`` (a wrong command line cannot be cured by a retry).
+``EXIT_PERMANENT`` (a wrong command line cannot be cured by a retry). Either
+mode exports OpenTelemetry spans and metrics when ``OTEL_*`` ask for them
+(``troupe_agent.otel_setup``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from troupe_agent.invoke_auth import DEFAULT_AUDIENCE
 from troupe_agent.logs import configure_logging
+from troupe_agent.otel_setup import install as install_telemetry
 from troupe_operator.api import EXIT_PERMANENT, INPUT_ENV, SPEC_KEY, SPEC_MOUNT
 
 DEFAULT_SPEC_FILE = Path(SPEC_MOUNT) / SPEC_KEY
@@ -109,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    install_telemetry()
     if args.mode == "task":
         from troupe_agent.task import TaskOptions, run_task_mode
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from opentelemetry.context import Context
 
 from troupe_agent.graph import build_agent_graph, initial_state
-from troupe_agent.llm import ModelClient, gen_ai_system
+from troupe_agent.llm import ModelClient
 from troupe_agent.prompts import TaskPrompt
 from troupe_agent.retry import Deadline
 from troupe_agent.telemetry import GenAITelemetry, parent_context_from_env
@@ -49,13 +49,12 @@ class Agent:
     ) -> None:
         self.name = name
         self.spec = spec
-        self._telemetry = options.telemetry or GenAITelemetry(system=gen_ai_system(spec))
         self.client = ModelClient(
             name,
             spec,
             api_key,
             observers=options.observers,
-            telemetry=self._telemetry,
+            telemetry=options.telemetry or GenAITelemetry(),
             sleep=options.sleep,
         )
         self.graph = build_agent_graph(spec, self.client)
@@ -67,11 +66,15 @@ class Agent:
         deadline: Deadline | None = None,
         trace_parent: Context | None = None,
     ) -> tuple[str, TaskResult]:
-        """The answer to ``prompt`` given the material in ``context``; raises ModelCallError."""
-        with self._telemetry.agent_span(self.name, parent=trace_parent):
+        """The answer to ``prompt`` given the material in ``context``; raises ModelCallError.
+
+        ``trace_parent`` is the trace context the run joins (a task's, a caller's)."""
+        telemetry = self.client.telemetry
+        with telemetry.agent_span(self.name, self.client.target, trace_parent) as span:
             state = self.graph.invoke(initial_state(prompt, context, deadline or Deadline(None)))
+            stats = state["stats"]
+            telemetry.record_usage(span, stats)
         text = state["answer"]
-        stats = state["stats"]
         return text, TaskResult(
             model=self.client.model_name,
             scripted=self.client.scripted,

@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from troupe_agent.errors import CallFailure, ModelCallError, classify
 from troupe_agent.retry import Deadline, RetryPolicy
 from troupe_agent.scrub import register_secret
-from troupe_agent.telemetry import GenAITelemetry
+from troupe_agent.telemetry import ChatResponse, GenAITelemetry, ModelTarget
 from troupe_agent.usage import CallObserver, CallStats, usage_of
 from troupe_operator.api import SCRIPTED_MODEL_NAME, AgentSpec
 
@@ -42,9 +43,27 @@ def uses_scripted_model(spec: AgentSpec) -> bool:
     return spec.model.base_url is None
 
 
-def gen_ai_system(spec: AgentSpec) -> str:
-    """The ``gen_ai.system`` an Agent's calls are reported under."""
-    return "troupe-scripted" if uses_scripted_model(spec) else "openai"
+def model_target(spec: AgentSpec) -> ModelTarget:
+    """The model an Agent calls, as its spans and metrics name it.
+
+    Its ``gen_ai.provider.name`` is ``openai`` (the API every endpoint here speaks,
+    whoever serves it), or ``troupe-scripted`` for the offline scripted model.
+    """
+    if spec.model.base_url is None:  # the offline scripted model (uses_scripted_model)
+        return ModelTarget("troupe-scripted", SCRIPTED_MODEL_NAME)
+    url = urlsplit(spec.model.base_url)
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    return ModelTarget(
+        "openai",
+        spec.model.name,
+        server_address=url.hostname,
+        server_port=port,
+        temperature=spec.effective_temperature,
+        max_tokens=spec.effective_max_tokens,
+    )
 
 
 def build_chat_model(spec: AgentSpec, api_key: str | None) -> BaseChatModel:
@@ -99,11 +118,12 @@ class ModelClient:
         register_secret(api_key)
         self.agent_name = agent_name
         self.scripted = uses_scripted_model(spec)
-        self.model_name = SCRIPTED_MODEL_NAME if self.scripted else spec.model.name
+        self.target = model_target(spec)
+        self.model_name = self.target.model
         self._timeout = float(spec.model.timeout_seconds)
         self._chat_model = chat_model or build_chat_model(spec, api_key)
         self._observers = observers
-        self._telemetry = telemetry or GenAITelemetry(system=gen_ai_system(spec))
+        self.telemetry = telemetry or GenAITelemetry()
         self._sleep = sleep
         self._retry_policy = retry_policy or RetryPolicy(max_retries=spec.model.max_retries)
 
@@ -154,13 +174,13 @@ class ModelClient:
             model = self._chat_model.bind_tools(
                 tools, tool_choice="required", parallel_tool_calls=False
             )
-        with self._telemetry.chat_span(self.model_name) as span:
+        with self.telemetry.chat_span(self.target) as span:
             try:
                 reply = model.invoke(messages, timeout=timeout)
             except Exception as exc:
                 failure = classify(exc)
-                self._telemetry.record_failure(
-                    span, self.model_name, failure, time.monotonic() - started
+                self.telemetry.record_failure(
+                    span, self.target, failure, time.monotonic() - started
                 )
                 for observer in self._observers:
                     observer.call_failed(self.model_name, failure.status)
@@ -168,7 +188,7 @@ class ModelClient:
             stats = CallStats(
                 usage=usage_of(reply), calls=1, latency_seconds=time.monotonic() - started
             )
-            self._telemetry.record_success(span, self.model_name, stats)
+            self.telemetry.record_success(span, self.target, _response(reply, stats))
         for observer in self._observers:
             observer.call_succeeded(self.model_name, stats)
         return ChatReply(
@@ -183,3 +203,14 @@ class ModelClient:
             attempts=attempts,
             reason=reason,
         )
+
+
+def _response(reply: BaseMessage, stats: CallStats) -> ChatResponse:
+    """The model that answered and why it stopped, as the provider's reply says."""
+    metadata = reply.response_metadata
+    model, finish = metadata.get("model_name"), metadata.get("finish_reason")
+    return ChatResponse(
+        stats,
+        model=str(model) if model else None,
+        finish_reason=str(finish) if finish else None,
+    )

@@ -3,7 +3,9 @@
 Label sets are bounded: routes are the app's fixed paths (anything else is
 ``other``), models are the Agent's one model, statuses are HTTP codes or a few
 words (``timeout``, ``connection``). No prompt, output or key ever becomes a
-label. Units are base units (seconds); counters end in ``_total``.
+label. Units are base units (seconds); counters end in ``_total``. The model's
+series (calls, tokens, 429s) are created at 0 as soon as the model is known
+(:meth:`ServeMetrics.model_known`), so that ``rate()`` sees their first call.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class ServeMetrics:
             ["model", "direction"],
             registry=self.registry,
         )
+        self._calls = Counter(
+            "troupe_llm_calls",
+            "LLM calls (each attempt, failed ones included), by model.",
+            ["model"],
+            registry=self.registry,
+        )
         self._errors = Counter(
             "troupe_llm_errors",
             "Failed LLM calls (each attempt), by model and status (HTTP code or timeout).",
@@ -46,15 +54,24 @@ class ServeMetrics:
             registry=self.registry,
         )
 
+    def model_known(self, model: str) -> None:
+        """Create the series of ``model`` at 0, before its first call."""
+        self._calls.labels(model=model)
+        self._errors.labels(model=model, status="429")
+        for direction in ("input", "output"):
+            self._tokens.labels(model=model, direction=direction)
+
     def observe_request(self, route: str, code: int, seconds: float) -> None:
         self._requests.labels(route=route, code=str(code)).inc()
         self._request_duration.labels(route=route).observe(seconds)
 
     def call_succeeded(self, model: str, stats: CallStats) -> None:
+        self._calls.labels(model=model).inc()
         self._tokens.labels(model=model, direction="input").inc(stats.usage.input_tokens)
         self._tokens.labels(model=model, direction="output").inc(stats.usage.output_tokens)
 
     def call_failed(self, model: str, status: str) -> None:
+        self._calls.labels(model=model).inc()
         self._errors.labels(model=model, status=status).inc()
 
     def exposition(self) -> bytes:

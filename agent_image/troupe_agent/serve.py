@@ -8,12 +8,14 @@ ServiceAccount token the API server vouches for and whom RBAC allows
 Serving without authentication takes ``--insecure-no-auth``, and serve mode
 refuses to start with authentication on but no Kubernetes API to check callers
 with. uvicorn handles SIGTERM: it stops accepting connections and lets
-in-flight requests finish.
+in-flight requests finish. An invocation's spans join the caller's trace
+(its ``traceparent`` header), also when handed on to the supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -46,6 +48,7 @@ from troupe_agent.metrics import ServeMetrics
 from troupe_agent.scrub import one_line, register_secret
 from troupe_agent.supervision import Supervision, SupervisionSettings
 from troupe_agent.team import Team, TeamError
+from troupe_agent.telemetry import PROPAGATOR, parent_context_from_headers
 from troupe_operator.api import AgentSpec
 from troupe_operator.api.serve_env import AGENT_UID_ENV, MEMBERS_ENV, NAME_ENV, SPEC_ENV
 
@@ -205,6 +208,7 @@ def create_app(
             slot.failure = one_line(f"cannot build the agent: {type(exc).__name__}: {exc}")
             log.error("%s", slot.failure)
             return
+        metrics.model_known(slot.agent.client.model_name)
         log.info("agent %s ready: model %s", slot.agent.name, slot.agent.client.model_name)
 
     @asynccontextmanager
@@ -245,7 +249,11 @@ def create_app(
             return await forward_to_supervisor(request, raw, supervision)
         try:
             reply = await anyio.to_thread.run_sync(
-                team.invoke, prompt, conversation_id, authorization
+                team.invoke,
+                prompt,
+                conversation_id,
+                authorization,
+                parent_context_from_headers(request.headers),
             )
         except TeamError as error:
             body = {
@@ -288,7 +296,10 @@ def create_app(
         except (ValueError, BadRequest) as exc:
             return _error(400, f"bad request: {exc}")
         try:
-            text, result = await anyio.to_thread.run_sync(agent.run, prompt, context)
+            run = functools.partial(
+                agent.run, trace_parent=parent_context_from_headers(request.headers)
+            )
+            text, result = await anyio.to_thread.run_sync(run, prompt, context)
         except ModelCallError as exc:
             return _error(http_status_for(exc.failure), str(exc))
         return JSONResponse(
@@ -327,6 +338,7 @@ async def forward_to_supervisor(request: Request, raw: bytes, supervision: Super
     headers = {"Content-Type": "application/json", FORWARDED_BY: supervision.settings.identity}
     if authorization := request.headers.get("authorization"):
         headers["Authorization"] = authorization
+    headers.update({k: v for k, v in request.headers.items() if k in PROPAGATOR.fields})
     try:
         async with httpx.AsyncClient() as http:
             answer = await http.post(

@@ -119,6 +119,7 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[str, TaskResult]:
         )
     except ModelCallError as exc:
         raise TaskFailed(str(exc), EXIT_RETRYABLE if exc.retryable else EXIT_PERMANENT) from exc
+    result = spent.completed(result)  # the retried calls' failures too
     check_output_size(text)
     write(text, result)
     return text, result

@@ -24,6 +24,8 @@ turn (a finished conversation answers again from its checkpoint, paying
 nothing). The loop ends with an answer, or fails with ``MaxIterations`` when
 ``maxIterations`` decisions did not finish, or ``DeadlineExceeded`` after
 ``invokeTimeoutSeconds``; the error carries the turns done and their cost.
+An invocation is one ``invoke_agent`` span in the caller's trace, and each
+delegation carries its context (``traceparent``) to the member, whose run joins it.
 
 This module refuses to authenticate callers (serve mode did) and to decide who
 leads (``troupe_agent.supervision``); it runs on the pod that does.
@@ -41,6 +43,7 @@ import httpx
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from opentelemetry.context import Context
 
 from troupe_agent.conversations import (
     MAX_ANSWER,
@@ -55,6 +58,7 @@ from troupe_agent.conversations import (
 from troupe_agent.llm import ModelClient
 from troupe_agent.retry import Deadline, RetryPolicy, parse_retry_after
 from troupe_agent.scripted import FINISH_TOOL
+from troupe_agent.telemetry import inject_context
 from troupe_operator.api import AgentSpec, TokenUsage
 
 log = logging.getLogger(__name__)
@@ -177,14 +181,14 @@ class MemberClient:
         """The member's output and usage; raises :class:`MemberFailed`."""
         url = f"{self.addresses[member].rstrip('/')}/v1/invoke"
         body = {"prompt": instruction, "context": {"team request": request}}
+        headers = {"Authorization": authorization}
+        inject_context(headers)
         retries = 0
         while True:
             timeout = deadline.call_timeout(MEMBER_CALL_SECONDS)
             retry_after: float | None = None
             try:
-                response = self._http.post(
-                    url, json=body, headers={"Authorization": authorization}, timeout=timeout
-                )
+                response = self._http.post(url, json=body, headers=headers, timeout=timeout)
             except httpx.TransportError as error:
                 detail = f"cannot reach member {member}: {type(error).__name__}"
             else:
@@ -266,8 +270,16 @@ class Team:
         self._tools = decision_tools(self._names)
         self._graph = self._build()
 
-    def invoke(self, prompt: str, conversation_id: str, authorization: str) -> TeamReply:
-        """Answer ``prompt`` in conversation ``conversation_id``, resuming it if it was begun."""
+    def invoke(
+        self,
+        prompt: str,
+        conversation_id: str,
+        authorization: str,
+        trace_parent: Context | None = None,
+    ) -> TeamReply:
+        """Answer ``prompt`` in conversation ``conversation_id``, resuming it if it was begun.
+
+        ``trace_parent`` is the caller's trace context, which the invocation joins."""
         checkpoint = self.store.load(conversation_id) if self.store else None
         if checkpoint is not None and checkpoint.prompt != prompt:
             raise TeamError(
@@ -281,13 +293,15 @@ class Team:
             return TeamReply(checkpoint, len(checkpoint.turns), replayed=True)
         start = checkpoint or Checkpoint(conversation_id, prompt)
         invocation = Invocation(authorization, Deadline(self.spec.invoke_timeout_seconds))
-        state = self._graph.invoke(
-            TeamState(checkpoint=start, decision=None, decision_cost=TokenUsage()),
-            config={
-                "configurable": {"invocation": invocation},
-                "recursion_limit": 2 * self.spec.max_iterations + 4,
-            },
-        )
+        telemetry, client = self.client.telemetry, self.client
+        with telemetry.agent_span(client.agent_name, client.target, trace_parent):
+            state = self._graph.invoke(
+                TeamState(checkpoint=start, decision=None, decision_cost=TokenUsage()),
+                config={
+                    "configurable": {"invocation": invocation},
+                    "recursion_limit": 2 * self.spec.max_iterations + 4,
+                },
+            )
         return TeamReply(state["checkpoint"], len(start.turns), replayed=False)
 
     def _build(self) -> Any:

@@ -5,7 +5,9 @@ falling back to the raw ``token_usage`` in ``response_metadata``); nothing is
 estimated. A reply without usage (the offline scripted model, or a server that
 does not report it) counts as zero tokens. A :class:`UsageTally` keeps the sum
 of a task's paid-for calls, so a task that fails after calling the model still
-reports what it spent.
+reports what it spent, and counts its failed calls by status (a bounded map:
+the operator turns it into ``troupe_task_llm_errors_total``, so task mode's
+429s are counted like serve mode's).
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from troupe_operator.api import SCRIPTED_MODEL_NAME, TaskResult, TokenUsage
+from troupe_operator.api import (
+    SCRIPTED_MODEL_NAME,
+    TaskResult,
+    TokenUsage,
+    call_status,
+    count_failures,
+)
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -61,21 +69,29 @@ class CallObserver(Protocol):
 
 
 class UsageTally:
-    """A :class:`CallObserver` that adds up the successful calls (the ones a provider bills)."""
+    """A :class:`CallObserver` that adds up the successful calls and counts the failed ones."""
 
     def __init__(self) -> None:
         self.model: str | None = None
         self.stats = CallStats()
+        self.failed: dict[str, int] = {}
+        """Failed calls by status, as ``TaskResult.failed_calls`` holds them (bounded)."""
 
     def call_succeeded(self, model: str, stats: CallStats) -> None:
         self.model = model
         self.stats += stats
 
     def call_failed(self, model: str, status: str) -> None:
-        """Failed calls return no reply and no usage: nothing to add."""
+        """Failed calls return no reply and no usage; they are counted by status."""
+        self.model = model
+        count_failures(self.failed, call_status(status))
+
+    def completed(self, result: TaskResult) -> TaskResult:
+        """``result`` (the successful calls') with the failed calls counted here."""
+        return result.model_copy(update={"failed_calls": dict(self.failed)})
 
     def result(self) -> TaskResult | None:
-        """What the calls so far cost, or None when no call has succeeded."""
+        """What the calls so far cost and how many failed; None when no call was made."""
         if self.model is None:
             return None
         return TaskResult(
@@ -84,4 +100,5 @@ class UsageTally:
             usage=self.stats.usage,
             calls=self.stats.calls,
             latency_seconds=self.stats.latency_seconds,
+            failed_calls=dict(self.failed),
         )

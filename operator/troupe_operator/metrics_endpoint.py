@@ -6,7 +6,10 @@ before the campaign: :func:`serve_first` registers a kopf startup handler that
 must be registered before :func:`troupe_operator.leadership.campaign_first`.
 It serves prometheus-client's default registry with its own threaded server
 (``start_http_server``): the client library's server rather than our own,
-and a thread so that a busy event loop never delays a scrape.
+and a thread so that a busy event loop never delays a scrape. It serves no
+``<name>_created`` series (prometheus-client's creation time of each counter and
+histogram, which doubles a counter's series in the text format; controller-runtime
+serves none either).
 
 Settings: ``TROUPE_METRICS_PORT`` (8080; ``0`` turns the endpoint off) and
 ``TROUPE_METRICS_ADDRESS`` (``0.0.0.0``). A port that is taken stops the
@@ -22,7 +25,7 @@ from collections.abc import Mapping
 from typing import Final
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import disable_created_metrics, start_http_server
 
 from troupe_operator.controller.config import ConfigError
 
@@ -52,6 +55,7 @@ def serve_first(registry: kopf.OperatorRegistry) -> None:
             logger.info("metrics endpoint off (%s=0)", PORT_ENV)
             return
         address = os.environ.get(ADDRESS_ENV, "0.0.0.0")
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
         try:
             server, _thread = start_http_server(port, address)
         except OSError as error:

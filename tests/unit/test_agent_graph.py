@@ -2,7 +2,8 @@
 
 Covers the graph's shape per role (draft only, or critique → revise rounds),
 the messages each call sends, usage summed over calls, the retry loop on
-classified failures, timeouts cut to the task deadline, and GenAI telemetry.
+classified failures, and timeouts cut to the task deadline (its telemetry:
+``test_agent_telemetry``).
 """
 
 from __future__ import annotations
@@ -15,22 +16,14 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import Field
 
-from troupe_agent.agent import AgentOptions, run_task
 from troupe_agent.errors import ModelCallError
 from troupe_agent.graph import build_agent_graph, initial_state
 from troupe_agent.llm import ModelClient
-from troupe_agent.prompts import TaskPrompt
 from troupe_agent.retry import Deadline, RetryPolicy
-from troupe_agent.telemetry import GenAITelemetry
 from troupe_agent.usage import CallStats
-from troupe_operator.api import AgentSpec, TaskInput, TokenUsage
+from troupe_operator.api import AgentSpec, TokenUsage
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 
@@ -201,77 +194,3 @@ def test_an_expired_deadline_stops_before_calling() -> None:
     with pytest.raises(ModelCallError, match="deadline"):
         client_for(spec(), model).chat([HumanMessage("hi")], Deadline(0, clock=lambda: 1.0))
     assert model.requests == []
-
-
-class RecordingObserver:
-    def __init__(self) -> None:
-        self.successes: list[tuple[str, CallStats]] = []
-        self.failures: list[tuple[str, str]] = []
-
-    def call_succeeded(self, model: str, stats: CallStats) -> None:
-        self.successes.append((model, stats))
-
-    def call_failed(self, model: str, status: str) -> None:
-        self.failures.append((model, status))
-
-
-def test_spans_and_gen_ai_metrics_follow_the_semantic_conventions() -> None:
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    reader = InMemoryMetricReader()
-    telemetry = GenAITelemetry(
-        "openai", tracer_provider=tracer_provider, meter_provider=MeterProvider([reader])
-    )
-    observer = RecordingObserver()
-    model = FakeChatModel(script=[http_error(503), reply("ok", 7, 3)])
-    client = client_for(spec(), model, telemetry=telemetry, observers=[observer])
-    client.chat([HumanMessage("hi")], Deadline(None))
-
-    failed_span, ok_span = spans.get_finished_spans()
-    assert ok_span.name == "chat test-model"
-    assert ok_span.attributes is not None
-    assert ok_span.attributes["gen_ai.operation.name"] == "chat"
-    assert ok_span.attributes["gen_ai.system"] == "openai"
-    assert ok_span.attributes["gen_ai.request.model"] == "test-model"
-    assert ok_span.attributes["gen_ai.usage.input_tokens"] == 7
-    assert ok_span.attributes["gen_ai.usage.output_tokens"] == 3
-    assert failed_span.attributes is not None
-    assert failed_span.attributes["error.type"] == "503"
-    assert not failed_span.events  # no exception event: provider text could carry the key
-
-    data = reader.get_metrics_data()
-    assert data is not None
-    metrics = {
-        m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-    }
-    token_points = metrics["gen_ai.client.token.usage"].data.data_points
-    by_type = {p.attributes["gen_ai.token.type"]: p.sum for p in token_points if p.attributes}
-    assert by_type == {"input": 7, "output": 3}
-    assert metrics["gen_ai.client.operation.duration"].unit == "s"
-    assert observer.failures == [("test-model", "503")]
-    assert observer.successes[0][1].usage.total_tokens == 10
-
-
-def test_task_spans_join_the_trace_named_in_traceparent(monkeypatch: pytest.MonkeyPatch) -> None:
-    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    monkeypatch.setenv("TRACEPARENT", f"00-{trace_id}-00f067aa0ba902b7-01")
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    telemetry = GenAITelemetry("troupe-scripted", tracer_provider=tracer_provider)
-    task_input = TaskInput.model_validate(
-        {
-            "workflow": "wf",
-            "namespace": "ns",
-            "task": "t",
-            "attempt": 1,
-            "agentName": "a",
-            "agent": {},
-        }
-    )
-    run_task(task_input, TaskPrompt("p"), None, Deadline(None), AgentOptions(telemetry=telemetry))
-    chat, agent_span = spans.get_finished_spans()
-    assert agent_span.name == "invoke_agent a"
-    assert {format(s.context.trace_id, "032x") for s in (chat, agent_span)} == {trace_id}
-    assert chat.parent is not None and chat.parent.span_id == agent_span.context.span_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -433,3 +434,19 @@ def test_a_condition_the_operator_does_not_own_is_kept_as_it_was() -> None:
     assert [c.type for c in decision.status.conditions] == ["Ready", "Progressing", "ModelReady"]
     assert decision.status.conditions[-1] == model_ready
     assert (decision.status.supervisor, decision.status.lease_transitions) == ("writer-0", 4)
+
+
+def test_the_pods_export_telemetry_where_the_operator_does_and_roll_when_that_changes() -> None:
+    traced = dataclasses.replace(
+        SETTINGS, telemetry=(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),)
+    )
+    plain, exporting = (desired(AGENT, spec(), s)[Child.DEPLOYMENT] for s in (SETTINGS, traced))
+    assert {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4318"} in (
+        container(exporting)["env"]
+    )
+    assert not any(e["name"].startswith("OTEL_") for e in container(plain)["env"])
+    hashes = {
+        d["spec"]["template"]["metadata"]["annotations"]["troupe.dev/spec-hash"]
+        for d in (plain, exporting)
+    }
+    assert len(hashes) == 2

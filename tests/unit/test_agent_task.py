@@ -15,6 +15,7 @@ import pytest
 from troupe_agent import task, task_prompt
 from troupe_agent.__main__ import main
 from troupe_agent.agent import AgentOptions
+from troupe_agent.errors import CallFailure, ModelCallError
 from troupe_agent.failures import TaskFailed
 from troupe_agent.prompts import TaskPrompt
 from troupe_agent.retry import Deadline
@@ -233,6 +234,34 @@ def test_an_oversized_output_is_refused_and_what_it_cost_is_reported(
     assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.parametrize("succeeds", [True, False], ids=["then-succeeds", "retries-exhausted"])
+def test_failed_model_calls_are_reported_by_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, succeeds: bool
+) -> None:
+    """Two 429s and a timeout, then a reply or none: the report counts them either way."""
+    spent = CallStats(usage=TokenUsage(input_tokens=5, output_tokens=7, total_tokens=12), calls=1)
+
+    def rate_limited_run_task(
+        task_input: TaskInput, prompt: TaskPrompt, key: str | None, _: Deadline, o: AgentOptions
+    ) -> tuple[str, TaskResult]:
+        for status in ("429", "timeout", "429"):
+            for observer in o.observers:
+                observer.call_failed("m", status)
+        if not succeeds:
+            failure = CallFailure(status="429", detail="slow down", retryable=True)
+            raise ModelCallError(agent="writer", model="m", failure=failure, attempts=3)
+        for observer in o.observers:
+            observer.call_succeeded("m", spent)
+        return "text", TaskResult(model="m", usage=spent.usage, calls=1, bytes=4)
+
+    monkeypatch.setattr(task, "run_task", rate_limited_run_task)
+    options = prepare(tmp_path)
+    assert run_task_mode(options) == (0 if succeeds else EXIT_RETRYABLE)
+    result = report(options).result
+    assert result is not None and result.failed_calls == {"429": 2, "timeout": 1}
+    assert result.model_calls().total == 3 + succeeds
+
+
 def test_no_output_target_is_permanent_before_any_model_call(tmp_path: Path) -> None:
     options = dataclasses.replace(prepare(tmp_path), output_file=None)
     outcome = failure(options, EXIT_PERMANENT)
@@ -272,10 +301,12 @@ def test_cli_runs_a_task_from_the_default_input_variable(
 
 def test_a_report_of_escaped_characters_still_fits_the_termination_message() -> None:
     control = "\x01" * 1000
+    statuses = ("connection", "malformed", "timeout", "error", "other", "429", "500", "503")
+    most: dict[str, Any] = {"calls": 10**9, "failed_calls": dict.fromkeys(statuses, 10**9)}
     failed = failure_report(
-        TaskFailed(control, EXIT_PERMANENT).args[0], TaskResult(model=control[:253])
+        TaskFailed(control, EXIT_PERMANENT).args[0], TaskResult(model=control[:253], **most)
     )
-    succeeded = success_report(control, TaskResult(model=control[:253]))
+    succeeded = success_report(control, TaskResult(model=control[:253], **most))
     for outcome in (failed, succeeded):
         line = outcome.encode() + "\n"
         assert len(line.encode()) <= MAX_REPORT_BYTES and line.count("\n") == 1

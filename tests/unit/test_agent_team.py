@@ -27,6 +27,7 @@ from troupe_agent.team import (
     TeamError,
     read_decision,
 )
+from troupe_agent.telemetry import GenAITelemetry, ModelTarget
 from troupe_agent.usage import CallStats
 from troupe_operator.api import AgentSpec, TokenUsage
 
@@ -174,7 +175,8 @@ def test_a_member_is_asked_with_the_callers_token_and_the_request_as_context() -
 class DelegatingModel:
     """A supervisor model that always delegates to math (a fake of ModelClient.chat)."""
 
-    model_name, scripted = "fake", False
+    model_name, scripted, agent_name = "fake", False, "lead"
+    target, telemetry = ModelTarget("openai", "fake"), GenAITelemetry()
 
     def chat(self, messages: Any, deadline: Deadline, tools: Any = ()) -> ChatReply:
         call = {"name": "delegate", "args": {"member": "math", "instruction": "again"}, "id": "1"}

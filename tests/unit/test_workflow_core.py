@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from troupe_operator.api import (
     AgentSpec,
     ConditionStatus,
+    ModelCalls,
     TaskPhase,
     TaskReport,
     TaskResult,
@@ -159,7 +160,8 @@ class Cluster:
         self, task: str, message: str = "model unreachable", tokens: int = 0, **flags: bool
     ) -> None:
         job = self.running(task)
-        report = TaskReport(succeeded=False, message=message, result=result(tokens, 0))
+        spent = result(tokens, 0).model_copy(update={"calls": 0, "failed_calls": {"429": 2}})
+        report = TaskReport(succeeded=False, message=message, result=spent)
         self.jobs[job.name] = replace(
             job, state=JobState.FAILED, finished_at=self.now, report=report, **flags
         )
@@ -179,7 +181,7 @@ class Cluster:
 
 def result(tokens: int, size: int) -> TaskResult:
     usage = TokenUsage(input_tokens=tokens, output_tokens=tokens, total_tokens=2 * tokens)
-    return TaskResult(model="test-model", usage=usage, bytes=size)
+    return TaskResult(model="test-model", usage=usage, calls=1, bytes=size)
 
 
 def created_tasks(decision: Decision) -> list[tuple[str, int]]:
@@ -400,7 +402,7 @@ def test_a_job_that_succeeded_without_a_report_succeeds_and_says_what_is_unknown
     assert "no report" in task.message
 
 
-def test_tokens_of_failed_attempts_count_toward_the_task() -> None:
+def test_tokens_and_calls_of_failed_attempts_count_toward_the_task() -> None:
     cluster = Cluster(workflow({"name": "a", "retries": 1}))
     cluster.step()
     cluster.fail("a", "output write refused", tokens=7)
@@ -409,6 +411,7 @@ def test_tokens_of_failed_attempts_count_toward_the_task() -> None:
     cluster.succeed("a", tokens=5)
     cluster.step()
     assert cluster.task("a").usage == TokenUsage(input_tokens=12, output_tokens=12, total_tokens=24)
+    assert cluster.task("a").calls == ModelCalls(total=3, failed={"429": 2})
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,14 @@ def test_a_small_workflow_keeps_full_detail() -> None:
 
 def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
     """fit_status skips measuring small statuses; the bounds it trusts must really bound."""
-    from troupe_operator.api import Condition, ConditionStatus, OutputRef, TaskPhase, TaskStatus
+    from troupe_operator.api import (
+        Condition,
+        ConditionStatus,
+        ModelCalls,
+        OutputRef,
+        TaskPhase,
+        TaskStatus,
+    )
     from troupe_operator.workflow.compaction import MOST_RUN_BYTES, MOST_TASK_BYTES, wire_size
     from troupe_operator.workflow.summary import MESSAGE_CHARS
 
@@ -112,6 +119,13 @@ def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
         output=OutputRef(config_map="c" * 63, key="output", bytes=10**9),
         preview=wide * PREVIEW_CHARS,
         usage=usage,
+        calls=ModelCalls(
+            total=10**12,
+            failed=dict.fromkeys(
+                ("connection", "malformed", "timeout", "error", "other", "429", "500", "503"),
+                10**12,
+            ),
+        ),
     )
     one = WorkflowStatus(tasks={"t" * 63: task})
     assert wire_size(one) - wire_size(WorkflowStatus()) <= MOST_TASK_BYTES

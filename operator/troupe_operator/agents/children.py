@@ -20,6 +20,8 @@ kubelet takes from the Secret), no watch, no list but of Conversations. A
 team's members are reached at their Services, whose addresses the pods get
 in their environment: a supervisor needs no right to read Agents. Pods run
 under the restricted Pod Security profile with a read-only root filesystem.
+When the operator exports OpenTelemetry, the pods get its export settings
+(``ServeSettings.telemetry``), so their spans join their callers' traces.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class ServeSettings:
 
     image: str
     command: tuple[str, ...]
+    telemetry: tuple[tuple[str, str], ...] = ()
+    """OpenTelemetry export settings the pods get (the operator's ``OTEL_*`` ones that apply)."""
 
 
 @dataclass(frozen=True)
@@ -259,9 +263,16 @@ def _pod_spec(spec: AgentSpec) -> str:
     return spec.model_dump_json(by_alias=True, exclude_none=True, exclude={"replicas"})
 
 
-def spec_hash(spec: AgentSpec, image: str, command: tuple[str, ...]) -> str:
+def spec_hash(
+    spec: AgentSpec,
+    image: str,
+    command: tuple[str, ...],
+    telemetry: tuple[tuple[str, str], ...] = (),
+) -> str:
     """What the pods run, hashed: it changes exactly when the pods must be replaced."""
-    pods = {"spec": _pod_spec(spec), "image": image, "command": list(command)}
+    pods: dict[str, Any] = {"spec": _pod_spec(spec), "image": image, "command": list(command)}
+    if telemetry:  # absent when off, so that an install without it keeps its hashes
+        pods["telemetry"] = dict(telemetry)
     return hashlib.sha256(json.dumps(pods, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -277,7 +288,9 @@ def _field(path: str) -> Body:
     return {"fieldRef": {"fieldPath": path}}
 
 
-def _environment(agent: AgentRef, spec: AgentSpec) -> list[Body]:
+def _environment(
+    agent: AgentRef, spec: AgentSpec, telemetry: tuple[tuple[str, str], ...]
+) -> list[Body]:
     env: list[Body] = [
         {"name": NAME_ENV, "value": agent.name},
         {"name": AGENT_UID_ENV, "value": agent.uid},
@@ -298,6 +311,7 @@ def _environment(agent: AgentRef, spec: AgentSpec) -> list[Body]:
                 "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
             }
         )
+    env.extend({"name": name, "value": value} for name, value in telemetry)
     return env
 
 
@@ -319,7 +333,7 @@ def deployment(agent: AgentRef, spec: AgentSpec, settings: ServeSettings) -> Bod
         "command": list(settings.command),
         "args": ["serve", "--port", str(SERVE_PORT), "--api-key-env", API_KEY_ENV],
         "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
-        "env": _environment(agent, spec),
+        "env": _environment(agent, spec, settings.telemetry),
         "resources": spec.resources.to_wire(),
         "readinessProbe": _probe("/readyz", 5),
         "livenessProbe": _probe("/healthz", 10),
@@ -340,7 +354,11 @@ def deployment(agent: AgentRef, spec: AgentSpec, settings: ServeSettings) -> Bod
             "template": {
                 "metadata": {
                     "labels": agent.labels(),
-                    "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec, image, settings.command)},
+                    "annotations": {
+                        SPEC_HASH_ANNOTATION: spec_hash(
+                            spec, image, settings.command, settings.telemetry
+                        )
+                    },
                 },
                 "spec": {
                     "serviceAccountName": agent.child_name,

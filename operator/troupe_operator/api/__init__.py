@@ -25,7 +25,10 @@ from troupe_operator.api.common import (
     ApiModel,
     Condition,
     ConditionStatus,
+    ModelCalls,
     TokenUsage,
+    call_status,
+    count_failures,
 )
 from troupe_operator.api.conversation import ConversationSpec, ConversationTurn
 from troupe_operator.api.task_io import (
@@ -102,6 +105,7 @@ __all__ = [
     "ConversationSpec",
     "ConversationTurn",
     "DeletionPolicy",
+    "ModelCalls",
     "ModelSpec",
     "NamespaceState",
     "NetworkIsolation",
@@ -131,4 +135,6 @@ __all__ = [
     "WorkflowPhase",
     "WorkflowSpec",
     "WorkflowStatus",
+    "call_status",
+    "count_failures",
 ]

@@ -1,4 +1,4 @@
-"""Shapes shared by every Troupe kind: the wire conventions, names, conditions, usage.
+"""Shapes shared by every Troupe kind: the wire conventions, names, conditions, usage, calls.
 
 Kubernetes speaks camelCase and rejects names that are not DNS-1123; these
 types encode both once so the kinds only declare their own fields.
@@ -132,3 +132,64 @@ class TokenUsage(ApiModel):
             output_tokens=self.output_tokens + other.output_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
         )
+
+
+CALL_STATUSES_KEPT: Final = 8
+"""The most statuses a count of failed model calls keeps apart; later ones count as ``other``."""
+OTHER_CALL_STATUS: Final = "other"
+CALL_STATUS_PATTERN: Final = r"[1-5][0-9][0-9]|timeout|connection|malformed|error|other"
+"""A failed call's status: its HTTP code, or why no code came (the agent runtime's labels)."""
+
+
+def call_status(status: str) -> str:
+    """``status`` if it is one a count keeps, else ``error``."""
+    return status if re.fullmatch(CALL_STATUS_PATTERN, status) else "error"
+
+
+def count_failures(counts: dict[str, int], status: str, calls: int = 1) -> None:
+    """Add ``calls`` failed with ``status`` to ``counts``, keeping its statuses bounded.
+
+    A status already counted keeps its count; a new one is counted apart while
+    there is room, else under ``other``. Counts only grow, never move between
+    statuses, so a reader that counts the increase of each counts each call once.
+    """
+    room = status in counts or len(counts) < CALL_STATUSES_KEPT - 1
+    key = status if room else OTHER_CALL_STATUS
+    counts[key] = counts.get(key, 0) + calls
+
+
+def _check_failures(counts: dict[str, int]) -> dict[str, int]:
+    for status in counts:
+        if not re.fullmatch(CALL_STATUS_PATTERN, status):
+            raise ValueError(f"{status!r} is not a call status (an HTTP code, timeout, ...)")
+    return counts
+
+
+FailedCalls = Annotated[
+    dict[str, Annotated[int, Field(ge=0)]],
+    Field(max_length=CALL_STATUSES_KEPT),
+    AfterValidator(_check_failures),
+]
+"""Failed model calls by status: an HTTP code (``429``, ``500``), ``timeout``, ``connection``,
+``malformed``, ``error``, or ``other`` once ``CALL_STATUSES_KEPT`` statuses are counted."""
+
+
+class ModelCalls(ApiModel):
+    """Model calls a task's attempts made: all of them, and the failed ones by status."""
+
+    total: int = Field(
+        default=0, ge=0, description="Calls made, failed ones included (each retry is a call)."
+    )
+    failed: FailedCalls = Field(
+        default_factory=dict,
+        description=(
+            "Failed calls by status: an HTTP code such as 429, or timeout, connection, "
+            "malformed, error; other once 8 statuses are counted."
+        ),
+    )
+
+    def __add__(self, other: ModelCalls) -> ModelCalls:
+        failed = dict(self.failed)
+        for status, calls in other.failed.items():
+            count_failures(failed, status, calls)
+        return ModelCalls(total=self.total + other.total, failed=failed)

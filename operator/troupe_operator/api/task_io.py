@@ -22,7 +22,7 @@ from typing import Any, Final
 from pydantic import Field, ValidationError
 
 from troupe_operator.api.agent import AgentSpec
-from troupe_operator.api.common import ApiModel, TokenUsage
+from troupe_operator.api.common import ApiModel, FailedCalls, ModelCalls, TokenUsage
 from troupe_operator.api.workflow import PREVIEW_CHARS
 
 INPUT_ENV: Final = "TROUPE_TASK_INPUT"
@@ -115,9 +115,18 @@ class TaskResult(ApiModel):
         default=False, description="True when the offline scripted model produced it."
     )
     usage: TokenUsage = Field(default_factory=TokenUsage, description="Tokens used by all calls.")
-    calls: int = Field(default=0, ge=0, description="Model calls made.")
+    calls: int = Field(default=0, ge=0, description="Model calls that succeeded.")
     latency_seconds: float = Field(default=0.0, ge=0, description="Time spent in model calls.")
     bytes: int = Field(default=0, ge=0, description="Size of the output in bytes.")
+    failed_calls: FailedCalls = Field(
+        default_factory=dict,
+        description="Model calls that failed, by status (each failed try of a retried call).",
+    )
+
+    def model_calls(self) -> ModelCalls:
+        """All the calls this attempt made, and the failed ones by status."""
+        failed = sum(self.failed_calls.values())
+        return ModelCalls(total=self.calls + failed, failed=self.failed_calls)
 
 
 class TaskReport(ApiModel):

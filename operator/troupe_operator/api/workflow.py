@@ -13,7 +13,7 @@ from typing import Final
 
 from pydantic import Field
 
-from troupe_operator.api.common import ApiModel, Condition, DnsLabel, TokenUsage
+from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
 
 MAX_TASKS: Final = 1000
 MAX_TEMPLATE_CHARS: Final = 65_536
@@ -124,6 +124,9 @@ class TaskStatus(ApiModel):
         default=None, max_length=PREVIEW_CHARS, description="The output's first characters."
     )
     usage: TokenUsage | None = Field(default=None, description="Tokens this task used.")
+    calls: ModelCalls | None = Field(
+        default=None, description="Model calls its attempts made, and the failed ones by status."
+    )
 
 
 class WorkflowStatus(ApiModel):

@@ -55,7 +55,7 @@ import kopf
 from kubernetes.aio import client
 from pydantic import ValidationError
 
-from troupe_operator import agents
+from troupe_operator import agents, otel_config
 from troupe_operator.agents import AgentRef, Child, Decision, Observation, ServeSettings
 from troupe_operator.agents.children import AGENT_ANNOTATION, APP_NAME, LABEL_NAME
 from troupe_operator.api import API_VERSION, GROUP, VERSION, AgentSpec, AgentStatus
@@ -178,7 +178,11 @@ class AgentReconciler:
         self.kube = kube
         self.config = config
         self.refusal = refusal
-        self.settings = ServeSettings(config.agent_image, config.task_command)
+        self.settings = ServeSettings(
+            config.agent_image,
+            config.task_command,
+            tuple(otel_config.child_environment().items()),
+        )
         self.events = AgentEvents(kube, config.reporting_instance, _now)
 
     async def reconcile(self, key: AgentKey) -> float | None:

@@ -9,11 +9,14 @@ it). Nothing else: no Secrets, no list or watch, no other run's objects.
 The API key reaches a pod only as an environment variable taken from the
 Agent's Secret by the kubelet. Task pods are locked down the way a restricted
 Pod Security namespace demands; a failure no retry can cure (exit code
-EXIT_PERMANENT) fails the Job at once through its podFailurePolicy.
+EXIT_PERMANENT) fails the Job at once through its podFailurePolicy. When the
+operator traces, a task pod's environment also names the trace its attempt
+belongs to (``TRACEPARENT``) and where to export (``controller.tracing``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from troupe_operator.api import EXIT_PERMANENT, INPUT_ENV, SPEC_KEY, SPEC_MOUNT
@@ -89,7 +92,7 @@ def role_binding(run: WorkflowRef, action: PrepareRun) -> Body:
     }
 
 
-def _environment(action: CreateTask) -> list[Body]:
+def _environment(action: CreateTask, telemetry: Mapping[str, str]) -> list[Body]:
     env: list[Body] = [
         {"name": INPUT_ENV, "value": action.task_input.model_dump_json(by_alias=True)}
     ]
@@ -101,11 +104,20 @@ def _environment(action: CreateTask) -> list[Body]:
                 "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
             }
         )
+    env.extend({"name": name, "value": value} for name, value in telemetry.items())
     return env
 
 
-def task_job(run: WorkflowRef, action: CreateTask, config: OperatorConfig) -> Body:
-    """The Job that runs one attempt of a task in the agent image's task mode."""
+def task_job(
+    run: WorkflowRef,
+    action: CreateTask,
+    config: OperatorConfig,
+    telemetry: Mapping[str, str] | None = None,
+) -> Body:
+    """The Job that runs one attempt of a task in the agent image's task mode.
+
+    ``telemetry`` is the trace environment of the attempt (``RunTracer.task_environment``).
+    """
     container = {
         "name": CONTAINER,
         "image": action.task_input.agent.image or config.agent_image,
@@ -119,7 +131,7 @@ def task_job(run: WorkflowRef, action: CreateTask, config: OperatorConfig) -> Bo
             "--termination-log",
             TERMINATION_LOG,
         ],
-        "env": _environment(action),
+        "env": _environment(action, telemetry or {}),
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}],
         "resources": action.task_input.agent.resources.to_wire(),
         "terminationMessagePath": TERMINATION_LOG,

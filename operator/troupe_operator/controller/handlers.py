@@ -30,12 +30,14 @@ from pydantic import ValidationError
 from troupe_operator.api import GROUP, VERSION, AgentSpec
 from troupe_operator.controller import (
     agents,
+    inventory,
     kopf_settings,
     metrics,
     observe,
     tenancy,
     tenant_limits,
     tenants,
+    tracing,
 )
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.kube import Connect, Kube
@@ -63,6 +65,7 @@ class Controller:
         self.workers: Workers[WorkflowKey] = Workers(metrics.CONTROLLER)
         self.reconciler: WorkflowReconciler | None = None
         self.gate: tenant_limits.TenantGate | None = None
+        self.tracer = tracing.DISABLED
         self._api: client.ApiClient | None = None
 
     async def start(
@@ -75,6 +78,7 @@ class Controller:
         tenant_indexes: tenant_limits.Indexes,
     ) -> None:
         self._api = api
+        self.tracer = tracing.RunTracer.from_env()
         self.gate = tenant_limits.TenantGate(tenant_indexes, self.runs.created_in, self.enqueue)
 
         def agents_of(namespace: str) -> Mapping[str, AgentSpec]:
@@ -88,11 +92,14 @@ class Controller:
             runs=self.runs,
             refusal=tenancy.refusal(config, namespaces, "Workflows"),
             gate=self.gate,
+            tracer=self.tracer,
         )
         self.workers.start(self.reconciler.reconcile, config.workers)
 
     async def stop(self) -> None:
+        inventory.INVENTORY.unwatch()
         await self.workers.stop()
+        self.tracer.shutdown()
         if self._api is not None:
             await self._api.close()  # type: ignore[no-untyped-call]  # untyped upstream
 
@@ -117,6 +124,7 @@ def register(
     controller = Controller()
     tenancy.register_index(registry)
     tenant_limits.register_indexes(registry)
+    inventory.register_indexes(registry)
     agents.register(registry, load_config, connect)
     tenants.register(registry, load_config, connect)
 
@@ -148,6 +156,13 @@ def register(
                 active_jobs=indices[tenant_limits.ACTIVE_JOBS_INDEX],
                 tokens=indices[tenant_limits.TOKENS_INDEX],
             ),
+        )
+        inventory.INVENTORY.watch(
+            inventory.Sources(
+                phases=indices[inventory.WORKFLOW_PHASES_INDEX],
+                budgets=indices[inventory.TENANT_BUDGETS_INDEX],
+                waiting=controller.runs.waiting,
+            )
         )
         # What exists now (libraries, the client) lives as long as the process: keep it out
         # of every full garbage collection, which would otherwise scan it each time. And

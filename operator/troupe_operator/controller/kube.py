@@ -9,7 +9,8 @@ deadline (``timeout_seconds``), on top of the client's own. Failures become
 :class:`ApiError`, which says whether to retry (timeouts, connection errors,
 429, 5xx, 409 Conflict on an update) or not (any other 4xx: the server will
 say the same again). Creating what exists answers None, deleting what is
-gone is success; nothing else is swallowed here.
+gone is success; nothing else is swallowed here. Every failed call is counted
+in ``troupe_api_errors_total`` by Kubernetes verb, resource and status code.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.dynamic import DynamicClient
 
 from troupe_operator.api import API_VERSION
+from troupe_operator.controller import metrics
 
 Body = dict[str, Any]
 Connect = Callable[[], Awaitable[client.ApiClient]]
@@ -83,6 +85,37 @@ def _api_error(error: ApiException) -> ApiError:
     )
 
 
+VERBS: Final = {"get": "get", "post": "create", "put": "update", "patch": "patch"}
+
+
+def call_labels(method: str, resource: str) -> tuple[str, str]:
+    """The Kubernetes verb and resource (``jobs``, ``workflows/status``) of a call on a path.
+
+    Bounded: a path's names and namespaces never reach a label. A GET of a
+    collection is ``list``, a DELETE of a collection ``deletecollection``.
+    """
+    parts = resource.split("?", 1)[0].strip("/").split("/")
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2:] not in (["status"], ["finalize"]):
+        rest = rest[2:]  # a namespaced resource
+    kind = rest[0] if rest else "unknown"
+    named = len(rest) >= 2
+    if len(rest) >= 3:
+        kind = f"{kind}/{rest[2]}"
+    method = method.lower()
+    if method == "delete":
+        return ("delete" if named else "deletecollection"), kind
+    if method == "get" and not named:
+        return "list", kind
+    return VERBS.get(method, method), kind
+
+
+def _code(error: ApiError) -> str:
+    if error.status != NO_STATUS:
+        return str(error.status)
+    return "timeout" if error.reason == "Timeout" else "connection"
+
+
 def path(group_version: str, plural: str, namespace: str, name: str = "") -> str:
     """The REST path of a namespaced collection or object."""
     root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
@@ -102,6 +135,16 @@ class Kube:
         object.__setattr__(self, "_dynamic", dynamic)
 
     async def _call(
+        self, method: str, resource: str, body: Body | None = None, **query: Any
+    ) -> Body:
+        try:
+            return await self._answer(method, resource, body, **query)
+        except ApiError as error:
+            verb, kind = call_labels(method, resource)
+            metrics.API_ERRORS.labels(verb, kind, _code(error)).inc()
+            raise
+
+    async def _answer(
         self, method: str, resource: str, body: Body | None = None, **query: Any
     ) -> Body:
         try:

@@ -12,7 +12,11 @@ and spec before any Job. An action the API server refuses for good goes back
 to the core at once (which fails the task or the run with the server's
 words); any other failure raises, and the worker retries the whole reconcile
 with backoff: every action is idempotent, and status and Events are written
-only once the actions succeeded, so a replay repeats nothing.
+only once the actions succeeded, so a replay repeats nothing. It counts the
+run's metrics as it goes (``run_metrics``): the Jobs it creates, and what each
+status it writes records that the one before did not; and, when tracing is on,
+exports the spans of the runs and attempts a status it writes ends (``tracing``),
+and gives each task Job the trace of its attempt.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, assert_never
 
@@ -31,17 +35,20 @@ from troupe_operator.api import (
     SPEC_KEY,
     AgentSpec,
     TaskPhase,
+    TaskSpec,
     WorkflowPhase,
     WorkflowSpec,
     WorkflowStatus,
 )
-from troupe_operator.controller import children, observe, tenancy
+from troupe_operator.controller import children, observe, run_metrics, tenancy
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
 from troupe_operator.controller.observe import JobRecord
+from troupe_operator.controller.run_metrics import RUN_METRICS, RunMetrics
 from troupe_operator.controller.runs import RunMemory, Runs, WorkflowKey
 from troupe_operator.controller.tenant_limits import TenantGate
+from troupe_operator.controller.tracing import DISABLED, RunTracer
 from troupe_operator.workflow import (
     LABEL_WORKFLOW,
     CreateTask,
@@ -102,8 +109,12 @@ class WorkflowReconciler:
         clock: Clock = _utcnow,
         refusal: tenancy.Refusal = tenancy.admitted,
         gate: TenantGate | None = None,
+        metrics: RunMetrics = RUN_METRICS,
+        tracer: RunTracer = DISABLED,
     ) -> None:
+        self.tracer = tracer
         self.kube = kube
+        self.metrics = metrics
         self.refusal = refusal
         self.gate = gate
         self.config = config
@@ -126,8 +137,23 @@ class WorkflowReconciler:
         run = _run_of(memory.body)
         if not _ended(memory.status()):
             await self._resync(run, memory)
-        decision = await self._decide(run, memory)
+        observation, decision = await self._decide(run, memory)
+        run_metrics.note_waiting(memory.waiting, decision.waiting, time.monotonic())
         await self._write_status(run, memory, decision.status)
+        self.metrics.settled(
+            run.namespace,
+            _agents_of(memory.recorded or observation.spec),
+            observation.status,
+            decision.status,
+            observation.jobs,
+        )
+        self.tracer.settled(
+            run,
+            observe.timestamp(memory.body["metadata"].get("creationTimestamp")),
+            observation,
+            decision.status,
+            _agents_of(memory.recorded or observation.spec),
+        )
         for event in decision.of_type(Event):
             if self.config.task_events or not event.routine:
                 await self.events.post(memory.body, event)
@@ -144,13 +170,17 @@ class WorkflowReconciler:
 
     # -- deciding ---------------------------------------------------------------
 
-    async def _decide(self, run: WorkflowRef, memory: RunMemory) -> Decision:
-        """The core's decision with every action executed; refused ones go back to the core."""
+    async def _decide(self, run: WorkflowRef, memory: RunMemory) -> tuple[Observation, Decision]:
+        """The core's decision with every action executed; refused ones go back to the core.
+
+        Returns the observation it was decided on with it.
+        """
         key = (run.namespace, run.name)
         for _ in range(DECISION_ROUNDS):
             # No await between counting the Tenant's slots and reserving the ones taken:
             # concurrent reconciles of one Tenant's runs must not both take the last one.
-            decision = reconcile(await self._observe(run, memory))
+            observation = await self._observe(run, memory)
+            decision = reconcile(observation)
             starts = len(decision.of_type(CreateTask))
             if self.gate is not None:
                 self.gate.reserve(key, starts)
@@ -164,7 +194,7 @@ class WorkflowReconciler:
             if not memory.refusals:
                 if self.gate is not None:
                     self.gate.decided(key, decision)
-                return decision
+                return observation, decision
         raise RuntimeError(
             f"no decision for {run.namespace}/{run.name} in {DECISION_ROUNDS} rounds"
         )
@@ -350,6 +380,7 @@ class WorkflowReconciler:
         """Execute the actions in order; the ones the API server refused for good."""
         refused: list[Refusal] = []
         concurrent = []
+        started = _Start(decision.status, time.monotonic(), memory)
         for action in decision.actions:
             match action:
                 case PrepareRun():
@@ -357,7 +388,7 @@ class WorkflowReconciler:
                     if problem is not None:
                         return [Refusal(action, problem)]
                 case CreateTask():
-                    concurrent.append(self._create_task(run, memory, action, refused))
+                    concurrent.append(self._create_task(run, memory, action, refused, started))
                 case DeleteJob():
                     concurrent.append(self._delete_job(run, action))
                 case Event():
@@ -405,11 +436,23 @@ class WorkflowReconciler:
             ) from None
 
     async def _create_task(
-        self, run: WorkflowRef, memory: RunMemory, action: CreateTask, refused: list[Refusal]
+        self,
+        run: WorkflowRef,
+        memory: RunMemory,
+        action: CreateTask,
+        refused: list[Refusal],
+        started: _Start,
     ) -> None:
         try:
             fresh = await self._create(
-                run, self.kube.create_job, children.task_job(run, action, self.config)
+                run,
+                self.kube.create_job,
+                children.task_job(
+                    run,
+                    action,
+                    self.config,
+                    self.tracer.task_environment(run, action.task, action.attempt),
+                ),
             )
         except _Refused as refusal:
             refused.append(Refusal(action, str(refusal)))
@@ -419,8 +462,29 @@ class WorkflowReconciler:
             if existing is not None and not _owned_by(existing, run.uid):
                 refused.append(Refusal(action, f"Job {action.job_name} belongs to another object"))
                 return
+        else:
+            self._count_start(run, memory, action, started)
         ref = JobRef(action.job_name, action.task, action.attempt)
         memory.created.setdefault(action.job_name, (ref, time.monotonic()))
+
+    def _count_start(
+        self, run: WorkflowRef, memory: RunMemory, action: CreateTask, started: _Start
+    ) -> None:
+        """The attempt's Job was just created by this call: count it, its wait and latency."""
+        since, reason = memory.waiting.get(action.task, (started.decided_at, None))
+        dispatch = None
+        if action.attempt == 1:
+            created = observe.timestamp(memory.body["metadata"].get("creationTimestamp"))
+            ready = run_metrics.dag_ready_at(started.task(action.task), started.status, created)
+            dispatch = (self.clock() - ready).total_seconds() if ready is not None else None
+        self.metrics.attempt_started(
+            run.namespace,
+            action.task_input.agent_name,
+            action.attempt,
+            time.monotonic() - since,
+            reason,
+            dispatch,
+        )
 
     async def _delete_job(self, run: WorkflowRef, action: DeleteJob) -> None:
         async with self._calls:
@@ -438,6 +502,28 @@ class WorkflowReconciler:
         for name, job in list(memory.finished.items()):
             if job.state != JobState.GONE and not _needs_report(job.task, job.attempt, status):
                 del memory.finished[name]  # status records it; the index still shows the Job
+
+
+@dataclass
+class _Start:
+    """What counting an attempt's start needs of the decision that started it."""
+
+    status: WorkflowStatus
+    decided_at: float
+    memory: RunMemory
+    _tasks: dict[str, TaskSpec] | None = None
+
+    def task(self, name: str) -> TaskSpec | None:
+        """The task's spec as the run was prepared with it (after PrepareRun ran)."""
+        if self._tasks is None:
+            spec = self.memory.recorded
+            self._tasks = {task.name: task for task in spec.tasks} if spec else {}
+        return self._tasks.get(name)
+
+
+def _agents_of(spec: WorkflowSpec | InvalidSpec | None) -> dict[str, str]:
+    """Each task's Agent, for the metrics' ``agent`` label."""
+    return {task.name: task.agent for task in spec.tasks} if isinstance(spec, WorkflowSpec) else {}
 
 
 def _run_of(body: Mapping[str, Any]) -> WorkflowRef:

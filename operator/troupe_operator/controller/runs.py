@@ -5,7 +5,8 @@ answer to our own status write, whichever is newer), and what the cluster
 can no longer tell us or is slow to: Jobs that finished (with their pods'
 reports, read once), Jobs confirmed gone, Jobs created but not yet seen on
 the watch, pods that cannot start, the actions the API server refused, when
-the run's Jobs were last listed. All of it is dropped when the run finishes
+the run's Jobs were last listed, which ready tasks wait and since when (for
+the metrics). All of it is dropped when the run finishes
 or its Workflow is deleted; status, not this memory, is the record, so a
 restarted operator loses nothing by starting empty.
 """
@@ -71,6 +72,8 @@ class RunMemory:
     problems: dict[str, PodProblem] = field(default_factory=dict)
     first_seen_unschedulable: dict[str, datetime] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)
+    waiting: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """Ready tasks the last decision held back: since when (monotonic) and by what."""
     recorded: WorkflowSpec | None = None
     """The spec the run was prepared with, once this process prepared it or read it back."""
     parsed_spec: tuple[int, WorkflowSpec | InvalidSpec] | None = None
@@ -178,6 +181,16 @@ class Runs:
         for agent in agents:
             self._waiting[(key[0], agent)].add(key)
             self._waits_of[key].add((key[0], agent))
+
+    def waiting(self) -> list[tuple[str, list[str]]]:
+        """Each live run's namespace and the reasons its ready tasks wait, for a scrape.
+
+        Called from the metrics endpoint's thread: every copy is made in one step.
+        """
+        return [
+            (key[0], [reason for _, reason in list(memory.waiting.values())])
+            for key, memory in list(self._runs.items())
+        ]
 
     def in_namespace(self, namespace: str) -> list[WorkflowKey]:
         """The live runs of a namespace (its Tenant changed: they may start, or not)."""

@@ -1,7 +1,9 @@
 """Workers that take keys off a work queue and reconcile them, retrying every failure.
 
-Generic over the key and the reconcile, so each controller (Workflows and
-Agents) gets the same rules: a reconcile that raises is logged (with
+Generic over the key and the reconcile, so each controller (Workflows,
+Agents, Tenants) gets the same rules and the same metrics under its own name
+(``controller`` / ``name`` label; the queue reports every add, including the
+delayed and rate-limited ones): a reconcile that raises is logged (with
 its traceback unless it is an understood API error), counted, and retried
 with per-key backoff, at least what the server's ``Retry-After`` asked;
 never dropped. A reconcile answers how long until it wants to be looked at
@@ -30,7 +32,7 @@ class Workers(Generic[K]):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.queue: WorkQueue[K] = WorkQueue()
+        self.queue: WorkQueue[K] = WorkQueue(observer=metrics.QueueMetrics(name))
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, reconcile: Reconcile[K], count: int) -> None:
@@ -38,8 +40,10 @@ class Workers(Generic[K]):
             asyncio.create_task(self._work(reconcile), name=f"troupe-{self.name}-{index}")
             for index in range(count)
         ]
+        metrics.watch_pool(self.name, count, self.queue.__len__, self.queue.processing_since)
 
     async def stop(self) -> None:
+        metrics.unwatch_pool(self.name)
         self.queue.shut_down()
         for task in self._tasks:
             task.cancel()
@@ -47,17 +51,13 @@ class Workers(Generic[K]):
 
     def enqueue(self, key: K) -> None:
         self.queue.add(key)
-        metrics.QUEUE_ADDS.labels(self.name).inc()
-        metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
     async def _work(self, reconcile: Reconcile[K]) -> None:
         while True:
             try:
-                key, waited = await self.queue.get()
+                key, _ = await self.queue.get()
             except QueueShutDown:
                 return
-            metrics.QUEUE_WAIT.labels(self.name).observe(waited)
-            metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
             try:
                 with metrics.RECONCILE_TIME.labels(self.name).time():
                     delay = await reconcile(key)

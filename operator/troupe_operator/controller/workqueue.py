@@ -10,6 +10,10 @@ afterwards); ``add_after`` keeps the sooner of two pending wake-ups; and
 ``add_rate_limited`` backs off per key exponentially (``base_delay``
 doubling to ``max_delay``) until ``forget`` resets it after a success. It
 refuses to drop a key: only ``discard`` (the object is gone) does.
+
+It knows nothing of Prometheus: a :class:`QueueObserver` hears each add, take
+and finished piece of work (as client-go's queue tells its metrics provider);
+its depth (``len``) and ``processing_since`` are read at scrape time.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -27,13 +31,33 @@ class QueueShutDown(Exception):
     """The queue was shut down while waiting for a key."""
 
 
+class QueueObserver(Protocol):
+    """Hears what the queue does, as client-go's queue tells its metrics provider."""
+
+    def added(self) -> None:
+        """A key was queued, or marked to be processed again once it is done."""
+
+    def taken(self, waited: float) -> None:
+        """A worker took a key that had waited ``waited`` seconds."""
+
+    def finished(self, worked: float) -> None:
+        """A worker was done with a key it had held for ``worked`` seconds."""
+
+
 class WorkQueue(Generic[K]):
-    def __init__(self, base_delay: float = 0.005, max_delay: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_delay: float = 0.005,
+        max_delay: float = 60.0,
+        observer: QueueObserver | None = None,
+    ) -> None:
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.observer = observer
         self._ready: deque[K] = deque()
         self._queued: set[K] = set()
-        self._processing: set[K] = set()
+        self._processing: dict[K, float] = {}
+        """Keys being processed, with the monotonic time a worker took each."""
         self._dirty: set[K] = set()
         self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
         self._failures: dict[K, int] = {}
@@ -50,12 +74,23 @@ class WorkQueue(Generic[K]):
         if self._shut_down:
             return
         if key in self._processing:
+            if key in self._dirty:
+                return
             self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._added_at[key] = time.monotonic()
-            self._ready.append(key)
-            self._wakeup.set()
+        elif not self._push(key):
+            return
+        if self.observer is not None:
+            self.observer.added()
+
+    def _push(self, key: K) -> bool:
+        """Put ``key`` in line unless it is there already; whether it was put."""
+        if key in self._queued:
+            return False
+        self._queued.add(key)
+        self._added_at[key] = time.monotonic()
+        self._ready.append(key)
+        self._wakeup.set()
+        return True
 
     def add_after(self, key: K, delay: float) -> None:
         """Add ``key`` after ``delay`` seconds, unless it is already due sooner."""
@@ -119,16 +154,30 @@ class WorkQueue(Generic[K]):
             await self._wakeup.wait()
         key = self._ready.popleft()
         self._queued.discard(key)
-        self._processing.add(key)
-        waited = time.monotonic() - self._added_at.pop(key, time.monotonic())
+        now = time.monotonic()
+        self._processing[key] = now
+        waited = now - self._added_at.pop(key, now)
+        if self.observer is not None:
+            self.observer.taken(waited)
         return key, waited
 
     def done(self, key: K) -> None:
         """``key`` was processed; if it was added meanwhile, it is queued again."""
-        self._processing.discard(key)
+        taken = self._processing.pop(key, None)
+        if taken is not None and self.observer is not None:
+            self.observer.finished(time.monotonic() - taken)
         if key in self._dirty:
             self._dirty.discard(key)
-            self.add(key)
+            if not self._shut_down:
+                self._push(key)  # counted as added when it was marked
+
+    def processing_since(self) -> list[float]:
+        """The monotonic times at which the keys being processed were taken.
+
+        Safe to call from another thread (the metrics endpoint's): the copy is
+        made in one step, without running Python code in between.
+        """
+        return list(self._processing.values())
 
     def shut_down(self) -> None:
         """Stop handing out keys; pending wake-ups are cancelled."""

@@ -10,6 +10,7 @@ shell does not execute fails type-checking.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
@@ -105,6 +106,9 @@ class Decision:
     guesses. ``held_back`` counts the attempts that could start but for the
     Tenant's limits, and ``held_by`` names the limit (TenantConcurrencyLimit
     or TokenBudgetExceeded): the shell wakes the run when that limit frees.
+    ``waiting`` names each ready task this decision did not start, with what
+    held it back (Parallelism, AgentNotFound, TenantConcurrencyLimit,
+    TokenBudgetExceeded, NamespaceNotTenanted), for the shell's metrics.
     """
 
     status: WorkflowStatus
@@ -114,6 +118,7 @@ class Decision:
     unobserved_jobs: tuple[JobRef, ...] = ()
     held_back: int = 0
     held_by: str | None = None
+    waiting: Mapping[str, str] = field(default_factory=dict)
 
     def of_type(self, kind: type[T]) -> list[T]:
         """The actions of one kind, in order."""

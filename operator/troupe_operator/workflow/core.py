@@ -63,6 +63,8 @@ ADMITTED: Final = "Admitted"
 NOT_TENANTED: Final = "NamespaceNotTenanted"
 TENANT_CONCURRENCY_LIMIT: Final = "TenantConcurrencyLimit"
 TOKEN_BUDGET_EXCEEDED: Final = "TokenBudgetExceeded"
+PARALLELISM: Final = "Parallelism"
+AGENT_NOT_FOUND: Final = "AgentNotFound"
 
 
 def reconcile(observation: Observation) -> Decision:
@@ -193,6 +195,8 @@ class _Run:
         self.unobserved: list[JobRef] = []
         self.held: tuple[str, int] | None = None
         """The Tenant limit that held ready attempts back, and how many it held."""
+        self.waiting: dict[str, str] = {}
+        """Ready tasks not started by this decision, with what held each back."""
 
     def decide(self) -> Decision:
         wanted = self._settle_tasks()
@@ -202,6 +206,10 @@ class _Run:
             self._stop(stop)
         elif not self._refused():
             self._schedule(wanted)
+        else:
+            self.waiting = {
+                name: NOT_TENANTED for name, _ in wanted if self.tasks[name].phase not in FINISHED
+            }
         started_at = self._started_at()
         if started_at and self.spec.timeout_seconds:
             self.wake_times.append(after(started_at, self.spec.timeout_seconds))
@@ -214,6 +222,7 @@ class _Run:
             unobserved_jobs=tuple(self.unobserved),
             held_back=self.held[1] if self.held else 0,
             held_by=self.held[0] if self.held else None,
+            waiting=self.waiting,
         )
 
     def _settle_tasks(self) -> list[tuple[str, int]]:
@@ -353,25 +362,30 @@ class _Run:
             capacity = min(capacity, self.observation.free_slots)
         startable: list[CreateTask] = []
         for name, attempt in wanted:
-            if len(startable) == capacity:
-                break
             if self.tasks[name].phase in FINISHED:
                 continue  # its Job was refused
+            if len(startable) == capacity:
+                self.waiting[name] = PARALLELISM
+                continue
             spec = self.task_specs[name]
             agent = self.observation.agents.get(spec.agent)
             if agent is None:
                 self.missing_agents[name] = spec.agent
+                self.waiting[name] = AGENT_NOT_FOUND
                 continue
             startable.append(create_task(self.workflow, spec, attempt, agent))
         tenant = self.observation.tenant
         if startable and tenant is not None and self._over_budget(tenant):
             self.held = (TOKEN_BUDGET_EXCEEDED, len(startable))
+            self.waiting.update(dict.fromkeys((a.task for a in startable), TOKEN_BUDGET_EXCEEDED))
             return
         slots = len(startable)
         if tenant is not None and tenant.free_slots is not None:
             slots = min(slots, tenant.free_slots)
             if slots < len(startable):
                 self.held = (TENANT_CONCURRENCY_LIMIT, len(startable) - slots)
+                held = (action.task for action in startable[slots:])
+                self.waiting.update(dict.fromkeys(held, TENANT_CONCURRENCY_LIMIT))
         for action in startable[:slots]:
             self._started(self.task_specs[action.task], action)
 

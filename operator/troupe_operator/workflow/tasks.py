@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from troupe_operator.api import OutputRef, TaskPhase, TaskSpec, TaskStatus, TokenUsage
+from troupe_operator.api import ModelCalls, OutputRef, TaskPhase, TaskSpec, TaskStatus, TokenUsage
 from troupe_operator.workflow.actions import Event, EventType
 from troupe_operator.workflow.failures import (
     JOB_DELETED,
@@ -149,6 +149,15 @@ def _usage(previous: TaskStatus, job: ObservedJob) -> TokenUsage | None:
     return result.usage if previous.usage is None else previous.usage + result.usage
 
 
+def _calls(previous: TaskStatus, job: ObservedJob) -> ModelCalls | None:
+    """The task's model calls so far: every attempt's that reported any, summed."""
+    result = job.report.result if job.report is not None else None
+    if result is None:
+        return previous.calls
+    calls = result.model_calls()
+    return calls if previous.calls is None else previous.calls + calls
+
+
 def _succeeded(
     spec: TaskSpec, previous: TaskStatus, job: ObservedJob, context: TaskContext
 ) -> TaskOutcome:
@@ -169,6 +178,7 @@ def _succeeded(
             ),
             "preview": preview(report.preview or "", context.preview_chars) if report else None,
             "usage": _usage(previous, job),
+            "calls": _calls(previous, job),
         }
     )
     told = f"{size} bytes of output" if size is not None else "no report"
@@ -197,6 +207,7 @@ def _failed_attempt(
             "finished_at": job.finished_at or context.now,
             "message": message,
             "usage": _usage(previous, job),
+            "calls": _calls(previous, job),
         }
     )
     if permanent or job.attempt > spec.retries:
