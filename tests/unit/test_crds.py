@@ -16,6 +16,8 @@ from troupe_operator.api.crd import KINDS, Kind
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
+CRD_DIRS = [ROOT / directory for directory in crdgen.DIRECTORIES]
+"""``crds/`` and the chart's ``charts/troupe/crds/``: both generated, both checked."""
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 
@@ -41,9 +43,31 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
         yield from nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
+@pytest.mark.parametrize("directory", CRD_DIRS, ids=lambda d: str(d.relative_to(ROOT)))
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
-def test_committed_crd_matches_the_models(kind: Kind) -> None:
-    assert committed(kind) == crdgen.render(kind), "run `make crds` and commit crds/"
+def test_committed_crd_matches_the_models(kind: Kind, directory: Path) -> None:
+    where = directory.relative_to(ROOT)
+    path = directory / crdgen.file_name(kind)
+    assert path.is_file(), f"{where} has no {path.name}: run `make crds` and commit {where}/"
+    assert path.read_text() == crdgen.render(kind), f"run `make crds` and commit {where}/"
+
+
+@pytest.mark.parametrize("directory", CRD_DIRS, ids=lambda d: str(d.relative_to(ROOT)))
+def test_no_crd_the_models_do_not_generate(directory: Path) -> None:
+    expected = {crdgen.file_name(kind) for kind in KINDS}
+    assert {path.name for path in directory.iterdir()} == expected
+
+
+def test_the_generator_writes_both_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert crdgen.main([]) == 0
+    for directory in crdgen.DIRECTORIES:
+        for kind in KINDS:
+            assert (tmp_path / directory / crdgen.file_name(kind)).read_text() == crdgen.render(
+                kind
+            )
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)

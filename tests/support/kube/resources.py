@@ -119,6 +119,13 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("events.k8s.io/v1", "events", "Event", short_names=("ev",)),
     _builtin("batch/v1", "jobs", "Job", has_status=True),
     _builtin("apps/v1", "deployments", "Deployment", short_names=("deploy",), has_status=True),
+    _builtin(
+        "policy/v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        short_names=("pdb",),
+        has_status=True,
+    ),
     _builtin("coordination.k8s.io/v1", "leases", "Lease"),
     _builtin("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
     _builtin("rbac.authorization.k8s.io/v1", "roles", "Role"),
