@@ -24,7 +24,8 @@ succeeds or the Job fails, the way the Job controller does:
 Options, as constructor keywords or as attributes a test sets on the fixture's runner
 before creating Jobs: `unpullable_images(image) -> bool` (those Pods wait in
 `ImagePullBackOff`) and `unschedulable_jobs(job) -> bool` (those Jobs' Pods stay
-`Unschedulable`).
+`Unschedulable`); `launch` (a `pod_sandbox.Launcher`: where each Pod's process runs, by
+default on this machine).
 
 Not emulated: `completions`/`parallelism` above 1, indexed Jobs, `suspend`,
 `ttlSecondsAfterFinished`, `onPodConditions` rules, init and sidecar containers, the
@@ -47,6 +48,7 @@ from tests.support.event_recorder import EventRecorder
 from tests.support.kube_http import KubeHttp, KubeHttpError, KubeObject
 from tests.support.kubelet import Kubelet
 from tests.support.loopback import BackgroundService
+from tests.support.pod_sandbox import Launcher, run_here
 
 USER_AGENT = "troupe-harness-jobrunner/1.0"
 _CREATE_RETRY_START = 0.1
@@ -109,6 +111,7 @@ class JobRunner(BackgroundService):
         retry_delay: float = 0.0,
         unpullable_images: ImagePredicate = _never,
         unschedulable_jobs: JobPredicate = _never,
+        launch: Launcher = run_here,
     ) -> None:
         super().__init__("job-runner")
         self._api_url = api_url
@@ -117,6 +120,7 @@ class JobRunner(BackgroundService):
         self._retry_delay = retry_delay
         self.unpullable_images = unpullable_images
         self.unschedulable_jobs = unschedulable_jobs
+        self._launch = launch
         self._running: dict[str, asyncio.Task[None]] = {}
         self._seen: set[str] = set()
 
@@ -133,7 +137,9 @@ class JobRunner(BackgroundService):
         self._api = KubeHttp(self._api_url, user_agent=USER_AGENT)
         self._events = EventRecorder(self._api)
         slots = asyncio.Semaphore(self._max_parallel or 1_000_000)
-        self._kubelet = Kubelet(self._api, self._api_url, self._events, self._workdir, slots)
+        self._kubelet = Kubelet(
+            self._api, self._api_url, self._events, self._workdir, slots, self._launch
+        )
         self._controller = asyncio.create_task(self._follow_jobs())
 
     async def _stop(self) -> None:

@@ -40,7 +40,13 @@ from tests.support import pod_status
 from tests.support.event_recorder import EventRecorder
 from tests.support.kube_http import KubeHttp, KubeHttpError, KubeObject
 from tests.support.kubeconfig import write_kubeconfig
-from tests.support.pod_sandbox import ContainerConfigError, PodSandbox, VolumeSetupError
+from tests.support.pod_sandbox import (
+    ContainerConfigError,
+    Launcher,
+    PodSandbox,
+    VolumeSetupError,
+    run_here,
+)
 
 _CONFIG_RETRY = 1.0
 _PULL_ERROR_HOLD = 0.5
@@ -81,8 +87,10 @@ class Kubelet:
         events: EventRecorder,
         workdir: pathlib.Path,
         slots: asyncio.Semaphore,
+        launch: Launcher = run_here,
     ) -> None:
         self._api = api
+        self._launch = launch
         self._api_url = api_url
         self._events = events
         self._workdir = workdir
@@ -102,7 +110,7 @@ class Kubelet:
             await self._stay_unscheduled(status, pod)
         metadata = pod["metadata"]
         sandbox = PodSandbox(
-            self._workdir / metadata["namespace"] / metadata["name"], pod, self._api
+            self._workdir / metadata["namespace"] / metadata["name"], pod, self._api, self._launch
         )
         container = sandbox.container
         started = pod_status.now()

@@ -18,6 +18,8 @@ usage chunk when `stream_options.include_usage` is set) and `GET /v1/models`.
   `context_length_exceeded`, slow replies (`Fault.slow(seconds)`), malformed bodies.
 - Every request is recorded in `stub.requests` (path, headers including `Authorization`,
   JSON body), so tests can assert what a client sent and search for leaked secrets.
+- `python -m tests.support.openai_stub [PORT]` serves it on all interfaces until killed,
+  answering with `team_reply` (the kind e2e test runs it as a Pod in the cluster).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -162,9 +165,29 @@ def default_reply(body: ChatBody) -> str:
     return f"stub reply to: {last[:200]}"
 
 
+def team_reply(body: ChatBody) -> Answer:
+    """`default_reply` for a task; a supervisor's decision (the `delegate` tool offered)
+    delegates once, to its first member, then finishes."""
+    tools = {tool["function"]["name"]: tool["function"] for tool in body.get("tools") or []}
+    if "delegate" not in tools:
+        return default_reply(body)
+    member = tools["delegate"].get("parameters", {}).get("properties", {}).get("member", {})
+    turns = _text_of(body["messages"][-1].get("content"))
+    if "(none yet)" in turns and member.get("enum"):
+        return ToolCall("delegate", {"member": member["enum"][0], "instruction": "Notes, please."})
+    return ToolCall("finish", {"answer": f"stub answer after: {turns[-200:]}"})
+
+
 class OpenAIStub(BackgroundService):
-    def __init__(self, reply: Callable[[ChatBody], Answer] = default_reply) -> None:
+    def __init__(
+        self,
+        reply: Callable[[ChatBody], Answer] = default_reply,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         super().__init__("openai-stub")
+        self._address = host, port
         self.requests: list[RecordedRequest] = []
         self.billed: list[int] = []
         """``total_tokens`` of every reply served, in order: what a client was charged."""
@@ -196,7 +219,7 @@ class OpenAIStub(BackgroundService):
         app.router.add_get("/v1/models", self._models)
         self._runner = aiohttp.web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = aiohttp.web.TCPSite(self._runner, *self._address)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
@@ -302,3 +325,15 @@ class OpenAIStub(BackgroundService):
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def main() -> None:
+    """Serve on all interfaces, on the port given (default 8000), until the process ends."""
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    with OpenAIStub(team_reply, host="0.0.0.0", port=port) as stub:
+        print(f"OpenAI stub serving on {stub.url}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

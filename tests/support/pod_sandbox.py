@@ -1,7 +1,9 @@
 """A pod's first container run as a local process: the kubelet's part of the Job runner.
 
-The container image is ignored; its `command` + `args` run on this machine. Paths inside
-the container do not exist here, so they are rewritten:
+The container image is ignored; its `command` + `args` run on this machine (unless a
+`Launcher` runs them elsewhere: `tests/images` runs them inside the built image, with the
+pod directory mounted at the same path). Paths inside the container do not exist here, so
+they are rewritten:
 
 - ConfigMap, Secret and emptyDir volumes are materialised under `<pod dir>/volumes/<volume>`;
   any command/arg/env value or `workingDir` that starts with a volumeMount's `mountPath` is
@@ -13,8 +15,8 @@ the container do not exist here, so they are rewritten:
   path into the Pod), and `envFrom` with `configMapRef` / `secretRef` and `prefix`;
   `$(VAR)` references are not expanded;
 - the process also gets `KUBECONFIG` (the pod's own, with its ServiceAccount token),
-  `HOME` (the pod dir), and the harness's own `PATH` / `PYTHONPATH` / `VIRTUAL_ENV`
-  appended, so `python` and the venv's console scripts work.
+  `HOME` (the pod dir), and, run here, the harness's own `PATH` / `PYTHONPATH` /
+  `VIRTUAL_ENV` appended, so `python` and the venv's console scripts work.
 
 A Secret, ConfigMap or key that a volume or env needs and that does not exist (and is not
 `optional`) raises `VolumeSetupError` or `ContainerConfigError` with the kubelet's message
@@ -31,6 +33,7 @@ import base64
 import os
 import pathlib
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +42,22 @@ from tests.support.kube_http import KubeHttp, KubeHttpError, KubeObject
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 _MESSAGE_LIMIT = 4096
 _INHERITED = ("PATH", "PYTHONPATH", "VIRTUAL_ENV")
+
+Launcher = Callable[[list[str], dict[str, str], pathlib.Path], tuple[list[str], dict[str, str]]]
+"""The local command line and environment that run a container's argv and env (its sandbox
+root given): where, and as whom, the container's process runs."""
+
+
+def run_here(
+    argv: list[str], env: dict[str, str], root: pathlib.Path
+) -> tuple[list[str], dict[str, str]]:
+    """As a process of this machine, with the harness's `PATH` / `PYTHONPATH` / `VIRTUAL_ENV`."""
+    env = dict(env)
+    for name in _INHERITED:
+        inherited = os.environ.get(name)
+        if inherited:
+            env[name] = f"{env[name]}{os.pathsep}{inherited}" if env.get(name) else inherited
+    return argv, env
 
 
 class ContainerConfigError(Exception):
@@ -85,8 +104,11 @@ def _decoded(source: KubeObject, is_secret: bool) -> dict[str, str]:
 
 
 class PodSandbox:
-    def __init__(self, root: pathlib.Path, pod: KubeObject, api: KubeHttp) -> None:
+    def __init__(
+        self, root: pathlib.Path, pod: KubeObject, api: KubeHttp, launch: Launcher = run_here
+    ) -> None:
         self.root = root
+        self._launch = launch
         self.pod = pod
         self.container: KubeObject = pod["spec"]["containers"][0]
         self._api = api
@@ -106,10 +128,11 @@ class PodSandbox:
             )
             return 127
         working_dir = self._rewritten(self.container.get("workingDir") or str(self.root))
+        command, environment = self._launch([self._rewritten(arg) for arg in argv], env, self.root)
         with self.log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
-                *[self._rewritten(arg) for arg in argv],
-                env=env,
+                *command,
+                env=environment,
                 cwd=working_dir,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
@@ -219,10 +242,6 @@ class PodSandbox:
             value = await self._env_value(variable)
             if value is not None:
                 env[variable["name"]] = self._rewritten(value)
-        for name in _INHERITED:
-            inherited = os.environ.get(name)
-            if inherited:
-                env[name] = f"{env[name]}{os.pathsep}{inherited}" if env.get(name) else inherited
         env["KUBECONFIG"] = str(self.kubeconfig_path)
         env.setdefault("HOME", str(self.root / "home"))
         return env
