@@ -295,7 +295,10 @@ def test_task_mode_401_is_permanent_after_one_request_and_never_shows_the_key(
     assert len(openai_stub.chat_requests) == 1
     assert str(report.message).startswith('agent "writer": model "gpt-4o-mini" failed: HTTP 401')
     assert "[REDACTED]" in str(report.message)
-    assert report.result is None and not output.exists()
+    assert not output.exists()
+    # The failed call is reported (for the operator's error counts), with nothing used.
+    assert report.result is not None and report.result.failed_calls == {"401": 1}
+    assert report.result.calls == 0 and report.result.usage.total_tokens == 0
     assert "HTTP 401" in finished.stderr
     sent = openai_stub.chat_requests[0].headers["Authorization"]
     assert sent == f"Bearer {CANARY_KEY}"  # the key did reach the endpoint, and only there
