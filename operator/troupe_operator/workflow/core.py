@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Final
 
 from troupe_operator import dag, expressions
