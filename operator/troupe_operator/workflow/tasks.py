@@ -46,7 +46,7 @@ NO_REPORT: Final = "succeeded, but its pod left no report (preview and token usa
 CONDITION_FALSE: Final = "ConditionFalse"
 """The reason of a task skipped by its own condition or because every dependency was."""
 
-Condition = Callable[[], "bool | str"]
+ConditionCheck = Callable[[], "bool | str"]
 """Decides a ready task's ``when``: whether it holds, or why it cannot be decided (a failure)."""
 
 
@@ -84,7 +84,7 @@ def settle_task(
     jobs: Mapping[int, ObservedJob],
     upstream: Mapping[str, TaskStatus],
     context: TaskContext,
-    condition: Condition = lambda: True,
+    condition: ConditionCheck = lambda: True,
 ) -> TaskOutcome:
     """The task's outcome; ``upstream`` holds the new status of each of its dependencies,
     ``condition`` decides its ``when`` once it is ready."""
@@ -121,7 +121,10 @@ def condition_skipped(task: TaskStatus) -> bool:
 
 
 def _not_started(
-    spec: TaskSpec, previous: TaskStatus, upstream: Mapping[str, TaskStatus], condition: Condition
+    spec: TaskSpec,
+    previous: TaskStatus,
+    upstream: Mapping[str, TaskStatus],
+    condition: ConditionCheck,
 ) -> TaskOutcome:
     phases = {name: upstream[name].phase for name in spec.depends_on if name in upstream}
     blocked = [
