@@ -391,6 +391,7 @@ class _Run:
         if self.observation.free_slots is not None:
             capacity = min(capacity, self.observation.free_slots)
         startable: list[CreateTask] = []
+        skipped = frozenset(n for n, t in self.tasks.items() if condition_skipped(t))
         for name, attempt in wanted:
             if self.tasks[name].phase in FINISHED:
                 continue  # its Job was refused
@@ -403,7 +404,6 @@ class _Run:
                 self.missing_agents[name] = spec.agent
                 self.waiting[name] = AGENT_NOT_FOUND
                 continue
-            skipped = frozenset(n for n, t in self.tasks.items() if condition_skipped(t))
             startable.append(create_task(self.workflow, spec, attempt, agent, skipped))
         tenant = self.observation.tenant
         if startable and tenant is not None and self._over_budget(tenant):
