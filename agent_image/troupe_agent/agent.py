@@ -4,24 +4,30 @@ Task mode runs it once; serve mode builds it at start-up and runs it per
 request. :func:`run_task` runs one workflow task whose prompt is already
 rendered: a :class:`~troupe_operator.api.TaskInput`, a
 :class:`~troupe_agent.prompts.TaskPrompt` and a key in, the text and its
-:class:`~troupe_operator.api.TaskResult` out. Reading inputs, rendering and
-writing outputs are task mode's (``task.py``), not this module's.
+:class:`~troupe_operator.api.TaskResult` out. A task with an ``outputSchema`` makes one
+structured call instead of the graph (:mod:`troupe_agent.structured`): a critique and
+revision of JSON would be a second structured call for the same fields. Reading inputs,
+rendering and writing outputs are task mode's (``task.py``), not this module's.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from langchain_core.messages import HumanMessage, SystemMessage
 from opentelemetry.context import Context
 
 from troupe_agent.graph import build_agent_graph, initial_state
 from troupe_agent.llm import ModelClient
-from troupe_agent.prompts import TaskPrompt
+from troupe_agent.prompts import TaskPrompt, task_message
 from troupe_agent.retry import Deadline
+from troupe_agent.structured import check_output, output_tool, reply_json
 from troupe_agent.telemetry import GenAITelemetry, parent_context_from_env
-from troupe_agent.usage import CallObserver
+from troupe_agent.usage import CallObserver, CallStats
 from troupe_operator.api import AgentSpec, TaskInput, TaskResult
 
 
@@ -75,7 +81,32 @@ class Agent:
             stats = state["stats"]
             telemetry.record_usage(span, stats)
         text = state["answer"]
-        return text, TaskResult(
+        return text, self._result(text, stats)
+
+    def run_structured(
+        self,
+        prompt: str,
+        context: Mapping[str, str],
+        schema: dict[str, Any],
+        deadline: Deadline,
+        trace_parent: Context | None = None,
+    ) -> tuple[Any, str, TaskResult]:
+        """JSON matching ``schema`` (and its text); raises ModelCallError or TaskFailed."""
+        messages = [
+            SystemMessage(self.spec.effective_system_prompt),
+            HumanMessage(task_message(prompt, context)),
+        ]
+        telemetry = self.client.telemetry
+        with telemetry.agent_span(self.name, self.client.target, trace_parent) as span:
+            reply = self.client.chat(messages, deadline, tools=[output_tool(schema)])
+            telemetry.record_usage(span, reply.stats)
+        value = reply_json(reply.text, reply.tool_calls)
+        check_output(value, schema)
+        text = json.dumps(value, ensure_ascii=False, indent=2)
+        return value, text, self._result(text, reply.stats)
+
+    def _result(self, text: str, stats: CallStats) -> TaskResult:
+        return TaskResult(
             model=self.client.model_name,
             scripted=self.client.scripted,
             usage=stats.usage,
@@ -98,3 +129,18 @@ def run_task(
     """
     agent = Agent(task_input.agent_name, task_input.agent, api_key, options)
     return agent.run(prompt.text, prompt.material, deadline, trace_parent=parent_context_from_env())
+
+
+def run_structured_task(
+    task_input: TaskInput,
+    prompt: TaskPrompt,
+    schema: dict[str, Any],
+    api_key: str | None,
+    deadline: Deadline,
+    options: AgentOptions = AgentOptions(),
+) -> tuple[Any, str, TaskResult]:
+    """:func:`run_task` for a task with an ``outputSchema``: its JSON, text and cost."""
+    agent = Agent(task_input.agent_name, task_input.agent, api_key, options)
+    return agent.run_structured(
+        prompt.text, prompt.material, schema, deadline, trace_parent=parent_context_from_env()
+    )

@@ -3,7 +3,9 @@
 It lets the demo and the tests run a whole workflow without an LLM. Every reply
 starts with :data:`PLACEHOLDER_BANNER` (offered tools, it calls the one named
 :data:`FINISH_TOOL` with such a reply, so a scripted team supervisor answers at
-once instead of pretending to delegate), the model calls itself
+once instead of pretending to delegate; offered the structured-output tool, it
+calls it with the schema's :func:`~troupe_agent.structured.minimal_instance`, so an
+offline run still yields schema-valid JSON), the model calls itself
 ``SCRIPTED_MODEL_NAME``, and it reports no token usage: no provider counted
 any tokens, and inventing counts would spend tenants' token budgets on text
 nobody generated. It is only ever chosen when ``model.baseURL`` is unset.
@@ -20,6 +22,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 
 from troupe_agent.prompts import APPROVAL_WORD, CRITIQUE_INSTRUCTION, REVISE_INSTRUCTION
+from troupe_agent.structured import OUTPUT_TOOL, minimal_instance
 from troupe_operator.api import SCRIPTED_MODEL_NAME, Role
 
 PLACEHOLDER_BANNER: Final = "[scripted placeholder — no LLM was called]"
@@ -80,7 +83,13 @@ class ScriptedChatModel(BaseChatModel):
     ) -> ChatResult:
         text = self.reply_to(messages)
         calls = []
-        if kwargs.get("tools"):
+        functions = {
+            tool["function"]["name"]: tool["function"] for tool in kwargs.get("tools") or ()
+        }
+        if OUTPUT_TOOL in functions:
+            value = minimal_instance(functions[OUTPUT_TOOL].get("parameters"))
+            calls = [{"name": OUTPUT_TOOL, "args": value, "id": "scripted-output"}]
+        elif functions:
             calls = [{"name": FINISH_TOOL, "args": {"answer": text}, "id": "scripted-finish"}]
         reply = AIMessage(
             content="" if calls else text,

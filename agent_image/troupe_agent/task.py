@@ -4,8 +4,10 @@ The steps, each in its own module: read the ``TaskInput`` and the run's spec
 (``task_sources``); read each upstream output once, from its ConfigMap or,
 under ``troupe run``, from ``--outputs-dir`` (``output_configmap``,
 ``output_file``); render the prompt within the pod's limits (``task_prompt``);
-run the agent (``agent``); write the output (ConfigMap or ``--output-file``);
-and always end with a ``TaskReport`` in the termination log (``task_report``).
+run the agent (``agent``; with an ``outputSchema``, one structured call checked against
+it, ``structured``); write the output (ConfigMap or ``--output-file``); and always end
+with a ``TaskReport`` in the termination log (``task_report``), which carries the fields
+of a structured output that the run's conditions read.
 
 Exit 0 on success. On failure the exit code tells the Job whether another
 attempt can help (``EXIT_RETRYABLE``) or not (``EXIT_PERMANENT``, which its
@@ -25,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from troupe_agent.agent import AgentOptions, run_task
+from troupe_agent.agent import AgentOptions, run_structured_task, run_task
 from troupe_agent.errors import ModelCallError
 from troupe_agent.failures import TaskFailed
 from troupe_agent.output_file import OutputFiles, write_output_file
 from troupe_agent.retry import Deadline
-from troupe_agent.task_prompt import build_task_prompt
+from troupe_agent.structured import condition_fields
+from troupe_agent.task_prompt import build_task_prompt, decode_json_outputs
 from troupe_agent.task_report import failure_report, success_report, write_report
 from troupe_agent.task_sources import load_task_input, load_task_spec, read_api_key
 from troupe_agent.usage import UsageTally
@@ -39,8 +42,10 @@ from troupe_operator.api import (
     EXIT_RETRYABLE,
     MAX_OUTPUT_BYTES,
     OutputTarget,
+    TaskReport,
     TaskResult,
 )
+from troupe_operator.expressions import fields_read
 
 if TYPE_CHECKING:
     from troupe_agent.output_configmap import OutputConfigMaps
@@ -73,7 +78,7 @@ def run_task_mode(options: TaskOptions) -> int:
     """Run the task the input describes, report how it went; the process exit code."""
     spent = UsageTally()
     try:
-        text, result = _run(options, spent)
+        result, report = _run(options, spent)
     except Exception as exc:
         failure = (
             exc
@@ -83,7 +88,7 @@ def run_task_mode(options: TaskOptions) -> int:
         log.error("task failed: %s", failure)
         write_report(failure_report(str(failure), spent.result()), options.termination_log)
         return failure.exit_code
-    write_report(success_report(text, result), options.termination_log)
+    write_report(report, options.termination_log)
     log.info(
         "task done: %d bytes, model %s, %d calls, %d tokens",
         result.bytes,
@@ -94,7 +99,7 @@ def run_task_mode(options: TaskOptions) -> int:
     return 0
 
 
-def _run(options: TaskOptions, spent: UsageTally) -> tuple[str, TaskResult]:
+def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskReport]:
     task_input = load_task_input(options.input_file, options.input_env)
     deadline = Deadline(task_input.deadline_seconds)
     log.info("task %s/%s attempt %d", task_input.workflow, task_input.task, task_input.attempt)
@@ -112,17 +117,28 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[str, TaskResult]:
         OutputFiles(options.outputs_dir) if options.outputs_dir is not None else cluster()
     )
     outputs = {name: upstream.read(name, cm) for name, cm in task_input.upstream.items()}
-    prompt = build_task_prompt(task, spec.inputs, outputs, deadline)
+    outputs.update(dict.fromkeys(task_input.skipped, ""))
+    prompt = build_task_prompt(
+        task, spec.inputs, outputs, deadline, decode_json_outputs(spec, outputs)
+    )
+    agent_options = AgentOptions(observers=[spent])
+    fields = None
     try:
-        text, result = run_task(
-            task_input, prompt, api_key, deadline, AgentOptions(observers=[spent])
-        )
+        if task.output_schema is None:
+            text, result = run_task(task_input, prompt, api_key, deadline, agent_options)
+        else:
+            value, text, result = run_structured_task(
+                task_input, prompt, task.output_schema, api_key, deadline, agent_options
+            )
+            conditions = [other.when for other in spec.tasks if other.when]
+            fields = condition_fields(value, fields_read(conditions, task.name))
     except ModelCallError as exc:
         raise TaskFailed(str(exc), EXIT_RETRYABLE if exc.retryable else EXIT_PERMANENT) from exc
     result = spent.completed(result)  # the retried calls' failures too
     check_output_size(text)
-    write(text, result)
-    return text, result
+    report = success_report(text, result, fields)
+    write(text, result, report)
+    return result, report
 
 
 def _output_writer(
@@ -130,14 +146,19 @@ def _output_writer(
     target: OutputTarget | None,
     attempt: int,
     cluster: Callable[[], OutputConfigMaps],
-) -> Callable[[str, TaskResult], None]:
+) -> Callable[[str, TaskResult, TaskReport], None]:
     """Where the output will go, decided before any work is done."""
     if options.output_file is not None:
-        return functools.partial(write_output_file, options.output_file)
+        path = options.output_file
+
+        def write_file(text: str, result: TaskResult, report: TaskReport) -> None:
+            write_output_file(path, text, result)
+
+        return write_file
     if target is not None:
 
-        def write_config_map(text: str, result: TaskResult) -> None:
-            cluster().write(target, text, result, success_report(text, result), attempt)
+        def write_config_map(text: str, result: TaskResult, report: TaskReport) -> None:
+            cluster().write(target, text, result, report, attempt)
 
         return write_config_map
     raise TaskFailed(

@@ -17,14 +17,15 @@ limit in one line; only running out of *task deadline* is retryable.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from troupe_agent.failures import TaskFailed
 from troupe_agent.prompts import TaskPrompt
 from troupe_agent.render_limits import TimeLimitExceeded, memory_limit, time_limit
 from troupe_agent.retry import Deadline
-from troupe_operator.api import EXIT_PERMANENT, EXIT_RETRYABLE, TaskSpec
+from troupe_operator.api import EXIT_PERMANENT, EXIT_RETRYABLE, TaskSpec, WorkflowSpec
 from troupe_operator.templates import TemplateError, references, render
 
 RENDER_SECONDS: Final = 10.0
@@ -34,10 +35,37 @@ RENDER_MEMORY_BYTES: Final = 256 * 2**20
 """Most address space a render may add to the process."""
 
 
+def decode_json_outputs(spec: WorkflowSpec, outputs: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON of each upstream output whose task has an ``outputSchema`` (``tasks.X.json``).
+
+    A skipped task's empty output is none; an output that is not JSON (it was written by
+    this run's task, which checked it) is permanent.
+    """
+    decoded: dict[str, Any] = {}
+    for other in spec.tasks:
+        text = outputs.get(other.name)
+        if other.output_schema is None or not text:
+            continue
+        try:
+            decoded[other.name] = json.loads(text)
+        except ValueError as error:
+            raise TaskFailed(
+                f"the output of upstream task '{other.name}' is not the JSON its outputSchema "
+                f"promises: {error}",
+                EXIT_PERMANENT,
+            ) from error
+    return decoded
+
+
 def build_task_prompt(
-    task: TaskSpec, inputs: Mapping[str, str], outputs: Mapping[str, str], deadline: Deadline
+    task: TaskSpec,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    deadline: Deadline,
+    json_outputs: Mapping[str, Any] | None = None,
 ) -> TaskPrompt:
-    """The task's rendered prompt and the material it leaves out; ``outputs`` by task name."""
+    """The task's rendered prompt and the material it leaves out; ``outputs`` by task name,
+    ``json_outputs`` the decoded JSON of those with an ``outputSchema``."""
     try:
         placed = references(task.prompt).tasks
     except TemplateError as error:
@@ -48,13 +76,19 @@ def build_task_prompt(
         raise TaskFailed(
             f"the task input names no output ConfigMap for upstream task {names}", EXIT_PERMANENT
         )
-    text = render_prompt(task.prompt, inputs, outputs, deadline)
-    material = {name: outputs[name] for name in task.depends_on if name not in placed}
+    text = render_prompt(task.prompt, inputs, outputs, deadline, json_outputs)
+    material = {
+        name: outputs[name] for name in task.depends_on if name not in placed and outputs[name]
+    }
     return TaskPrompt(text=text, material=material)
 
 
 def render_prompt(
-    template: str, inputs: Mapping[str, str], outputs: Mapping[str, str], deadline: Deadline
+    template: str,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    deadline: Deadline,
+    json_outputs: Mapping[str, Any] | None = None,
 ) -> str:
     """The rendered template, within the time and memory a render may use (main thread only)."""
     budget = deadline.call_timeout(RENDER_SECONDS)
@@ -62,7 +96,7 @@ def render_prompt(
         raise TaskFailed("the task deadline passed before the prompt was rendered", EXIT_RETRYABLE)
     try:
         with time_limit(budget), memory_limit(RENDER_MEMORY_BYTES):
-            return render(template, inputs, outputs)
+            return render(template, inputs, outputs, json_outputs)
     except TemplateError as error:
         raise TaskFailed(str(error), EXIT_PERMANENT) from error
     except MemoryError as error:

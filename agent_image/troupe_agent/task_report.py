@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from troupe_operator.api import TaskReport, TaskResult
 from troupe_operator.api.workflow import PREVIEW_CHARS
@@ -24,8 +25,12 @@ def preview_of(text: str) -> str:
     return " ".join(text.split())[:PREVIEW_CHARS]
 
 
-def success_report(text: str, result: TaskResult) -> TaskReport:
-    return TaskReport(succeeded=True, result=result, preview=preview_of(text))
+def success_report(
+    text: str, result: TaskResult, fields: dict[str, Any] | None = None
+) -> TaskReport:
+    """A success's report; ``fields`` are those of a structured output conditions read,
+    already bounded by ``MAX_CONDITION_JSON_BYTES``, so the report still fits."""
+    return TaskReport(succeeded=True, result=result, preview=preview_of(text), fields=fields)
 
 
 def failure_report(message: str, spent: TaskResult | None) -> TaskReport:

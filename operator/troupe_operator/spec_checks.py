@@ -4,7 +4,9 @@ The schema already guarantees types, bounds and name patterns. What remains
 needs the whole spec: task names unique, dependencies that exist and form no
 cycle, templates that render to something and only read inputs that exist and
 tasks that are upstream, agents that exist, a name short enough to label
-children with, and a spec small enough to record.
+children with, a spec small enough to record, output schemas that are JSON
+Schemas of objects, and conditions that parse and read only inputs that exist
+and fields an upstream task's ``outputSchema`` declares.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
 and the CLI can print them, unchanged.
@@ -12,17 +14,24 @@ and the CLI can print them, unchanged.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any, Final
 
-from troupe_operator import dag
-from troupe_operator.api import WorkflowSpec
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from troupe_operator import dag, expressions
+from troupe_operator.api import TaskSpec, WorkflowSpec
 from troupe_operator.templates import TemplateError, references, renders_nothing
 
 LABEL_VALUE_MAX = 63
 MAX_SPEC_BYTES = 1_000_000
 """A run records its spec in a ConfigMap, and a ConfigMap holds at most 1 MiB (1,048,576
 bytes) of data; the margin leaves room for the key and JSON growth."""
+MAX_OUTPUT_SCHEMA_BYTES: Final = 16_384
+"""Largest ``outputSchema`` as JSON: it is sent to the model with every structured call."""
 
 
 def check_name(name: str) -> list[str]:
@@ -70,8 +79,13 @@ def check_workflow(
     else:
         upstream = dag.ancestors(dependencies)
 
+    schemas = {task.name: task.output_schema for task in spec.tasks if task.output_schema}
     for task in spec.tasks:
         problems += _check_template(task.name, task.prompt, spec.inputs.keys(), upstream)
+        problems += _check_schema(task)
+        if upstream is not None:
+            problems += _check_json_reads(task, upstream.get(task.name, frozenset()), schemas)
+            problems += _check_when(task, spec.inputs.keys(), upstream, schemas)
         if known_agents is not None and task.agent not in known_agents:
             problems.append(f"task '{task.name}' uses agent '{task.agent}', which is not defined")
     return problems
@@ -101,3 +115,83 @@ def _check_template(
             if name not in upstream.get(task, frozenset())
         ]
     return problems
+
+
+def _check_schema(task: TaskSpec) -> list[str]:
+    """An ``outputSchema`` must be a valid JSON Schema (2020-12) of an object, and small."""
+    schema = task.output_schema
+    if schema is None:
+        return []
+    where = f"task '{task.name}' outputSchema"
+    size = len(json.dumps(schema, separators=(",", ":")).encode())
+    if size > MAX_OUTPUT_SCHEMA_BYTES:
+        return [
+            f"{where} is {size} bytes as JSON; at most {MAX_OUTPUT_SCHEMA_BYTES} "
+            "(MAX_OUTPUT_SCHEMA_BYTES)"
+        ]
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        path = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        return [f"{where} is not a valid JSON Schema at {path}: {error.message[:200]}"]
+    if schema.get("type") != "object":
+        return [f"{where} must have type: object (structured output is a JSON object)"]
+    return []
+
+
+def _check_json_reads(
+    task: TaskSpec, upstream: frozenset[str], schemas: Mapping[str, Any]
+) -> list[str]:
+    """``{{ tasks.X.json }}`` in a prompt needs X to have an outputSchema."""
+    try:
+        read = references(task.prompt).json_tasks
+    except TemplateError:
+        return []  # reported by _check_template
+    return [
+        f"task '{task.name}' prompt uses tasks.{name}.json, but task '{name}' has no outputSchema"
+        for name in sorted(read & upstream)
+        if name not in schemas
+    ]
+
+
+def _check_when(
+    task: TaskSpec,
+    inputs: Collection[str],
+    upstream: Mapping[str, frozenset[str]],
+    schemas: Mapping[str, Any],
+) -> list[str]:
+    """A condition parses, and reads existing inputs and declared fields of upstream tasks."""
+    if task.when is None:
+        return []
+    where = f"task '{task.name}' when"
+    try:
+        expression = expressions.parse(task.when)
+    except expressions.ExpressionError as error:
+        return [f"{where}: {error}"]
+    problems = []
+    for ref in expressions.references(expression):
+        if isinstance(ref, expressions.InputRef):
+            if ref.name not in inputs:
+                problems.append(f"{where} uses unknown input '{ref.name}'")
+            continue
+        shown = ".".join(("tasks", ref.task, "json", *ref.path))
+        if ref.task not in upstream.get(task.name, frozenset()):
+            problems.append(f"{where} reads {shown}, but task '{ref.task}' is not upstream of it")
+        elif ref.task not in schemas:
+            problems.append(f"{where} reads {shown}, but task '{ref.task}' has no outputSchema")
+        elif not _declared(schemas[ref.task], ref.path):
+            problems.append(
+                f"{where} reads {shown}, but the outputSchema of '{ref.task}' "
+                "declares no such field"
+            )
+    return problems
+
+
+def _declared(schema: Any, path: tuple[str, ...]) -> bool:
+    """Whether each step of ``path`` is a property the schema declares (under ``properties``)."""
+    for key in path:
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(properties, dict) or key not in properties:
+            return False
+        schema = properties[key]
+    return True

@@ -47,10 +47,11 @@ class TemplateError(ValueError):
 
 @dataclass(frozen=True)
 class References:
-    """The inputs and tasks a template names."""
+    """The inputs and tasks a template names, and the tasks whose ``json`` it reads."""
 
     inputs: frozenset[str] = field(default_factory=frozenset)
     tasks: frozenset[str] = field(default_factory=frozenset)
+    json_tasks: frozenset[str] = field(default_factory=frozenset)
 
 
 _UNITS: Final = {"string": "characters", "list": "items", "number": "bits"}
@@ -187,6 +188,7 @@ def references(template: str) -> References:
     tree = _parse(template)
     inputs: set[str] = set()
     tasks: set[str] = set()
+    json_tasks: set[str] = set()
     selected: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         target = node.node  # type: ignore[attr-defined]  # both kinds have .node
@@ -196,10 +198,17 @@ def references(template: str) -> References:
                 raise TemplateError(f"'{target.name}' must be followed by a literal name")
             (inputs if target.name == "inputs" else tasks).add(key)
             selected.add(id(target))
+        elif isinstance(target, (nodes.Getattr, nodes.Getitem)) and _key(node) == "json":
+            task = _key(target)
+            inner = target.node
+            if task is not None and isinstance(inner, nodes.Name) and inner.name == "tasks":
+                json_tasks.add(task)
     for name in tree.find_all(nodes.Name):
         if name.name in ("inputs", "tasks") and id(name) not in selected:
             raise TemplateError(f"'{name.name}' must be followed by a name, e.g. {name.name}.NAME")
-    return References(inputs=frozenset(inputs), tasks=frozenset(tasks))
+    return References(
+        inputs=frozenset(inputs), tasks=frozenset(tasks), json_tasks=frozenset(json_tasks)
+    )
 
 
 def renders_nothing(template: str) -> bool:
@@ -217,13 +226,21 @@ def renders_nothing(template: str) -> bool:
     return True
 
 
-def render(template: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> str:
+def render(
+    template: str,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    json_outputs: Mapping[str, Any] | None = None,
+) -> str:
     """Render a prompt with the workflow's inputs and its upstream tasks' outputs.
 
-    Raises TemplateError for a template that cannot be rendered or breaks a
-    limit; a MemoryError (the caller's memory ceiling) is left to the caller.
+    ``json_outputs`` holds the decoded JSON of the upstream tasks that have an
+    ``outputSchema`` (``{{ tasks.NAME.json.FIELD }}``). Raises TemplateError for a
+    template that cannot be rendered or breaks a limit; a MemoryError (the
+    caller's memory ceiling) is left to the caller.
     """
-    tasks = {name: {"output": text} for name, text in outputs.items()}
+    decoded = json_outputs or {}
+    tasks = {name: {"output": text, "json": decoded.get(name)} for name, text in outputs.items()}
     compiled = _environment.from_string(_parse(template))
     chunks: list[str] = []
     size = 0

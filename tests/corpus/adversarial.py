@@ -140,6 +140,11 @@ def _thousand_and_one(flow: dict[str, Any]) -> None:
     ]
 
 
+FLAG = {"type": "object", "properties": {"go": {"type": "boolean"}}}
+GO = {"when": "tasks.a.json.go == false"}  # the scripted model answers go: false
+NO = {"when": "tasks.a.json.nope"}
+
+
 def _wrap(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     flow = workflow()
     change(flow)
@@ -307,6 +312,20 @@ ENTRIES: list[Entry] = [
     Entry("self-dependency", base(tasks({"name": "a", "dependsOn": ["a"]})), False),
     Entry("unknown-dependency", base(tasks({"name": "a", "dependsOn": ["ghost"]})), False),
     Entry("duplicate-task-names", base(tasks({"name": "a"}, {"name": "a"})), False),
+    # --- structured outputs and conditions
+    Entry(
+        "condition-over-a-declared-field",
+        base(tasks({"name": "a", "outputSchema": FLAG}, {"name": "b", "dependsOn": ["a"], **GO})),
+        True,
+    ),
+    Entry("condition-that-does-not-parse", base(task_field(when="inputs.x ==")), False),
+    Entry(
+        "condition-over-an-undeclared-field",
+        base(tasks({"name": "a", "outputSchema": FLAG}, {"name": "b", "dependsOn": ["a"], **NO})),
+        False,
+    ),
+    Entry("output-schema-not-a-schema", base(task_field(outputSchema={"type": "thing"})), False),
+    Entry("output-schema-a-string", base(task_field(outputSchema="object")), False),
     Entry(
         "duplicate-yaml-key-keeps-the-last-value",
         raw_workflow(ONE_TASK.replace("prompt: Say hi.", "prompt: Say hi.\n    prompt: Say bye.")),

@@ -65,7 +65,11 @@ EXAMPLES = {
 """The examples that run on the offline scripted model, and the Workflow each holds."""
 SERVING = {"team.yaml": ("market-scout", "briefer", "launch-team")}
 """The examples of Agents served as pods (``replicas`` > 0), and those Agents."""
-NOT_RUN = {"tenant.yaml": "applied first", "openai-endpoint.yaml": "needs a real API key"}
+NOT_RUN = {
+    "tenant.yaml": "applied first",
+    "openai-endpoint.yaml": "needs a real API key",
+    "triage.yaml": "run by test_local_run.py; its branches by test_workflow_conditions.py",
+}
 OPERATOR_AGENTS = ("troupe-operator/", "kopf/")
 REFUSAL = re.compile(r"forbidden|(?<![,.])\b403\b", re.IGNORECASE)
 TEST_VALUES: dict[str, Any] = {

@@ -54,6 +54,20 @@ def test_an_example_runs_with_the_scripted_model(
         assert (tmp_path / workflow / f"{task}.md").read_text().strip()
 
 
+def test_the_triage_example_runs_one_branch_offline(tmp_path: Path) -> None:
+    finished = troupe_run(str(EXAMPLES / "triage.yaml"), "--output-dir", str(tmp_path))
+    assert finished.returncode == 0, finished.stderr
+    status = json.loads((tmp_path / "triage" / "status.json").read_text())
+    assert status["message"] == "3 tasks succeeded, 2 skipped by conditions"
+    verdict = json.loads((tmp_path / "triage" / "triage.md").read_text())
+    assert verdict == {"deep": True, "compare": False, "severity": 1, "kind": "incident"}
+    assert status["tasks"]["triage"]["fields"] == {"deep": True, "compare": False, "severity": 1}
+    skipped = {name for name, task in status["tasks"].items() if task["phase"] == "Skipped"}
+    assert skipped == {"comparison", "comparison-table"}
+    assert {status["tasks"][name]["reason"] for name in skipped} == {"ConditionFalse"}
+    assert not (tmp_path / "triage" / "comparison.md").exists()
+
+
 def test_an_unreachable_model_fails_the_run(tmp_path: Path) -> None:
     manifest = tmp_path / "unreachable.yaml"
     manifest.write_text(

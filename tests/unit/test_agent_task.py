@@ -36,6 +36,7 @@ from troupe_operator.api import (
     TaskSpec,
     TokenUsage,
 )
+from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES
 
 
 @pytest.fixture(autouse=True)
@@ -306,7 +307,9 @@ def test_a_report_of_escaped_characters_still_fits_the_termination_message() -> 
     failed = failure_report(
         TaskFailed(control, EXIT_PERMANENT).args[0], TaskResult(model=control[:253], **most)
     )
-    succeeded = success_report(control, TaskResult(model=control[:253], **most))
+    fields = {"f": control[:83]}  # 506 bytes as JSON: near MAX_CONDITION_JSON_BYTES (512)
+    assert len(json.dumps(fields, separators=(",", ":"))) <= MAX_CONDITION_JSON_BYTES
+    succeeded = success_report(control, TaskResult(model=control[:253], **most), fields)
     for outcome in (failed, succeeded):
         line = outcome.encode() + "\n"
         assert len(line.encode()) <= MAX_REPORT_BYTES and line.count("\n") == 1

@@ -148,10 +148,18 @@ class Cluster:
             job for job in self.jobs.values() if job.task == task and job.state == JobState.ACTIVE
         )
 
-    def succeed(self, task: str, preview: str | None = None, tokens: int = 10) -> None:
+    def succeed(
+        self,
+        task: str,
+        preview: str | None = None,
+        tokens: int = 10,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
         job = self.running(task)
         text = preview or f"output of {task}"
-        report = TaskReport(succeeded=True, result=result(tokens, len(text)), preview=text)
+        report = TaskReport(
+            succeeded=True, result=result(tokens, len(text)), preview=text, fields=fields
+        )
         self.jobs[job.name] = replace(
             job, state=JobState.SUCCEEDED, finished_at=self.now, report=report
         )

@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 
 from troupe_operator.api.agent import AgentSpec
 from troupe_operator.api.common import ApiModel, FailedCalls, ModelCalls, TokenUsage
-from troupe_operator.api.workflow import PREVIEW_CHARS
+from troupe_operator.api.workflow import PREVIEW_CHARS, JsonObject
 
 INPUT_ENV: Final = "TROUPE_TASK_INPUT"
 """Environment variable of a task container holding its :class:`TaskInput` as JSON."""
@@ -96,6 +96,13 @@ class TaskInput(ApiModel):
             "direct dependencies and every task its prompt names."
         ),
     )
+    skipped: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Tasks it reads that a condition skipped: their output renders as empty text and "
+            "their json as none."
+        ),
+    )
     api_key_env: str | None = Field(
         default=None, description="Environment variable that holds the API key, if any."
     )
@@ -144,6 +151,13 @@ class TaskReport(ApiModel):
     result: TaskResult | None = Field(default=None, description="Model, usage, calls and size.")
     preview: str | None = Field(
         default=None, max_length=PREVIEW_CHARS, description="The output's first characters."
+    )
+    fields: JsonObject | None = Field(
+        default=None,
+        description=(
+            "On success, the fields of the structured output that the run's conditions read "
+            "(at most MAX_CONDITION_JSON_BYTES as JSON)."
+        ),
     )
 
     def encode(self) -> str:

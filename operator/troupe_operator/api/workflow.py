@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Annotated, Any, Final
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
 
@@ -19,6 +19,19 @@ MAX_TASKS: Final = 1000
 MAX_TEMPLATE_CHARS: Final = 65_536
 """Most characters of one prompt template; what it renders to is bounded in the task pod."""
 PREVIEW_CHARS: Final = 200
+MAX_WHEN_CHARS: Final = 1024
+"""Longest ``when`` condition (``troupe_operator.expressions.MAX_EXPRESSION_CHARS``)."""
+MAX_CONDITION_JSON_BYTES: Final = 512
+"""Most bytes (compact JSON) of the fields of one task's structured output that conditions
+read: the task's report carries them to the operator (in a 4,096-byte termination message)
+and status keeps them, so they must stay small; conditions test flags, numbers and short
+names, not documents."""
+
+JsonObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A free-form JSON object (a JSON Schema, or values decoded from a task's JSON output)."""
 
 
 class TaskSpec(ApiModel):
@@ -43,6 +56,24 @@ class TaskSpec(ApiModel):
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=86_400, description="Limit on one attempt (activeDeadlineSeconds)."
+    )
+    output_schema: JsonObject | None = Field(
+        default=None,
+        description=(
+            "A JSON Schema (type object) the task's output must match: the model is asked for "
+            "JSON, a reply that does not match is a retryable failure, and the JSON is "
+            "addressable as {{ tasks.NAME.json.FIELD }} and in conditions."
+        ),
+    )
+    when: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_WHEN_CHARS,
+        description=(
+            "A condition over inputs and upstream JSON, e.g. 'tasks.triage.json.deep == "
+            "true'; false skips the task (reason ConditionFalse) and what depends only on "
+            "skipped tasks."
+        ),
     )
 
 
@@ -118,6 +149,11 @@ class TaskStatus(ApiModel):
         default=None, description="When the task ended, or its latest attempt failed."
     )
     message: str | None = Field(default=None, description="Why the task is in this phase.")
+    reason: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Why, as a CamelCase word: ConditionFalse for a task skipped by a condition.",
+    )
     model: str | None = Field(default=None, description="Model that produced the output.")
     output: OutputRef | None = Field(default=None, description="Reference to the full output.")
     preview: str | None = Field(
@@ -126,6 +162,13 @@ class TaskStatus(ApiModel):
     usage: TokenUsage | None = Field(default=None, description="Tokens this task used.")
     calls: ModelCalls | None = Field(
         default=None, description="Model calls its attempts made, and the failed ones by status."
+    )
+    fields: JsonObject | None = Field(
+        default=None,
+        description=(
+            "The fields of the task's structured output that conditions read (at most 512 "
+            "bytes as JSON); the whole JSON is its output."
+        ),
     )
 
 

@@ -16,9 +16,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Final
 
-from troupe_operator import dag
+from troupe_operator import dag, expressions
 from troupe_operator.api import (
     Condition,
     TaskPhase,
@@ -52,7 +53,13 @@ from troupe_operator.workflow.observation import (
 )
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import brief, preview_chars, progress, total_usage
-from troupe_operator.workflow.tasks import FINISHED, TaskContext, settle_task
+from troupe_operator.workflow.tasks import (
+    FINISHED,
+    NO_REPORT,
+    TaskContext,
+    condition_skipped,
+    settle_task,
+)
 from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
@@ -244,8 +251,9 @@ class _Run:
                 spec,
                 self.previous.tasks.get(name) or TaskStatus(),
                 jobs.get(name, {}),
-                {dependency: self.tasks[dependency].phase for dependency in spec.depends_on},
+                {dependency: self.tasks[dependency] for dependency in spec.depends_on},
                 context,
+                partial(self._condition, spec),
             )
             self.tasks[name] = outcome.status
             if outcome.event:
@@ -260,6 +268,28 @@ class _Run:
                 self.unobserved.append(outcome.unobserved_job)
         # Attempts already under way (retries) go before first attempts.
         return sorted(wanted, key=lambda item: item[1] == 1)
+
+    def _condition(self, spec: TaskSpec) -> bool | str:
+        """Whether a ready task's ``when`` holds over the inputs and its upstream tasks' fields.
+
+        The fields are what the upstream tasks' reports carried, kept in status; a task
+        whose report was lost has unknown fields, and a condition reading them cannot be
+        decided (the task fails rather than guess).
+        """
+        assert spec.when is not None  # checked by the caller
+        expression = expressions.parse(spec.when)  # checked before the run started
+        fields: dict[str, expressions.JsonValue] = {}
+        for ref in expressions.references(expression):
+            if not isinstance(ref, expressions.FieldRef):
+                continue
+            upstream = self.tasks[ref.task]
+            if upstream.phase == TaskPhase.SUCCEEDED and upstream.message == NO_REPORT:
+                return (
+                    f"its condition reads task '{ref.task}', whose pod left no report: "
+                    "the fields it needs are unknown"
+                )
+            fields[ref.task] = upstream.fields
+        return expressions.evaluate(expression, self.spec.inputs, fields)
 
     def _apply_refused_creates(self) -> None:
         """A Job the API server refused for good fails its task with the server's words."""
@@ -361,6 +391,7 @@ class _Run:
         if self.observation.free_slots is not None:
             capacity = min(capacity, self.observation.free_slots)
         startable: list[CreateTask] = []
+        skipped = frozenset(n for n, t in self.tasks.items() if condition_skipped(t))
         for name, attempt in wanted:
             if self.tasks[name].phase in FINISHED:
                 continue  # its Job was refused
@@ -373,7 +404,7 @@ class _Run:
                 self.missing_agents[name] = spec.agent
                 self.waiting[name] = AGENT_NOT_FOUND
                 continue
-            startable.append(create_task(self.workflow, spec, attempt, agent))
+            startable.append(create_task(self.workflow, spec, attempt, agent, skipped))
         tenant = self.observation.tenant
         if startable and tenant is not None and self._over_budget(tenant):
             self.held = (TOKEN_BUDGET_EXCEEDED, len(startable))
@@ -428,6 +459,10 @@ class _Run:
             failed = self._failed_tasks()
             if failed:
                 return Verdict(WorkflowPhase.FAILED, "TaskFailed", self._failure_summary(failed))
+            skipped = sum(1 for task in self.tasks.values() if condition_skipped(task))
+            if skipped:
+                message = f"{total - skipped} tasks succeeded, {skipped} skipped by conditions"
+                return Verdict(WorkflowPhase.SUCCEEDED, "Succeeded", message)
             return Verdict(WorkflowPhase.SUCCEEDED, "Succeeded", f"all {total} tasks succeeded")
         refusal = self.observation.tenancy_refusal
         if refusal and started_at is None:
@@ -500,7 +535,18 @@ class _Run:
             spec_hash=self.spec_hash if started_at or verdict.finished else None,
             conditions=conditions,
         )
-        return fit_status(status)
+        return fit_status(status, needed=self._fields_needed())
+
+    def _fields_needed(self) -> frozenset[str]:
+        """Tasks whose fields a condition not yet decided will read."""
+        needed: set[str] = set()
+        for name, task in self.tasks.items():
+            condition = self.task_specs[name].when
+            if condition is None or task.phase in FINISHED or task.attempts:
+                continue
+            refs = expressions.references(expressions.parse(condition))
+            needed.update(ref.task for ref in refs if isinstance(ref, expressions.FieldRef))
+        return frozenset(needed)
 
     def _spec_change_condition(self, conditions: list[Condition]) -> list[Condition]:
         if not self.change_refused:

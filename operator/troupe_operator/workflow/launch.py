@@ -30,9 +30,15 @@ def upstream_tasks(task: TaskSpec) -> list[str]:
 
 
 def create_task(
-    workflow: WorkflowRef, task: TaskSpec, attempt: int, agent: AgentSpec
+    workflow: WorkflowRef,
+    task: TaskSpec,
+    attempt: int,
+    agent: AgentSpec,
+    skipped: frozenset[str] = frozenset(),
 ) -> CreateTask:
-    """The action starting ``attempt`` of ``task``."""
+    """The action starting ``attempt`` of ``task``; ``skipped`` are the run's tasks a
+    condition skipped, which have no output to read."""
+    reads = upstream_tasks(task)
     task_input = TaskInput(
         workflow=workflow.name,
         namespace=workflow.namespace,
@@ -40,7 +46,8 @@ def create_task(
         attempt=attempt,
         agent_name=task.agent,
         agent=agent,
-        upstream={name: workflow.output_config_map(name) for name in upstream_tasks(task)},
+        upstream={name: workflow.output_config_map(name) for name in reads if name not in skipped},
+        skipped=sorted(skipped.intersection(reads)),
         api_key_env=API_KEY_ENV if agent.model.api_key_secret_ref else None,
         deadline_seconds=(
             task.timeout_seconds * TASK_DEADLINE_SHARE if task.timeout_seconds else None

@@ -8,11 +8,19 @@ the Jobs say, and an attempt status says has started is never started again.
 When its Job is not observed, the task waits and the decision says which Job
 to look for; it is failed only once its Job is confirmed gone. Scheduling
 across tasks is the core's job; this module only looks at one task.
+
+Skipping, as in Argo: a task whose dependency failed, was cancelled or was
+skipped because of a failure is Skipped; a task whose dependencies were *all*
+skipped by conditions is Skipped with reason ``ConditionFalse``; a task with a
+mix of succeeded and condition-skipped dependencies runs (a join after
+branches). A ready task with a ``when`` that is false is Skipped with reason
+``ConditionFalse``; the condition is decided once, when the task is ready,
+and status records the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -35,6 +43,11 @@ FINISHED: Final = frozenset(
 )
 NOT_SUCCEEDED: Final = FINISHED - {TaskPhase.SUCCEEDED}
 NO_REPORT: Final = "succeeded, but its pod left no report (preview and token usage unknown)"
+CONDITION_FALSE: Final = "ConditionFalse"
+"""The reason of a task skipped by its own condition or because every dependency was."""
+
+ConditionCheck = Callable[[], "bool | str"]
+"""Decides a ready task's ``when``: whether it holds, or why it cannot be decided (a failure)."""
 
 
 @dataclass(frozen=True)
@@ -69,15 +82,17 @@ def settle_task(
     spec: TaskSpec,
     previous: TaskStatus,
     jobs: Mapping[int, ObservedJob],
-    upstream: Mapping[str, TaskPhase],
+    upstream: Mapping[str, TaskStatus],
     context: TaskContext,
+    condition: ConditionCheck = lambda: True,
 ) -> TaskOutcome:
-    """The task's outcome; ``upstream`` holds the new phase of each of its dependencies."""
+    """The task's outcome; ``upstream`` holds the new status of each of its dependencies,
+    ``condition`` decides its ``when`` once it is ready."""
     if previous.phase in FINISHED:
         return TaskOutcome(previous)
     attempt = max([previous.attempts, *jobs])
     if attempt == 0:
-        return _not_started(spec, previous, upstream)
+        return _not_started(spec, previous, upstream, condition)
     job = jobs.get(attempt)
     if previous.attempts == attempt and previous.phase == TaskPhase.RETRYING:
         # This attempt's failure is recorded; a Job still shown is on its way out.
@@ -101,18 +116,49 @@ def settle_task(
     )
 
 
+def condition_skipped(task: TaskStatus) -> bool:
+    return task.phase == TaskPhase.SKIPPED and task.reason == CONDITION_FALSE
+
+
 def _not_started(
-    spec: TaskSpec, previous: TaskStatus, upstream: Mapping[str, TaskPhase]
+    spec: TaskSpec,
+    previous: TaskStatus,
+    upstream: Mapping[str, TaskStatus],
+    condition: ConditionCheck,
 ) -> TaskOutcome:
-    blocked = [name for name in spec.depends_on if upstream.get(name) in NOT_SUCCEEDED]
+    phases = {name: upstream[name].phase for name in spec.depends_on if name in upstream}
+    blocked = [
+        name
+        for name, phase in phases.items()
+        if phase in NOT_SUCCEEDED and not condition_skipped(upstream[name])
+    ]
     if blocked:
-        phase = upstream[blocked[0]].value.lower()
+        phase = phases[blocked[0]].value.lower()
         skipped = TaskStatus(
             phase=TaskPhase.SKIPPED, message=f"not run: upstream task '{blocked[0]}' {phase}"
         )
         return TaskOutcome(skipped)
-    ready = all(upstream.get(name) == TaskPhase.SUCCEEDED for name in spec.depends_on)
-    return TaskOutcome(previous, start_attempt=1 if ready else None)
+    if len(phases) < len(spec.depends_on) or any(p not in FINISHED for p in phases.values()):
+        return TaskOutcome(previous)
+    if spec.depends_on and all(p == TaskPhase.SKIPPED for p in phases.values()):
+        message = "not run: every upstream task was skipped by a condition"
+        return TaskOutcome(_skipped_by_condition(message))
+    if spec.when is None:
+        return TaskOutcome(previous, start_attempt=1)
+    holds = condition()
+    if isinstance(holds, str):
+        failed = TaskStatus(phase=TaskPhase.FAILED, message=brief(f"not run: {holds}"))
+        event = Event(EventType.WARNING, "TaskFailed", f"task '{spec.name}' failed: {holds}")
+        return TaskOutcome(failed, event=event)
+    if holds:
+        return TaskOutcome(previous, start_attempt=1)
+    message = brief(f"not run: condition false: {spec.when}")
+    event = Event(EventType.NORMAL, "TaskSkipped", f"task '{spec.name}' {message}")
+    return TaskOutcome(_skipped_by_condition(message), event=event)
+
+
+def _skipped_by_condition(message: str) -> TaskStatus:
+    return TaskStatus(phase=TaskPhase.SKIPPED, reason=CONDITION_FALSE, message=message)
 
 
 def _active(
@@ -177,6 +223,7 @@ def _succeeded(
                 config_map=context.workflow.output_config_map(spec.name), bytes=size
             ),
             "preview": preview(report.preview or "", context.preview_chars) if report else None,
+            "fields": report.fields if report is not None else None,
             "usage": _usage(previous, job),
             "calls": _calls(previous, job),
         }
