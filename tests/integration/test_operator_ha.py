@@ -69,7 +69,7 @@ class GaugeSampler:
 def master_status(process: OperatorProcess) -> float | None:
     """The process's gauge for the Lease; None while it serves no metrics."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=1).text
+        text = httpx.get(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=5).text
     except httpx.TransportError:
         return None
     found = GAUGE.search(text)
@@ -121,7 +121,9 @@ def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
                 released = f"{leader_name} stopped leading, releasing the Lease"
                 expected.add(("Normal", "StoppedLeading", leader_name, released))
             wait_for(lambda: expected <= lease_events(troupe.api), what="the Lease's Events")
-            wait_for(lambda: master_status(standby) == 1.0, what="the new leader's gauge")
+            wait_for(
+                lambda: master_status(standby) == 1.0, timeout=60, what="the new leader's gauge"
+            )
             gauges.stop()
     before_stop = gauges.before(stopped_at)
     assert all(standby_value in (None, 0.0) for _, standby_value in before_stop), before_stop
