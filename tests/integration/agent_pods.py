@@ -28,6 +28,7 @@ import kubernetes
 from tests.integration.troupe_driver import ELECTION_ENV
 from tests.support.emulator import EmulatedCluster
 from tests.support.loopback import free_port
+from tests.support.restarting import terminate
 from tests.support.waiting import wait_for
 from troupe_operator.api.serve_env import MEMBERS_ENV
 
@@ -54,12 +55,7 @@ class AgentPod:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+            terminate(self.process)
 
 
 @dataclass

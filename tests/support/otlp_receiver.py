@@ -25,6 +25,7 @@ from typing import Self
 import rotel
 
 from tests.support.loopback import free_port
+from tests.support.restarting import terminate
 from tests.support.waiting import wait_for
 
 BINARY = Path(rotel.__file__).parent / "rotel-agent"
@@ -139,9 +140,4 @@ class OtlpReceiver:
         traceback: TracebackType | None,
     ) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
+            terminate(self._process, grace=10)

@@ -22,6 +22,7 @@ import httpx
 import yaml
 
 from tests.support.loopback import free_port
+from tests.support.restarting import terminate
 from tests.support.waiting import wait_for
 
 INTERVAL = "1s"
@@ -155,9 +156,4 @@ def prometheus(
             wait_for(ready, timeout=60, interval=0.1, what="Prometheus to be ready")
             yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        terminate(process)

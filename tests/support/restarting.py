@@ -54,9 +54,14 @@ class RestartingProcess:
         """SIGTERM, then SIGKILL after 20 s; not started again."""
         self._stopping.set()
         if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
+            terminate(self._process)
+
+
+def terminate(process: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``grace`` seconds, as a kubelet does."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
