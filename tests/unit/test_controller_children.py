@@ -21,6 +21,7 @@ from troupe_operator.controller import children, observe
 from troupe_operator.controller.config import ConfigError, OperatorConfig
 from troupe_operator.workflow import JobState, PrepareRun, WorkflowRef
 from troupe_operator.workflow.launch import create_task
+from troupe_operator.workflow.units import Unit
 
 RUN = WorkflowRef("team", "brief", "uid-1")
 SPEC = WorkflowSpec.model_validate(
@@ -37,7 +38,7 @@ PREPARE = PrepareRun(RUN.spec_config_map(), SPEC, RUN.task_identity(), ("brief-x
 
 
 def test_job_runs_the_task_locked_down_with_references_and_a_key_only_from_the_secret() -> None:
-    action = create_task(RUN, SPEC.tasks[0], 2, AGENT)
+    action = create_task(RUN, Unit(SPEC.tasks[0].name, SPEC.tasks[0]), 2, AGENT)
     job = children.task_job(RUN, action, OperatorConfig(agent_image="img:1"))
     assert job["metadata"]["name"] == RUN.job_name("research", 2)
     [owner] = job["metadata"]["ownerReferences"]

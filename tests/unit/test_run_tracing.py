@@ -40,6 +40,7 @@ from troupe_operator.controller.tracing import (
 )
 from troupe_operator.workflow import JobState, Observation, ObservedJob, WorkflowRef
 from troupe_operator.workflow.launch import create_task
+from troupe_operator.workflow.units import Unit
 
 UID = "6f1c0e4a-9d3b-4c1e-8a57-2b9f0d7e3c11"
 RUN = WorkflowRef("team", "brief", UID)
@@ -119,7 +120,7 @@ def test_task_pods_get_the_attempts_traceparent_and_the_export_settings_only() -
 
 def test_a_task_job_carries_its_attempts_trace_environment() -> None:
     run_tracer, _ = tracer()
-    action = create_task(RUN, SPEC.tasks[0], 1, AgentSpec())
+    action = create_task(RUN, Unit(SPEC.tasks[0].name, SPEC.tasks[0]), 1, AgentSpec())
     job = children.task_job(
         RUN, action, OperatorConfig(), run_tracer.task_environment(RUN, "research", 1)
     )

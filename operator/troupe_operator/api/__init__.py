@@ -46,6 +46,7 @@ from troupe_operator.api.task_io import (
     SCRIPTED_MODEL_NAME,
     SPEC_KEY,
     SPEC_MOUNT,
+    ItemRef,
     OutputTarget,
     TaskInput,
     TaskReport,
@@ -67,6 +68,8 @@ from troupe_operator.api.tenant import (
     WorkflowCounts,
 )
 from troupe_operator.api.workflow import (
+    INSTANCE_SEPARATOR,
+    ForEach,
     OutputRef,
     TaskPhase,
     TaskSpec,
@@ -83,6 +86,7 @@ __all__ = [
     "EXIT_RETRYABLE",
     "GROUP",
     "INPUT_ENV",
+    "INSTANCE_SEPARATOR",
     "MAX_OUTPUT_BYTES",
     "MAX_PROMPT_CHARS",
     "MAX_REPORT_BYTES",
@@ -105,6 +109,8 @@ __all__ = [
     "ConversationSpec",
     "ConversationTurn",
     "DeletionPolicy",
+    "ForEach",
+    "ItemRef",
     "ModelCalls",
     "ModelSpec",
     "NamespaceState",

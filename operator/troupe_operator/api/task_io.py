@@ -68,6 +68,18 @@ SCRIPTED_MODEL_NAME: Final = "troupe-scripted (offline placeholder, not an LLM)"
 """How the offline scripted model names itself in outputs and status."""
 
 
+MAX_COUNTED_LISTS: Final = 16
+"""Most list lengths one report carries (the lists forEach tasks expand over)."""
+
+
+class ItemRef(ApiModel):
+    """Which item of which upstream list a forEach instance runs on."""
+
+    task: str = Field(description="The upstream task whose JSON output holds the list.")
+    path: list[str] = Field(min_length=1, description="Field path of the list in that JSON.")
+    index: int = Field(ge=0, description="Position of this instance's item in the list.")
+
+
 class OutputTarget(ApiModel):
     """Where the task writes its output inside the cluster."""
 
@@ -95,6 +107,20 @@ class TaskInput(ApiModel):
             "Output ConfigMap of each task whose output this one reads, by task name: its "
             "direct dependencies and every task its prompt names."
         ),
+    )
+    fan_in: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "For each forEach task this one reads, the output ConfigMaps of its instances, in "
+            "item order: {{ tasks.NAME.outputs }} lists them, {{ tasks.NAME.output }} joins them."
+        ),
+    )
+    instance: str | None = Field(
+        default=None,
+        description="The status key of this instance (NAME.INDEX) when the task is a forEach's.",
+    )
+    item: ItemRef | None = Field(
+        default=None, description="The item a forEach instance runs on ({{ item }})."
     )
     skipped: list[str] = Field(
         default_factory=list,
@@ -157,6 +183,14 @@ class TaskReport(ApiModel):
         description=(
             "On success, the fields of the structured output that the run's conditions read "
             "(at most MAX_CONDITION_JSON_BYTES as JSON)."
+        ),
+    )
+    counts: dict[str, int] | None = Field(
+        default=None,
+        max_length=MAX_COUNTED_LISTS,
+        description=(
+            "On success, the length of each list in the structured output that a forEach "
+            "expands over, by dotted field path."
         ),
     )
 

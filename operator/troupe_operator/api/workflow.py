@@ -27,11 +27,44 @@ read: the task's report carries them to the operator (in a 4,096-byte terminatio
 and status keeps them, so they must stay small; conditions test flags, numbers and short
 names, not documents."""
 
+MAX_FOR_EACH_ITEMS: Final = 100
+"""Most instances one ``forEach`` may expand to: each is a Job, a ConfigMap and a status entry."""
+INSTANCE_SEPARATOR: Final = "."
+"""Joins a task's name and an instance's suffix in status keys and labels (``research.0``);
+task names are DNS labels, which have no dots, so an instance never collides with a task."""
+
 JsonObject = Annotated[
     dict[str, Any],
     WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
 ]
 """A free-form JSON object (a JSON Schema, or values decoded from a task's JSON output)."""
+
+
+class ForEach(ApiModel):
+    """Run a task once per item of a list that an upstream task's structured output holds."""
+
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=MAX_WHEN_CHARS,
+        pattern=r"^tasks\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.json(\.[A-Za-z_][A-Za-z0-9_-]*)+$",
+        description=(
+            "The list to expand over, as tasks.NAME.json.FIELD of an upstream task with an "
+            "outputSchema; each instance sees its item as {{ item }}."
+        ),
+    )
+    max_items: int = Field(
+        default=20,
+        ge=1,
+        le=MAX_FOR_EACH_ITEMS,
+        description="Most items; a longer list fails the task (reason TooManyItems).",
+    )
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_FOR_EACH_ITEMS,
+        description="Most instances running at once; unlimited (within the run's) if unset.",
+    )
 
 
 class TaskSpec(ApiModel):
@@ -73,6 +106,13 @@ class TaskSpec(ApiModel):
             "A condition over inputs and upstream JSON, e.g. 'tasks.triage.json.deep == "
             "true'; false skips the task (reason ConditionFalse) and what depends only on "
             "skipped tasks."
+        ),
+    )
+    for_each: ForEach | None = Field(
+        default=None,
+        description=(
+            "Expand the task at run time into one instance per item of an upstream list "
+            "(NAME.0, NAME.1, ...); tasks downstream read all instances' outputs."
         ),
     )
 
@@ -168,6 +208,28 @@ class TaskStatus(ApiModel):
         description=(
             "The fields of the task's structured output that conditions read (at most 512 "
             "bytes as JSON); the whole JSON is its output."
+        ),
+    )
+    counts: dict[str, int] | None = Field(
+        default=None,
+        description=(
+            "Lengths of the lists in the task's structured output that forEach expands over, "
+            "by field path (e.g. topics)."
+        ),
+    )
+    result_of: str | None = Field(
+        default=None,
+        description=(
+            "The instance whose output is this task's output (a supervisor's final turn, the "
+            "winning candidate); tasks downstream read that one."
+        ),
+    )
+    items: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "A forEach task's expansion, recorded once: how many instances it runs "
+            "(NAME.0 to NAME.<items-1>, each with its own entry in tasks)."
         ),
     )
 

@@ -30,6 +30,7 @@ from troupe_operator.api import (
     WorkflowStatus,
 )
 from troupe_operator.spec_checks import check_workflow
+from troupe_operator.workflow import fan_out
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -41,7 +42,7 @@ from troupe_operator.workflow.actions import (
 )
 from troupe_operator.workflow.compaction import fit_status
 from troupe_operator.workflow.conditions import find_condition, remove_condition, set_condition
-from troupe_operator.workflow.launch import create_task
+from troupe_operator.workflow.launch import Reads, create_task, upstream_tasks
 from troupe_operator.workflow.naming import WorkflowRef
 from troupe_operator.workflow.observation import (
     InvalidSpec,
@@ -57,10 +58,12 @@ from troupe_operator.workflow.tasks import (
     FINISHED,
     NO_REPORT,
     TaskContext,
+    TaskOutcome,
     condition_skipped,
     settle_task,
 )
 from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
+from troupe_operator.workflow.units import Unit, instance_key, parent_of, possible_units
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
@@ -195,7 +198,17 @@ class _Run:
         self.now = observation.now
         self.previous = observation.status
         self.task_specs = {task.name: task for task in spec.tasks}
+        self.context = TaskContext(
+            workflow=self.workflow,
+            retry_backoff_seconds=spec.retry_backoff_seconds,
+            preview_chars=preview_chars(len(spec.tasks)),
+            now=self.now,
+        )
+        self.jobs: dict[str, dict[int, ObservedJob]] = defaultdict(dict)
         self.tasks: dict[str, TaskStatus] = {}
+        """Each task's status, and each instance's under its own key."""
+        self.units: dict[str, Unit] = {}
+        self.wanted: list[tuple[str, int]] = []
         self.actions: list[Action] = []
         self.wake_times: list[datetime] = []
         self.missing_agents: dict[str, str] = {}
@@ -234,40 +247,83 @@ class _Run:
 
     def _settle_tasks(self) -> list[tuple[str, int]]:
         """Every task's new status; returns the attempts wanted, in a stable order."""
-        jobs: dict[str, dict[int, ObservedJob]] = defaultdict(dict)
         for job in self.observation.jobs:
-            jobs[job.task][job.attempt] = job
-        context = TaskContext(
-            workflow=self.workflow,
-            retry_backoff_seconds=self.spec.retry_backoff_seconds,
-            preview_chars=preview_chars(len(self.spec.tasks)),
-            now=self.now,
-        )
+            self.jobs[job.task][job.attempt] = job
         order = dag.topological_order({task.name: task.depends_on for task in self.spec.tasks})
-        wanted = []
         for name in order:
             spec = self.task_specs[name]
+            if spec.for_each is None:
+                self._settle_unit(Unit(name, spec), self._upstream(spec))
+            else:
+                self._settle_fan_out(spec)
+        # Attempts already under way (retries) go before first attempts.
+        return sorted(self.wanted, key=lambda item: item[1] == 1)
+
+    def _upstream(self, spec: TaskSpec) -> dict[str, TaskStatus]:
+        return {dependency: self.tasks[dependency] for dependency in spec.depends_on}
+
+    def _settle_unit(self, unit: Unit, upstream: dict[str, TaskStatus]) -> TaskOutcome:
+        """Fold one unit's Jobs into its status and note what it needs next."""
+        self.units[unit.key] = unit
+        outcome = settle_task(
+            unit.settled,
+            self.previous.tasks.get(unit.key) or TaskStatus(),
+            self.jobs.get(unit.key, {}),
+            upstream,
+            self.context,
+            partial(self._condition, unit.spec),
+        )
+        self.tasks[unit.key] = outcome.status
+        if outcome.event:
+            self.actions.append(outcome.event)
+        if outcome.start_attempt:
+            self.wanted.append((unit.key, outcome.start_attempt))
+        if outcome.wake_at:
+            self.wake_times.append(outcome.wake_at)
+        if outcome.stop_job:
+            self.actions.append(DeleteJob(outcome.stop_job, unit.key, "its attempt failed"))
+        if outcome.unobserved_job:
+            self.unobserved.append(outcome.unobserved_job)
+        return outcome
+
+    def _settle_fan_out(self, spec: TaskSpec) -> None:
+        """A forEach task: ready → expanded once (recorded as ``items``), then its instances
+        settled as units and summed up in the parent's entry."""
+        assert spec.for_each is not None
+        parent = self.previous.tasks.get(spec.name) or TaskStatus()
+        if parent.items is None and parent.phase not in FINISHED:
             outcome = settle_task(
-                spec,
-                self.previous.tasks.get(name) or TaskStatus(),
-                jobs.get(name, {}),
-                {dependency: self.tasks[dependency] for dependency in spec.depends_on},
-                context,
-                partial(self._condition, spec),
+                spec, parent, {}, self._upstream(spec), self.context, partial(self._condition, spec)
             )
-            self.tasks[name] = outcome.status
+            parent = outcome.status
             if outcome.event:
                 self.actions.append(outcome.event)
             if outcome.start_attempt:
-                wanted.append((name, outcome.start_attempt))
-            if outcome.wake_at:
-                self.wake_times.append(outcome.wake_at)
-            if outcome.stop_job:
-                self.actions.append(DeleteJob(outcome.stop_job, name, "its attempt failed"))
-            if outcome.unobserved_job:
-                self.unobserved.append(outcome.unobserved_job)
-        # Attempts already under way (retries) go before first attempts.
-        return sorted(wanted, key=lambda item: item[1] == 1)
+                items = fan_out.expand(spec, self.tasks[fan_out.source(spec.for_each).task])
+                if isinstance(items, str):
+                    parent = fan_out.refused(items, self.now)
+                    message = f"task '{spec.name}' failed: {parent.message}"
+                    self.actions.append(Event(EventType.WARNING, "TaskFailed", message))
+                else:
+                    parent = fan_out.expanded(parent, items, self.now)
+                    message = f"task '{spec.name}' expanded into {items} instance(s)"
+                    self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
+        instances = {}
+        for index in range(parent.items or 0):
+            key = instance_key(spec.name, index)
+            unit = Unit(key, spec, fan_out.item_ref(spec.for_each, index))
+            instances[key] = self._settle_unit(unit, {}).status
+        summed = fan_out.summary(parent, instances, self.now)
+        if summed.phase != parent.phase and summed.phase in FINISHED:
+            kind, reason = (
+                (EventType.NORMAL, "TaskSucceeded")
+                if summed.phase == TaskPhase.SUCCEEDED
+                else (EventType.WARNING, "TaskFailed")
+            )
+            verb = "succeeded" if kind == EventType.NORMAL else "failed"
+            message = brief(f"task '{spec.name}' {verb}: {summed.message}")
+            self.actions.append(Event(kind, reason, message))
+        self.tasks[spec.name] = summed
 
     def _condition(self, spec: TaskSpec) -> bool | str:
         """Whether a ready task's ``when`` holds over the inputs and its upstream tasks' fields.
@@ -370,19 +426,23 @@ class _Run:
         ] + list(_stop_jobs(self.observation.jobs, verdict.reason))
         self.unobserved.clear()
 
-    def _running(self) -> int:
-        """Attempts that may be running: tasks status says run, and any other active Job."""
+    def _running_keys(self) -> list[str]:
+        """Units whose attempt may be running: those status says run (an expanded parent
+        has no Job and is not one), and any other active Job's."""
         current = {
             (name, task.attempts)
             for name, task in self.tasks.items()
-            if task.phase == TaskPhase.RUNNING
+            if task.phase == TaskPhase.RUNNING and task.items is None
         }
-        others = sum(
-            1
+        others = [
+            job.task
             for job in self.observation.jobs
             if job.state == JobState.ACTIVE and (job.task, job.attempt) not in current
-        )
-        return len(current) + others
+        ]
+        return [name for name, _ in current] + others
+
+    def _running(self) -> int:
+        return len(self._running_keys())
 
     def _schedule(self, wanted: list[tuple[str, int]]) -> None:
         """Start what parallelism, the shell's slots and the Tenant's limits allow."""
@@ -391,20 +451,27 @@ class _Run:
         if self.observation.free_slots is not None:
             capacity = min(capacity, self.observation.free_slots)
         startable: list[CreateTask] = []
-        skipped = frozenset(n for n, t in self.tasks.items() if condition_skipped(t))
+        running = Counter(parent_of(key) for key in self._running_keys())
         for name, attempt in wanted:
             if self.tasks[name].phase in FINISHED:
                 continue  # its Job was refused
-            if len(startable) == capacity:
+            unit = self.units[name]
+            for_each = unit.spec.for_each
+            if len(startable) == capacity or (
+                for_each is not None
+                and for_each.parallelism is not None
+                and running[unit.spec.name] >= for_each.parallelism
+            ):
                 self.waiting[name] = PARALLELISM
                 continue
-            spec = self.task_specs[name]
-            agent = self.observation.agents.get(spec.agent)
+            agent = self.observation.agents.get(unit.spec.agent)
             if agent is None:
-                self.missing_agents[name] = spec.agent
+                self.missing_agents[name] = unit.spec.agent
                 self.waiting[name] = AGENT_NOT_FOUND
                 continue
-            startable.append(create_task(self.workflow, spec, attempt, agent, skipped))
+            running[unit.spec.name] += 1
+            reads = self._reads(unit)
+            startable.append(create_task(self.workflow, unit, attempt, agent, reads))
         tenant = self.observation.tenant
         if startable and tenant is not None and self._over_budget(tenant):
             self.held = (TOKEN_BUDGET_EXCEEDED, len(startable))
@@ -418,7 +485,7 @@ class _Run:
                 held = (action.task for action in startable[slots:])
                 self.waiting.update(dict.fromkeys(held, TENANT_CONCURRENCY_LIMIT))
         for action in startable[:slots]:
-            self._started(self.task_specs[action.task], action)
+            self._started(action)
 
     def _tokens_used(self, tenant: TenantShare) -> int:
         """The Tenant's tokens: its other Workflows', and this run's own as settled now."""
@@ -429,9 +496,25 @@ class _Run:
         budget = tenant.token_budget
         return budget is not None and self._tokens_used(tenant) >= budget
 
-    def _started(self, spec: TaskSpec, action: CreateTask) -> None:
-        previous = self.tasks[spec.name]
-        self.tasks[spec.name] = previous.model_copy(
+    def _reads(self, unit: Unit) -> Reads:
+        """Where the outputs ``unit`` reads are, from its upstream tasks' statuses."""
+        upstream: dict[str, str] = {}
+        fan_in: dict[str, list[str]] = {}
+        skipped: list[str] = []
+        for name in upstream_tasks(unit.spec):
+            task = self.tasks[name]
+            if condition_skipped(task):
+                skipped.append(name)
+            elif task.items is not None:
+                keys = (instance_key(name, index) for index in range(task.items))
+                fan_in[name] = [self.workflow.output_config_map(key) for key in keys]
+            else:
+                upstream[name] = self.workflow.output_config_map(task.result_of or name)
+        return Reads(upstream, fan_in, skipped)
+
+    def _started(self, action: CreateTask) -> None:
+        previous = self.tasks[action.task]
+        self.tasks[action.task] = previous.model_copy(
             update={
                 "phase": TaskPhase.RUNNING,
                 "attempts": action.attempt,
@@ -442,8 +525,12 @@ class _Run:
             }
         )
         self.actions.append(action)
-        message = f"task '{spec.name}' attempt {action.attempt} started (Job {action.job_name})"
+        message = f"task '{action.task}' attempt {action.attempt} started (Job {action.job_name})"
         self.actions.append(Event(EventType.NORMAL, "TaskStarted", message, routine=True))
+
+    def _spec_tasks(self) -> dict[str, TaskStatus]:
+        """The entries of the spec's tasks, without their instances'."""
+        return {name: self.tasks[name] for name in self.task_specs}
 
     def _failed_tasks(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.phase == TaskPhase.FAILED]
@@ -454,12 +541,13 @@ class _Run:
         return f"task '{first}' failed{more}: {self.tasks[first].message or 'no message'}"
 
     def _verdict(self, started_at: datetime | None) -> Verdict:
-        total = len(self.tasks)
+        tasks = self._spec_tasks()
+        total = len(tasks)
         if all(task.phase in FINISHED for task in self.tasks.values()):
             failed = self._failed_tasks()
             if failed:
                 return Verdict(WorkflowPhase.FAILED, "TaskFailed", self._failure_summary(failed))
-            skipped = sum(1 for task in self.tasks.values() if condition_skipped(task))
+            skipped = sum(1 for task in tasks.values() if condition_skipped(task))
             if skipped:
                 message = f"{total - skipped} tasks succeeded, {skipped} skipped by conditions"
                 return Verdict(WorkflowPhase.SUCCEEDED, "Succeeded", message)
@@ -475,7 +563,7 @@ class _Run:
         if self.held and held:
             reason = self.held[0]
             return Verdict(phase, reason, held, blocked=reason == TOKEN_BUDGET_EXCEEDED)
-        counts = Counter(task.phase for task in self.tasks.values())
+        counts = Counter(task.phase for task in tasks.values())
         if phase == WorkflowPhase.PENDING:
             return Verdict(phase, "Pending", "waiting to start")
         parts = [f"{counts[p]} {p.value.lower()}" for p in TaskPhase if counts[p]]
@@ -520,7 +608,7 @@ class _Run:
         self._announce(verdict, conditions)
         status = WorkflowStatus(
             phase=verdict.phase,
-            progress=progress(self.tasks, len(self.tasks)),
+            progress=progress(self._spec_tasks(), len(self.task_specs)),
             started_at=started_at,
             finished_at=finished_at,
             duration=(
@@ -540,7 +628,7 @@ class _Run:
     def _fields_needed(self) -> frozenset[str]:
         """Tasks whose fields a condition not yet decided will read."""
         needed: set[str] = set()
-        for name, task in self.tasks.items():
+        for name, task in self._spec_tasks().items():
             condition = self.task_specs[name].when
             if condition is None or task.phase in FINISHED or task.attempts:
                 continue
@@ -608,7 +696,7 @@ class _Run:
         """Set the run up once it starts: its pods' identity and its recorded spec."""
         if started_at is None or verdict.finished or self.observation.recorded_spec is not None:
             return []
-        outputs = tuple(self.workflow.output_config_map(task.name) for task in self.spec.tasks)
+        outputs = tuple(self.workflow.output_config_map(key) for key in possible_units(self.spec))
         return [
             PrepareRun(
                 spec_config_map=self.workflow.spec_config_map(),

@@ -1,44 +1,57 @@
-"""Turning "start attempt N of task T" into a complete CreateTask action.
+"""Turning "start attempt N of unit U" into a complete CreateTask action.
 
 What a task needs travels by reference: its Agent's spec, the names of the
-ConfigMaps holding the outputs it reads, where to write its own. The
-template and inputs are in the run's recorded spec, which the pod mounts. No
-prompt is rendered and no output is read here: that happens in the pod,
-inside its own limits.
+ConfigMaps holding the outputs it reads, where to write its own, and for a
+forEach instance which item it runs on. The template and inputs are in the
+run's recorded spec, which the pod mounts. No prompt is rendered and no output
+is read here: that happens in the pod, inside its own limits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from troupe_operator.api import AgentSpec, OutputTarget, TaskInput, TaskSpec
 from troupe_operator.templates import references
 from troupe_operator.workflow.actions import CreateTask
+from troupe_operator.workflow.fan_out import source
 from troupe_operator.workflow.naming import WorkflowRef
 from troupe_operator.workflow.timing import TASK_DEADLINE_SHARE
+from troupe_operator.workflow.units import Unit
 
 API_KEY_ENV: Final = "TROUPE_API_KEY"
 """The only place a task's API key appears: this environment variable of its process."""
 
 
 def upstream_tasks(task: TaskSpec) -> list[str]:
-    """The tasks whose output ``task`` reads: its dependencies and those its prompt names.
+    """The tasks whose output ``task`` reads: its dependencies, those its prompt names, and
+    the task holding the list a forEach expands over.
 
     The prompt was checked before the run started, so it parses.
     """
-    return sorted(set(task.depends_on) | references(task.prompt).tasks)
+    names = set(task.depends_on) | references(task.prompt).tasks
+    if task.for_each is not None:
+        names.add(source(task.for_each).task)
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """Where the outputs a unit reads are: one ConfigMap per task, a list per forEach task,
+    and the tasks a condition skipped (no output: empty text, no json)."""
+
+    upstream: Mapping[str, str] = field(default_factory=dict)
+    fan_in: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    skipped: Sequence[str] = ()
 
 
 def create_task(
-    workflow: WorkflowRef,
-    task: TaskSpec,
-    attempt: int,
-    agent: AgentSpec,
-    skipped: frozenset[str] = frozenset(),
+    workflow: WorkflowRef, unit: Unit, attempt: int, agent: AgentSpec, reads: Reads = Reads()
 ) -> CreateTask:
-    """The action starting ``attempt`` of ``task``; ``skipped`` are the run's tasks a
-    condition skipped, which have no output to read."""
-    reads = upstream_tasks(task)
+    """The action starting ``attempt`` of ``unit``."""
+    task = unit.spec
     task_input = TaskInput(
         workflow=workflow.name,
         namespace=workflow.namespace,
@@ -46,26 +59,29 @@ def create_task(
         attempt=attempt,
         agent_name=task.agent,
         agent=agent,
-        upstream={name: workflow.output_config_map(name) for name in reads if name not in skipped},
-        skipped=sorted(skipped.intersection(reads)),
+        upstream=dict(reads.upstream),
+        fan_in={name: list(maps) for name, maps in reads.fan_in.items()},
+        instance=unit.key if unit.key != task.name else None,
+        item=unit.item,
+        skipped=sorted(reads.skipped),
         api_key_env=API_KEY_ENV if agent.model.api_key_secret_ref else None,
         deadline_seconds=(
             task.timeout_seconds * TASK_DEADLINE_SHARE if task.timeout_seconds else None
         ),
         output=OutputTarget(
-            config_map=workflow.output_config_map(task.name),
+            config_map=workflow.output_config_map(unit.key),
             namespace=workflow.namespace,
-            labels=workflow.task_labels(task.name),
+            labels=workflow.task_labels(unit.key),
             owner_references=[workflow.owner_reference(block_owner_deletion=False)],
         ),
     )
     return CreateTask(
-        task=task.name,
+        task=unit.key,
         attempt=attempt,
-        job_name=workflow.job_name(task.name, attempt),
+        job_name=workflow.job_name(unit.key, attempt),
         task_input=task_input,
         service_account=workflow.task_identity(),
         spec_config_map=workflow.spec_config_map(),
         active_deadline_seconds=task.timeout_seconds,
-        labels=workflow.attempt_labels(task.name, attempt),
+        labels=workflow.attempt_labels(unit.key, attempt),
     )

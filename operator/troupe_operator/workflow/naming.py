@@ -9,6 +9,10 @@ name leaves children that garbage collection has not removed yet. So every
 name carries a short hash of the Workflow's uid, as Argo's pod names carry a
 hash. Names are DNS-1123 labels of at most 63 characters; a long one keeps a
 readable prefix and a stable hash of what was cut.
+
+An instance of an expanded task (``research.2``, see ``INSTANCE_SEPARATOR``) is named like
+a task with the dot as a hyphen; as a task ``research-2`` would read the same, an
+instance's names carry a hash of the uid *and* its key in place of the run's hash.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final
 
-from troupe_operator.api import API_VERSION
+from troupe_operator.api import API_VERSION, INSTANCE_SEPARATOR
 
 MAX_NAME: Final = 63
 HASH_CHARS: Final = 8
@@ -56,13 +60,21 @@ class WorkflowRef:
         """Short hash of the uid: tells this run's children from any other's."""
         return short_digest(self.uid)
 
+    def _task_hash(self, task: str) -> str:
+        if INSTANCE_SEPARATOR not in task:
+            return self.run_hash
+        return short_digest(f"{self.uid}/{task}")
+
+    def _task_base(self, task: str) -> str:
+        return f"{self.name}-{task.replace(INSTANCE_SEPARATOR, '-')}"
+
     def job_name(self, task: str, attempt: int) -> str:
         """The Job of one attempt: ``<workflow>-<task>-<hash>-<attempt>``."""
-        return _fit(f"{self.name}-{task}", f"-{self.run_hash}-{attempt}")
+        return _fit(self._task_base(task), f"-{self._task_hash(task)}-{attempt}")
 
     def output_config_map(self, task: str) -> str:
         """The ConfigMap holding a task's output (the newest attempt's)."""
-        return _fit(f"{self.name}-{task}", f"-{self.run_hash}-out")
+        return _fit(self._task_base(task), f"-{self._task_hash(task)}-out")
 
     def spec_config_map(self) -> str:
         """The ConfigMap holding the spec the run started with; task pods mount it."""
