@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from troupe_agent.failures import TaskFailed
 from troupe_operator.api import EXIT_PERMANENT, EXIT_RETRYABLE
 from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES
-from troupe_operator.expressions import JsonValue, project
+from troupe_operator.expressions import JsonValue, lookup, project
 
 OUTPUT_TOOL: Final = "submit_output"
 """The one tool a structured call offers; its arguments are the output."""
@@ -88,6 +88,27 @@ def condition_fields(value: JsonValue, paths: frozenset[tuple[str, ...]]) -> dic
             EXIT_PERMANENT,
         )
     return fields
+
+
+def list_lengths(value: JsonValue, lists: dict[str, tuple[str, ...]]) -> dict[str, int] | None:
+    """The length of each list forEach tasks expand over, by count key; None when none.
+
+    An absent or null list is empty; anything else at the path is not a list, which the
+    schema should have refused, so it is permanent.
+    """
+    if not lists:
+        return None
+    counts = {}
+    for key, path in lists.items():
+        found = lookup(value, path)
+        if found is not None and not isinstance(found, list):
+            raise TaskFailed(
+                f"forEach expands over {key} of this task's output, which is a "
+                f"{type(found).__name__}, not a list",
+                EXIT_PERMANENT,
+            )
+        counts[key] = len(found or [])
+    return counts
 
 
 def minimal_instance(schema: Any) -> JsonValue:

@@ -32,8 +32,8 @@ from troupe_agent.errors import ModelCallError
 from troupe_agent.failures import TaskFailed
 from troupe_agent.output_file import OutputFiles, write_output_file
 from troupe_agent.retry import Deadline
-from troupe_agent.structured import condition_fields
-from troupe_agent.task_prompt import build_task_prompt, decode_json_outputs
+from troupe_agent.structured import condition_fields, list_lengths
+from troupe_agent.task_prompt import build_task_prompt, render_values
 from troupe_agent.task_report import failure_report, success_report, write_report
 from troupe_agent.task_sources import load_task_input, load_task_spec, read_api_key
 from troupe_agent.usage import UsageTally
@@ -44,8 +44,11 @@ from troupe_operator.api import (
     OutputTarget,
     TaskReport,
     TaskResult,
+    counted_lists,
 )
+from troupe_operator.api.workflow import instance_key
 from troupe_operator.expressions import fields_read
+from troupe_operator.templates import join_outputs
 
 if TYPE_CHECKING:
     from troupe_agent.output_configmap import OutputConfigMaps
@@ -117,12 +120,16 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
         OutputFiles(options.outputs_dir) if options.outputs_dir is not None else cluster()
     )
     outputs = {name: upstream.read(name, cm) for name, cm in task_input.upstream.items()}
+    output_lists = {
+        name: [upstream.read(instance_key(name, index), cm) for index, cm in enumerate(maps)]
+        for name, maps in task_input.fan_in.items()
+    }
+    outputs.update({name: join_outputs(name, texts) for name, texts in output_lists.items()})
     outputs.update(dict.fromkeys(task_input.skipped, ""))
-    prompt = build_task_prompt(
-        task, spec.inputs, outputs, deadline, decode_json_outputs(spec, outputs)
-    )
+    values = render_values(spec, outputs, output_lists, task_input.item)
+    prompt = build_task_prompt(task, spec.inputs, values, deadline)
     agent_options = AgentOptions(observers=[spent])
-    fields = None
+    fields = counts = None
     try:
         if task.output_schema is None:
             text, result = run_task(task_input, prompt, api_key, deadline, agent_options)
@@ -132,11 +139,12 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
             )
             conditions = [other.when for other in spec.tasks if other.when]
             fields = condition_fields(value, fields_read(conditions, task.name))
+            counts = list_lengths(value, counted_lists(spec, task.name))
     except ModelCallError as exc:
         raise TaskFailed(str(exc), EXIT_RETRYABLE if exc.retryable else EXIT_PERMANENT) from exc
     result = spent.completed(result)  # the retried calls' failures too
     check_output_size(text)
-    report = success_report(text, result, fields)
+    report = success_report(text, result, fields, counts)
     write(text, result, report)
     return result, report
 

@@ -26,11 +26,18 @@ def preview_of(text: str) -> str:
 
 
 def success_report(
-    text: str, result: TaskResult, fields: dict[str, Any] | None = None
+    text: str,
+    result: TaskResult,
+    fields: dict[str, Any] | None = None,
+    counts: dict[str, int] | None = None,
 ) -> TaskReport:
     """A success's report; ``fields`` are those of a structured output conditions read,
-    already bounded by ``MAX_CONDITION_JSON_BYTES``, so the report still fits."""
-    return TaskReport(succeeded=True, result=result, preview=preview_of(text), fields=fields)
+    already bounded by ``MAX_CONDITION_JSON_BYTES``, and ``counts`` the lengths of its
+    lists that forEach tasks expand over (at most ``MAX_COUNTED_LISTS`` small numbers), so
+    the report still fits."""
+    return TaskReport(
+        succeeded=True, result=result, preview=preview_of(text), fields=fields, counts=counts
+    )
 
 
 def failure_report(message: str, spent: TaskResult | None) -> TaskReport:

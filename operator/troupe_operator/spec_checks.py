@@ -6,7 +6,9 @@ cycle, templates that render to something and only read inputs that exist and
 tasks that are upstream, agents that exist, a name short enough to label
 children with, a spec small enough to record, output schemas that are JSON
 Schemas of objects, and conditions that parse and read only inputs that exist
-and fields an upstream task's ``outputSchema`` declares.
+and fields an upstream task's ``outputSchema`` declares, forEach lists that an upstream
+``outputSchema`` declares as arrays, ``{{ item }}`` only in forEach tasks, and a bound on
+all the tasks and instances a run may have.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
 and the CLI can print them, unchanged.
@@ -24,6 +26,7 @@ from jsonschema.exceptions import SchemaError
 
 from troupe_operator import dag, expressions
 from troupe_operator.api import TaskSpec, WorkflowSpec
+from troupe_operator.api.workflow import MAX_TASKS, instance_key
 from troupe_operator.templates import TemplateError, references, renders_nothing
 
 LABEL_VALUE_MAX = 63
@@ -80,12 +83,21 @@ def check_workflow(
         upstream = dag.ancestors(dependencies)
 
     schemas = {task.name: task.output_schema for task in spec.tasks if task.output_schema}
+    fanned = {task.name for task in spec.tasks if task.for_each is not None}
+    units = sum(task.for_each.max_items if task.for_each else 1 for task in spec.tasks)
+    if units > MAX_TASKS:
+        problems.append(
+            f"the run may have {units} tasks and forEach instances (forEach.maxItems counts "
+            f"each instance); at most {MAX_TASKS}"
+        )
     for task in spec.tasks:
         problems += _check_template(task.name, task.prompt, spec.inputs.keys(), upstream)
         problems += _check_schema(task)
+        problems += _check_item(task)
         if upstream is not None:
             problems += _check_json_reads(task, upstream.get(task.name, frozenset()), schemas)
-            problems += _check_when(task, spec.inputs.keys(), upstream, schemas)
+            problems += _check_when(task, spec.inputs.keys(), upstream, schemas, fanned)
+            problems += _check_for_each(task, upstream.get(task.name, frozenset()), schemas, fanned)
         if known_agents is not None and task.agent not in known_agents:
             problems.append(f"task '{task.name}' uses agent '{task.agent}', which is not defined")
     return problems
@@ -154,11 +166,55 @@ def _check_json_reads(
     ]
 
 
+def _check_item(task: TaskSpec) -> list[str]:
+    """``{{ item }}`` is a forEach instance's; a forEach task's name leaves room for its
+    instances' keys (``NAME.INDEX``, a label value of at most 63 characters)."""
+    try:
+        reads_item = references(task.prompt).item
+    except TemplateError:
+        return []  # reported by _check_template
+    if task.for_each is None:
+        if reads_item:
+            return [f"task '{task.name}' prompt uses item, which only forEach tasks have"]
+        return []
+    longest = len(instance_key(task.name, task.for_each.max_items - 1))
+    if longest > LABEL_VALUE_MAX:
+        return [
+            f"task '{task.name}' is a forEach task: its instances' names (e.g. "
+            f"{instance_key(task.name, 0)}) must fit {LABEL_VALUE_MAX} characters; shorten it "
+            f"by {longest - LABEL_VALUE_MAX}"
+        ]
+    return []
+
+
+def _check_for_each(
+    task: TaskSpec, upstream: frozenset[str], schemas: Mapping[str, Any], fanned: Collection[str]
+) -> list[str]:
+    """``forEach.from`` names a list that an upstream task's ``outputSchema`` declares."""
+    if task.for_each is None:
+        return []
+    source, path = task.for_each.list_task, task.for_each.list_path
+    where = f"task '{task.name}' forEach.from {task.for_each.from_}"
+    if source not in upstream:
+        return [f"{where}: task '{source}' is not upstream of it (add it to dependsOn)"]
+    if source in fanned:
+        return [f"{where}: task '{source}' is a forEach task; its json is a list of outputs"]
+    if source not in schemas:
+        return [f"{where}: task '{source}' has no outputSchema"]
+    declared = _declared(schemas[source], path)
+    if declared is None:
+        return [f"{where}: the outputSchema of '{source}' declares no such field"]
+    if declared.get("type") != "array":
+        return [f"{where}: the outputSchema of '{source}' must declare it type: array"]
+    return []
+
+
 def _check_when(
     task: TaskSpec,
     inputs: Collection[str],
     upstream: Mapping[str, frozenset[str]],
     schemas: Mapping[str, Any],
+    fanned: Collection[str],
 ) -> list[str]:
     """A condition parses, and reads existing inputs and declared fields of upstream tasks."""
     if task.when is None:
@@ -177,9 +233,14 @@ def _check_when(
         shown = ".".join(("tasks", ref.task, "json", *ref.path))
         if ref.task not in upstream.get(task.name, frozenset()):
             problems.append(f"{where} reads {shown}, but task '{ref.task}' is not upstream of it")
+        elif ref.task in fanned:
+            problems.append(
+                f"{where} reads {shown}, but task '{ref.task}' is a forEach task, whose "
+                "instances' fields conditions cannot read"
+            )
         elif ref.task not in schemas:
             problems.append(f"{where} reads {shown}, but task '{ref.task}' has no outputSchema")
-        elif not _declared(schemas[ref.task], ref.path):
+        elif _declared(schemas[ref.task], ref.path) is None:
             problems.append(
                 f"{where} reads {shown}, but the outputSchema of '{ref.task}' "
                 "declares no such field"
@@ -187,11 +248,12 @@ def _check_when(
     return problems
 
 
-def _declared(schema: Any, path: tuple[str, ...]) -> bool:
-    """Whether each step of ``path`` is a property the schema declares (under ``properties``)."""
+def _declared(schema: Any, path: tuple[str, ...]) -> dict[str, Any] | None:
+    """The schema of the field at ``path`` when each step is a property the schema declares
+    (under ``properties``); None when one is not."""
     for key in path:
         properties = schema.get("properties") if isinstance(schema, dict) else None
         if not isinstance(properties, dict) or key not in properties:
-            return False
+            return None
         schema = properties[key]
-    return True
+    return schema if isinstance(schema, dict) else {}

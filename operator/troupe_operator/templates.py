@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, wraps
 from typing import Any, Final
@@ -41,6 +41,13 @@ MAX_VALUE_SIZE: Final = 4 * MAX_PROMPT_CHARS
 upstream outputs, far below what would strain a task's memory."""
 
 
+ITEM: Final = "item"
+"""The name a forEach instance's template reads its item by."""
+
+FAN_IN_HEADING: Final = "## {task}.{index}"
+"""Heads each instance's output where a forEach task's outputs are joined into one text."""
+
+
 class TemplateError(ValueError):
     """A template that cannot be parsed or rendered, with a message for people."""
 
@@ -52,6 +59,8 @@ class References:
     inputs: frozenset[str] = field(default_factory=frozenset)
     tasks: frozenset[str] = field(default_factory=frozenset)
     json_tasks: frozenset[str] = field(default_factory=frozenset)
+    item: bool = False
+    """Whether it reads ``item`` (a forEach instance's item) without binding it itself."""
 
 
 _UNITS: Final = {"string": "characters", "list": "items", "number": "bits"}
@@ -203,11 +212,17 @@ def references(template: str) -> References:
             inner = target.node
             if task is not None and isinstance(inner, nodes.Name) and inner.name == "tasks":
                 json_tasks.add(task)
+    item_uses = {"load": False, "store": False}
     for name in tree.find_all(nodes.Name):
         if name.name in ("inputs", "tasks") and id(name) not in selected:
             raise TemplateError(f"'{name.name}' must be followed by a name, e.g. {name.name}.NAME")
+        if name.name == ITEM:
+            item_uses[name.ctx] = True
     return References(
-        inputs=frozenset(inputs), tasks=frozenset(tasks), json_tasks=frozenset(json_tasks)
+        inputs=frozenset(inputs),
+        tasks=frozenset(tasks),
+        json_tasks=frozenset(json_tasks),
+        item=item_uses["load"] and not item_uses["store"],
     )
 
 
@@ -226,26 +241,48 @@ def renders_nothing(template: str) -> bool:
     return True
 
 
-def render(
-    template: str,
-    inputs: Mapping[str, str],
-    outputs: Mapping[str, str],
-    json_outputs: Mapping[str, Any] | None = None,
-) -> str:
+def join_outputs(task: str, texts: Sequence[str]) -> str:
+    """A forEach task's instance outputs as one text (``{{ tasks.NAME.output }}``)."""
+    return "\n\n".join(
+        f"{FAN_IN_HEADING.format(task=task, index=index)}\n{text}"
+        for index, text in enumerate(texts)
+    )
+
+
+@dataclass(frozen=True)
+class RenderValues:
+    """What a prompt may read besides the inputs: upstream outputs by task name (a forEach
+    task's joined), their decoded JSON (a list for a forEach task), each forEach task's
+    outputs one by one, and a forEach instance's item."""
+
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    json_outputs: Mapping[str, Any] = field(default_factory=dict)
+    output_lists: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    item: Any = None
+    has_item: bool = False
+
+
+def render(template: str, inputs: Mapping[str, str], values: RenderValues) -> str:
     """Render a prompt with the workflow's inputs and its upstream tasks' outputs.
 
-    ``json_outputs`` holds the decoded JSON of the upstream tasks that have an
-    ``outputSchema`` (``{{ tasks.NAME.json.FIELD }}``). Raises TemplateError for a
-    template that cannot be rendered or breaks a limit; a MemoryError (the
-    caller's memory ceiling) is left to the caller.
+    ``{{ tasks.NAME.json.FIELD }}`` reads the decoded JSON of an upstream task that has
+    an ``outputSchema``; ``{{ tasks.NAME.outputs }}`` lists a forEach task's outputs;
+    ``{{ item }}`` is a forEach instance's item. Raises TemplateError for a template
+    that cannot be rendered or breaks a limit; a MemoryError (the caller's memory
+    ceiling) is left to the caller.
     """
-    decoded = json_outputs or {}
-    tasks = {name: {"output": text, "json": decoded.get(name)} for name, text in outputs.items()}
+    tasks: dict[str, dict[str, Any]] = {
+        name: {"output": text, "json": values.json_outputs.get(name)}
+        for name, text in values.outputs.items()
+    }
+    for name, texts in values.output_lists.items():
+        tasks.setdefault(name, {"json": values.json_outputs.get(name)})["outputs"] = list(texts)
+    extra = {ITEM: values.item} if values.has_item else {}
     compiled = _environment.from_string(_parse(template))
     chunks: list[str] = []
     size = 0
     try:
-        for chunk in compiled.generate(inputs=inputs, tasks=tasks):
+        for chunk in compiled.generate(inputs=inputs, tasks=tasks, **extra):
             size += len(chunk)
             if size > MAX_PROMPT_CHARS:
                 raise TemplateError(

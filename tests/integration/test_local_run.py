@@ -68,6 +68,19 @@ def test_the_triage_example_runs_one_branch_offline(tmp_path: Path) -> None:
     assert not (tmp_path / "triage" / "comparison.md").exists()
 
 
+def test_the_for_each_example_fans_out_over_the_planners_topics_offline(tmp_path: Path) -> None:
+    finished = troupe_run(str(EXAMPLES / "for-each.yaml"), "--output-dir", str(tmp_path))
+    assert finished.returncode == 0, finished.stderr
+    out = tmp_path / "for-each"
+    status = json.loads((out / "status.json").read_text())
+    assert (status["phase"], status["progress"]) == ("Succeeded", "3/3")
+    topics = json.loads((out / "plan.md").read_text())["topics"]
+    assert status["tasks"]["research"]["items"] == len(topics) == 3
+    for index, topic in enumerate(topics):
+        assert topic in (out / f"research.{index}.md").read_text()
+    assert "(3 topics)" in (out / "write.md").read_text()  # tasks.research.outputs | length
+
+
 def test_an_unreachable_model_fails_the_run(tmp_path: Path) -> None:
     manifest = tmp_path / "unreachable.yaml"
     manifest.write_text(

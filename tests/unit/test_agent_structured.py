@@ -15,9 +15,16 @@ from jsonschema import Draft202012Validator
 from tests.support.openai_stub import OpenAIStub, ToolCall
 from tests.unit.test_agent_task import prepare, report, task_input
 from troupe_agent.failures import TaskFailed
-from troupe_agent.structured import OUTPUT_TOOL, check_output, minimal_instance, reply_json
+from troupe_agent.structured import (
+    OUTPUT_TOOL,
+    check_output,
+    list_lengths,
+    minimal_instance,
+    reply_json,
+)
 from troupe_agent.task import run_task_mode
-from troupe_operator.api import EXIT_PERMANENT, EXIT_RETRYABLE
+from troupe_agent.task_prompt import render_values
+from troupe_operator.api import EXIT_PERMANENT, EXIT_RETRYABLE, ItemRef, WorkflowSpec
 
 TRIAGE = {
     "type": "object",
@@ -154,3 +161,48 @@ def test_a_prompt_reads_upstream_json_and_a_skipped_upstream_is_empty(tmp_path: 
     assert run_task_mode(options) == 0
     output = json.loads((tmp_path / "out.json").read_text())["output"]
     assert "deep=True gone skipped" in output
+
+
+@pytest.mark.parametrize(
+    ("value", "counts"),
+    [
+        ({"topics": ["a", "b"], "meta": {"more": [1]}}, {"topics": 2, "meta.more": 1}),
+        ({"topics": None}, {"topics": 0, "meta.more": 0}),  # absent or null: an empty list
+    ],
+)
+def test_a_report_counts_the_lists_for_each_tasks_expand_over(
+    value: dict[str, Any], counts: dict[str, int]
+) -> None:
+    lists = {"topics": ("topics",), "meta.more": ("meta", "more")}
+    assert list_lengths(value, lists) == counts
+    assert list_lengths(value, {}) is None
+
+
+def test_a_counted_field_that_is_not_a_list_fails_for_good() -> None:
+    with pytest.raises(TaskFailed, match="a str, not a list") as failed:
+        list_lengths({"topics": "a, b"}, {"topics": ("topics",)})
+    assert failed.value.exit_code == EXIT_PERMANENT
+
+
+PLAN = WorkflowSpec.model_validate(
+    {
+        "tasks": [
+            {"name": "plan", "agent": "a", "prompt": "p", "outputSchema": {"type": "object"}},
+            {"name": "r", "agent": "a", "prompt": "About {{ item.name }}", "dependsOn": ["plan"]},
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize(("index", "item"), [(0, {"name": "x"}), (1, {"name": "y"})])
+def test_an_instance_reads_its_item_from_the_upstream_json(index: int, item: Any) -> None:
+    outputs = {"plan": json.dumps({"topics": [{"name": "x"}, {"name": "y"}]})}
+    ref = ItemRef(task="plan", path=["topics"], index=index)
+    values = render_values(PLAN, outputs, {}, ref)
+    assert (values.item, values.has_item) == (item, True)
+
+
+def test_an_item_beyond_the_upstream_list_fails_for_good() -> None:
+    outputs = {"plan": json.dumps({"topics": []})}
+    with pytest.raises(TaskFailed, match=r"forEach item 0 of tasks\.plan\.json\.topics is not in"):
+        render_values(PLAN, outputs, {}, ItemRef(task="plan", path=["topics"], index=0))

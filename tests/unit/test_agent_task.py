@@ -37,6 +37,7 @@ from troupe_operator.api import (
     TokenUsage,
 )
 from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES
+from troupe_operator.templates import RenderValues
 
 
 @pytest.fixture(autouse=True)
@@ -207,7 +208,7 @@ def test_the_material_holds_only_direct_dependencies_the_template_does_not_place
 ) -> None:
     task_spec = TaskSpec(name="t", agent="x", prompt=template, depends_on=list(depends_on))
     outputs = {"a": "A", "b": "B", "c": "C"}
-    prompt = build_task_prompt(task_spec, {}, outputs, Deadline(None))
+    prompt = build_task_prompt(task_spec, {}, RenderValues(outputs), Deadline(None))
     assert dict(prompt.material) == material
     for name, text in outputs.items():
         placed = f"tasks.{name}.output" in template

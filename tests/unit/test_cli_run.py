@@ -24,7 +24,7 @@ SECRET_KEY = "sk-test-5f1e2d3c4b5a"
 FAKE_TASK = textwrap.dedent(
     """
     import argparse, json, os, subprocess, sys, time
-    from troupe_operator.templates import render
+    from troupe_operator.templates import RenderValues, render
     parser = argparse.ArgumentParser()
     for flag in ("--input", "--spec", "--outputs-dir", "--output-file", "--termination-log"):
         parser.add_argument(flag)
@@ -62,7 +62,8 @@ FAKE_TASK = textwrap.dedent(
         for up, config_map in task["upstream"].items()
     }
     template = next(t["prompt"] for t in spec["tasks"] if t["name"] == name)
-    text = f"{name} done; prompt was: {render(template, spec.get('inputs', {}), upstream)}"
+    prompt = render(template, spec.get('inputs', {}), RenderValues(upstream))
+    text = f"{name} done; prompt was: {prompt}"
     result = {"model": "fake-model", "usage": {"inputTokens": 3, "outputTokens": 4,
               "totalTokens": 7}, "bytes": len(text.encode())}
     json.dump({**result, "output": text}, open(args.output_file, "w"))

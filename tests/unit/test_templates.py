@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from troupe_operator.api import MAX_PROMPT_CHARS
-from troupe_operator.templates import References, TemplateError, references, render
+from troupe_operator.templates import (
+    References,
+    RenderValues,
+    TemplateError,
+    join_outputs,
+    references,
+    render,
+)
 
 
 def test_references_inputs_and_tasks_including_hyphenated_names() -> None:
@@ -22,13 +29,14 @@ def test_render_fills_inputs_and_upstream_outputs() -> None:
     text = render(
         "Topic {{ inputs.topic }}; research: {{ tasks.market-research.output }}",
         {"topic": "databases"},
-        {"market-research": "three vendors"},
+        RenderValues({"market-research": "three vendors"}),
     )
     assert text == "Topic databases; research: three vendors"
 
 
 def test_hyphen_rewrite_leaves_plain_text_alone() -> None:
-    assert render("see tasks.a-b and inputs.c-d", {}, {}) == "see tasks.a-b and inputs.c-d"
+    text = "see tasks.a-b and inputs.c-d"
+    assert render(text, {}, RenderValues()) == text
 
 
 @pytest.mark.parametrize(
@@ -41,7 +49,7 @@ def test_hyphen_rewrite_leaves_plain_text_alone() -> None:
 )
 def test_render_refuses(template: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
-        render(template, {}, {})
+        render(template, {}, RenderValues())
 
 
 @pytest.mark.parametrize("template", ["{{ inputs }}", "{{ inputs[name] }}", "{{ tasks|list }}"])
@@ -70,18 +78,48 @@ def test_render_refuses_values_too_big_to_build_before_building_them(
     template: str, message: str
 ) -> None:
     with pytest.raises(TemplateError, match=message):
-        render(template, {}, {})
+        render(template, {}, RenderValues())
 
 
 def test_render_stops_once_the_prompt_passes_max_prompt_chars() -> None:
     template = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
     with pytest.raises(TemplateError) as refused:
-        render(template, {}, {})
+        render(template, {}, RenderValues())
     assert str(refused.value) == (
         f"prompt template renders to more than {MAX_PROMPT_CHARS} characters (MAX_PROMPT_CHARS)"
     )
 
 
 def test_render_keeps_a_prompt_of_exactly_max_prompt_chars() -> None:
-    text = render("{{ tasks.a.output }}", {}, {"a": "x" * MAX_PROMPT_CHARS})
+    text = render("{{ tasks.a.output }}", {}, RenderValues({"a": "x" * MAX_PROMPT_CHARS}))
     assert len(text) == MAX_PROMPT_CHARS
+
+
+JOINED = "## r.0\na\n\n## r.1\nb"
+
+
+@pytest.mark.parametrize(
+    ("template", "values", "text"),
+    [
+        ("{{ item }}!", RenderValues(item="db", has_item=True), "db!"),
+        ("{{ item.name }}", RenderValues(item={"name": "db"}, has_item=True), "db"),
+        ("{{ tasks.r.outputs|length }}", RenderValues(output_lists={"r": ["a", "b"]}), "2"),
+        ("{{ tasks.r.json[1].n }}", RenderValues({"r": "j"}, {"r": [{"n": 1}, {"n": 2}]}), "2"),
+        ("{{ tasks.r.output }}", RenderValues({"r": join_outputs("r", "ab")}), JOINED),
+    ],
+)
+def test_render_reads_items_and_fan_ins(template: str, values: RenderValues, text: str) -> None:
+    assert render(template, {}, values) == text
+
+
+@pytest.mark.parametrize(
+    ("template", "item"),
+    [
+        ("About {{ item }}", True),
+        ("About {{ item.name|upper }}", True),
+        ("{% for item in tasks.a.outputs %}{{ item }}{% endfor %}", False),
+        ("No item here", False),
+    ],
+)
+def test_references_tell_whether_a_template_reads_a_foreach_item(template: str, item: bool) -> None:
+    assert references(template).item is item

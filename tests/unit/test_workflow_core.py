@@ -154,11 +154,16 @@ class Cluster:
         preview: str | None = None,
         tokens: int = 10,
         fields: dict[str, Any] | None = None,
+        counts: dict[str, int] | None = None,
     ) -> None:
         job = self.running(task)
         text = preview or f"output of {task}"
         report = TaskReport(
-            succeeded=True, result=result(tokens, len(text)), preview=text, fields=fields
+            succeeded=True,
+            result=result(tokens, len(text)),
+            preview=text,
+            fields=fields,
+            counts=counts,
         )
         self.jobs[job.name] = replace(
             job, state=JobState.SUCCEEDED, finished_at=self.now, report=report

@@ -77,6 +77,7 @@ from troupe_operator.api.workflow import (
     WorkflowPhase,
     WorkflowSpec,
     WorkflowStatus,
+    counted_lists,
 )
 
 __all__ = [
@@ -143,4 +144,5 @@ __all__ = [
     "WorkflowStatus",
     "call_status",
     "count_failures",
+    "counted_lists",
 ]

@@ -33,6 +33,12 @@ INSTANCE_SEPARATOR: Final = "."
 """Joins a task's name and an instance's suffix in status keys and labels (``research.0``);
 task names are DNS labels, which have no dots, so an instance never collides with a task."""
 
+
+def instance_key(task: str, index: int) -> str:
+    """The status key (and ``troupe.dev/task`` label) of one instance of ``task``."""
+    return f"{task}{INSTANCE_SEPARATOR}{index}"
+
+
 JsonObject = Annotated[
     dict[str, Any],
     WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
@@ -65,6 +71,21 @@ class ForEach(ApiModel):
         le=MAX_FOR_EACH_ITEMS,
         description="Most instances running at once; unlimited (within the run's) if unset.",
     )
+
+    @property
+    def list_task(self) -> str:
+        """The upstream task whose JSON holds the list (``from`` matched its pattern)."""
+        return self.from_.split(".")[1]
+
+    @property
+    def list_path(self) -> tuple[str, ...]:
+        """The field path of the list in that task's JSON (field names have no dots)."""
+        return tuple(self.from_.split(".")[3:])
+
+    @property
+    def count_key(self) -> str:
+        """How reports and status name the list's length: its field path, dotted."""
+        return ".".join(self.list_path)
 
 
 class TaskSpec(ApiModel):
@@ -148,6 +169,16 @@ class WorkflowSpec(ApiModel):
         le=3600,
         description="Wait before a retry; doubles for each further attempt, up to 10 min.",
     )
+
+
+def counted_lists(spec: WorkflowSpec, task: str) -> dict[str, tuple[str, ...]]:
+    """The lists in ``task``'s JSON output whose lengths the run's forEach tasks need, by
+    count key: its pod reports them (``TaskReport.counts``) so the operator can expand them."""
+    return {
+        other.for_each.count_key: other.for_each.list_path
+        for other in spec.tasks
+        if other.for_each is not None and other.for_each.list_task == task
+    }
 
 
 class WorkflowPhase(StrEnum):

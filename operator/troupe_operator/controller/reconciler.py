@@ -63,6 +63,7 @@ from troupe_operator.workflow import (
     PrepareRun,
     Refusal,
     WorkflowRef,
+    parent_of,
     reconcile,
     spec_hash,
     status_patch,
@@ -514,11 +515,12 @@ class _Start:
     _tasks: dict[str, TaskSpec] | None = None
 
     def task(self, name: str) -> TaskSpec | None:
-        """The task's spec as the run was prepared with it (after PrepareRun ran)."""
+        """The task's spec as the run was prepared with it (after PrepareRun ran); an
+        instance's is its task's."""
         if self._tasks is None:
             spec = self.memory.recorded
             self._tasks = {task.name: task for task in spec.tasks} if spec else {}
-        return self._tasks.get(name)
+        return self._tasks.get(parent_of(name))
 
 
 def _agents_of(spec: WorkflowSpec | InvalidSpec | None) -> dict[str, str]:

@@ -67,7 +67,7 @@ from troupe_operator.api import (
     WorkflowPhase,
     WorkflowStatus,
 )
-from troupe_operator.workflow import ObservedJob
+from troupe_operator.workflow import ObservedJob, parent_of
 
 NO_WAIT: Final = "none"
 REASONS: Final = {
@@ -237,9 +237,10 @@ class RunMetrics:
             previous = before.tasks.get(name)
             if previous is task:
                 continue  # the core kept it as it was: nothing new (and cheap in a large run)
-            agent = agents.get(name, UNKNOWN)
+            agent = agents.get(parent_of(name), UNKNOWN)  # an instance runs its task's Agent
             job = attempts.get((name, task.attempts))
-            if task.phase in TASK_ENDED and (previous is None or previous.phase != task.phase):
+            ended_now = previous is None or previous.phase != task.phase
+            if task.phase in TASK_ENDED and ended_now and task.items is None:  # not a forEach
                 ended = self.succeeded if task.phase == TaskPhase.SUCCEEDED else self.failed
                 ended.labels(namespace, agent).inc()
                 started = task.started_at or (previous.started_at if previous else None)

@@ -50,7 +50,7 @@ from opentelemetry.util.types import AttributeValue
 from troupe_operator import otel_config, semconv
 from troupe_operator.api import TaskPhase, TaskStatus, TokenUsage, WorkflowPhase, WorkflowStatus
 from troupe_operator.controller.config import ConfigError
-from troupe_operator.workflow import JobState, Observation, ObservedJob, WorkflowRef
+from troupe_operator.workflow import JobState, Observation, ObservedJob, WorkflowRef, parent_of
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class RunTracer:
         before = observation.status
         try:
             for name, ended in _ended_attempts(observation, after):
-                self._attempt_span(run, name, ended, agents.get(name))
+                self._attempt_span(run, name, ended, agents.get(parent_of(name)))
             if after.phase in ENDED and before.phase != after.phase:
                 self._run_span(run, created, after, observation.now)
         except Exception:

@@ -212,14 +212,14 @@ class _WorkflowRun:
         await asyncio.gather(*self.jobs.supervisors, return_exceptions=True)
 
     def write(self, output_dir: Path, status: WorkflowStatus) -> None:
-        """``<task>.md`` for every succeeded task (stale ones removed), and ``status.json``."""
-        succeeded = {
-            name for name, task in status.tasks.items() if task.phase == TaskPhase.SUCCEEDED
-        }
-        outputs = {
-            task.name: self._output(task.name) if task.name in succeeded else None
-            for task in self.workflow.spec.tasks
-        }
+        """``<task>.md`` for every succeeded task and instance (``<task>.<index>.md``; a task
+        another one's output stands for, that one's), stale ones removed, and ``status.json``."""
+        names = dict.fromkeys([*(task.name for task in self.workflow.spec.tasks), *status.tasks])
+        outputs = {}
+        for name in names:
+            task = status.tasks.get(name)
+            succeeded = task is not None and task.phase == TaskPhase.SUCCEEDED
+            outputs[name] = self._output(task.result_of or name) if task and succeeded else None
         write_workflow(output_dir, self.workflow.name, outputs, status)
 
     def _output(self, task: str) -> str | None:

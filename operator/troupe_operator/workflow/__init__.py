@@ -37,6 +37,7 @@ from troupe_operator.workflow.observation import (
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import status_patch
 from troupe_operator.workflow.timing import format_duration
+from troupe_operator.workflow.units import parent_of
 
 __all__ = [
     "API_KEY_ENV",
@@ -60,6 +61,7 @@ __all__ = [
     "TenantShare",
     "WorkflowRef",
     "format_duration",
+    "parent_of",
     "reconcile",
     "spec_hash",
     "status_patch",

@@ -29,6 +29,7 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
+from troupe_operator.api.workflow import instance_key
 from troupe_operator.spec_checks import check_workflow
 from troupe_operator.workflow import fan_out
 from troupe_operator.workflow.actions import (
@@ -63,7 +64,7 @@ from troupe_operator.workflow.tasks import (
     settle_task,
 )
 from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
-from troupe_operator.workflow.units import Unit, instance_key, parent_of, possible_units
+from troupe_operator.workflow.units import Unit, parent_of, possible_units
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
@@ -299,7 +300,7 @@ class _Run:
             if outcome.event:
                 self.actions.append(outcome.event)
             if outcome.start_attempt:
-                items = fan_out.expand(spec, self.tasks[fan_out.source(spec.for_each).task])
+                items = fan_out.expand(spec, self.tasks[spec.for_each.list_task])
                 if isinstance(items, str):
                     parent = fan_out.refused(items, self.now)
                     message = f"task '{spec.name}' failed: {parent.message}"
@@ -308,6 +309,7 @@ class _Run:
                     parent = fan_out.expanded(parent, items, self.now)
                     message = f"task '{spec.name}' expanded into {items} instance(s)"
                     self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
+        self.tasks[spec.name] = parent  # listed before its instances
         instances = {}
         for index in range(parent.items or 0):
             key = instance_key(spec.name, index)

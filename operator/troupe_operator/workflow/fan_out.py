@@ -13,11 +13,9 @@ Jobs: instances are settled as ordinary tasks by the core.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from troupe_operator import expressions
 from troupe_operator.api import ForEach, ItemRef, TaskPhase, TaskSpec, TaskStatus
 from troupe_operator.workflow.summary import brief
 from troupe_operator.workflow.tasks import FINISHED
@@ -26,39 +24,20 @@ TOO_MANY_ITEMS: Final = "TooManyItems"
 INSTANCE_FAILED: Final = "InstanceFailed"
 
 
-def source(for_each: ForEach) -> expressions.FieldRef:
-    """The upstream list ``from`` names (its pattern was checked by the schema)."""
-    expression = expressions.parse(for_each.from_)
-    assert isinstance(expression, expressions.FieldRef)  # the CRD pattern admits only paths
-    return expression
-
-
-def count_key(path: Sequence[str]) -> str:
-    """How a report and status name a counted list: its field path, dotted."""
-    return ".".join(path)
-
-
-def counted_paths(tasks: Sequence[TaskSpec], task: str) -> frozenset[tuple[str, ...]]:
-    """The field paths of ``task``'s JSON whose lengths forEach tasks need."""
-    refs = (source(other.for_each) for other in tasks if other.for_each is not None)
-    return frozenset(ref.path for ref in refs if ref.task == task)
-
-
 def item_ref(for_each: ForEach, index: int) -> ItemRef:
-    ref = source(for_each)
-    return ItemRef(task=ref.task, path=list(ref.path), index=index)
+    return ItemRef(task=for_each.list_task, path=list(for_each.list_path), index=index)
 
 
 def expand(spec: TaskSpec, upstream: TaskStatus) -> int | str:
     """How many instances ``spec`` runs, from its list's upstream status; or why it cannot."""
     assert spec.for_each is not None
-    ref = source(spec.for_each)
     shown = spec.for_each.from_
     counts = upstream.counts or {}
-    key = count_key(ref.path)
+    key = spec.for_each.count_key
     if key not in counts:
         return (
-            f"forEach cannot expand: task '{ref.task}' reported no length for {shown} "
+            f"forEach cannot expand: task '{spec.for_each.list_task}' reported no length for "
+            f"{shown} "
             "(its pod left no report, or the list is absent)"
         )
     items = counts[key]
@@ -95,8 +74,10 @@ def refused(message: str, now: datetime) -> TaskStatus:
 
 
 def summary(parent: TaskStatus, instances: dict[str, TaskStatus], now: datetime) -> TaskStatus:
-    """The parent's status from its instances': finished once all are, failed if any failed."""
-    if parent.phase in FINISHED:
+    """The parent's status from its instances': finished once all are, failed if any failed.
+
+    A parent not expanded (not ready yet, skipped, refused) is left as it is."""
+    if parent.phase in FINISHED or parent.items is None:
         return parent
     done = [key for key, task in instances.items() if task.phase in FINISHED]
     succeeded = sum(1 for task in instances.values() if task.phase == TaskPhase.SUCCEEDED)

@@ -16,7 +16,6 @@ from typing import Final
 from troupe_operator.api import AgentSpec, OutputTarget, TaskInput, TaskSpec
 from troupe_operator.templates import references
 from troupe_operator.workflow.actions import CreateTask
-from troupe_operator.workflow.fan_out import source
 from troupe_operator.workflow.naming import WorkflowRef
 from troupe_operator.workflow.timing import TASK_DEADLINE_SHARE
 from troupe_operator.workflow.units import Unit
@@ -33,7 +32,7 @@ def upstream_tasks(task: TaskSpec) -> list[str]:
     """
     names = set(task.depends_on) | references(task.prompt).tasks
     if task.for_each is not None:
-        names.add(source(task.for_each).task)
+        names.add(task.for_each.list_task)
     return sorted(names)
 
 

@@ -15,11 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from troupe_operator.api import INSTANCE_SEPARATOR, ItemRef, TaskSpec, WorkflowSpec
-
-
-def instance_key(task: str, index: int) -> str:
-    """The status key (and ``troupe.dev/task`` label) of one instance of ``task``."""
-    return f"{task}{INSTANCE_SEPARATOR}{index}"
+from troupe_operator.api.workflow import instance_key
 
 
 def possible_units(spec: WorkflowSpec) -> Iterator[str]:
