@@ -185,8 +185,12 @@ class OpenAIStub(BackgroundService):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        api_key: str | None = None,
     ) -> None:
         super().__init__("openai-stub")
+        self.api_key = api_key
+        """When set, a chat request without ``Authorization: Bearer <api_key>`` gets a 401,
+        as a provider refuses a wrong key (tests change it to play a fixed Secret)."""
         self._address = host, port
         self.requests: list[RecordedRequest] = []
         self.billed: list[int] = []
@@ -235,7 +239,12 @@ class OpenAIStub(BackgroundService):
     async def _chat(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         body: ChatBody = await request.json()
         self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
-        fault = self._faults.popleft() if self._faults else Fault()
+        if self.api_key is not None and request.headers.get("Authorization") != (
+            f"Bearer {self.api_key}"
+        ):
+            fault = Fault.unauthorized()
+        else:
+            fault = self._faults.popleft() if self._faults else Fault()
         await asyncio.sleep(fault.delay)
         while fault.until is not None and not fault.until.is_set():
             await asyncio.sleep(0.05)

@@ -104,6 +104,9 @@ class Cluster:
         self.stop: str | None = None
         self.tenancy_refusal: str | None = None
         self.tenant: TenantShare | None = None
+        self.stop_request: str | None = None
+        self.suspended = False
+        self.retry_request: str | None = None
 
     def observe(self) -> Observation:
         return Observation(
@@ -122,6 +125,9 @@ class Cluster:
             stop=self.stop,
             tenancy_refusal=self.tenancy_refusal,
             tenant=self.tenant,
+            stop_request=self.stop_request,
+            suspended=self.suspended,
+            retry_request=self.retry_request,
         )
 
     def step(self) -> Decision:

@@ -255,6 +255,13 @@ class TaskStatus(ApiModel):
             "winning candidate); tasks downstream read that one."
         ),
     )
+    retry_base: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Attempts made before the run was last retried; the task's retries count from here."
+        ),
+    )
     items: int | None = Field(
         default=None,
         ge=0,
@@ -290,4 +297,12 @@ class WorkflowStatus(ApiModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Succeeded, Failed and SpecChangeRefused."
+    )
+    retries: int = Field(
+        default=0, ge=0, description="Times the run was retried after it failed (troupe retry)."
+    )
+    retry_request: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The last troupe.dev/retry request the operator answered (done or refused).",
     )

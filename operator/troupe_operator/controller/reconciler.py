@@ -40,6 +40,7 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
+from troupe_operator.api.run_control import RunRequests
 from troupe_operator.controller import children, observe, run_metrics, tenancy
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
@@ -203,6 +204,7 @@ class WorkflowReconciler:
     async def _observe(self, run: WorkflowRef, memory: RunMemory) -> Observation:
         body = memory.body
         status, spec = memory.status(), memory.spec()
+        requests = RunRequests.of(body["metadata"].get("annotations"))
         return Observation(
             namespace=run.namespace,
             name=run.name,
@@ -216,6 +218,9 @@ class WorkflowReconciler:
             recorded_spec=await self._recorded_spec(run, memory, spec, status),
             refusals=memory.refusals,
             tenancy_refusal=self.refusal(run.namespace),
+            stop_request=requests.stop,
+            suspended=requests.suspended,
+            retry_request=requests.retry,
             # Last, after every await of this observation: see _decide.
             tenant=self.gate.share((run.namespace, run.name)) if self.gate else None,
         )

@@ -76,6 +76,7 @@ REASONS: Final = {
     "TokenBudgetExceeded": "budget",
     "AgentNotFound": "agent_not_found",
     "NamespaceNotTenanted": "not_tenanted",
+    "Suspended": "suspended",
 }
 """The core's reasons for holding a ready task back (``Decision.waiting``), as label values."""
 UNKNOWN: Final = "unknown"
@@ -142,7 +143,7 @@ class RunMetrics:
             "troupe_task_queue_wait_seconds",
             "Time an attempt waited from the operator finding it ready to its Job being "
             "created, by what held it back last (parallelism, tenant_limit, budget, "
-            "agent_not_found, not_tenanted) or none.",
+            "agent_not_found, not_tenanted, suspended) or none.",
             ["namespace", "reason"],
             buckets=WAIT_BUCKETS,
             registry=registry,

@@ -108,7 +108,7 @@ class Decision:
     or TokenBudgetExceeded): the shell wakes the run when that limit frees.
     ``waiting`` names each ready task this decision did not start, with what
     held it back (Parallelism, AgentNotFound, TenantConcurrencyLimit,
-    TokenBudgetExceeded, NamespaceNotTenanted), for the shell's metrics.
+    TokenBudgetExceeded, NamespaceNotTenanted, Suspended), for the shell's metrics.
     """
 
     status: WorkflowStatus

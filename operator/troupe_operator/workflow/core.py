@@ -54,6 +54,7 @@ from troupe_operator.workflow.observation import (
     TenantShare,
 )
 from troupe_operator.workflow.revision import spec_hash
+from troupe_operator.workflow.run_control import answer_retry
 from troupe_operator.workflow.summary import brief, preview_chars, progress, total_usage
 from troupe_operator.workflow.tasks import (
     FINISHED,
@@ -75,11 +76,21 @@ NOT_TENANTED: Final = "NamespaceNotTenanted"
 TENANT_CONCURRENCY_LIMIT: Final = "TenantConcurrencyLimit"
 TOKEN_BUDGET_EXCEEDED: Final = "TokenBudgetExceeded"
 PARALLELISM: Final = "Parallelism"
+STOPPED: Final = "Stopped"
+SUSPENDED: Final = "Suspended"
 AGENT_NOT_FOUND: Final = "AgentNotFound"
 
 
 def reconcile(observation: Observation) -> Decision:
     """What to do next for one Workflow, and the status to write."""
+    status, answer = answer_retry(observation.status, observation.retry_request)
+    decision = _reconcile(replace(observation, status=status))
+    if answer is None:
+        return decision
+    return replace(decision, actions=[answer, *decision.actions])
+
+
+def _reconcile(observation: Observation) -> Decision:
     # Kubernetes timestamps have whole seconds; finer ones would only bloat status.
     observation = replace(
         observation,
@@ -225,6 +236,10 @@ class _Run:
         stop = self._stop_reason(self._started_at())
         if stop is not None:
             self._stop(stop)
+        elif self.observation.suspended:
+            self.waiting = {
+                name: SUSPENDED for name, _ in wanted if self.tasks[name].phase not in FINISHED
+            }
         elif not self._refused():
             self._schedule(wanted)
         else:
@@ -396,6 +411,9 @@ class _Run:
         """What ends the run early: the shell's stop, a refused start, its timeout, or failFast."""
         if self.observation.stop:
             return Verdict(WorkflowPhase.FAILED, INTERRUPTED, brief(self.observation.stop))
+        if self.observation.stop_request is not None:
+            message = brief(f"stopped: {self.observation.stop_request}")
+            return Verdict(WorkflowPhase.FAILED, STOPPED, message)
         refused = next(
             (r for r in self.observation.refusals if isinstance(r.action, PrepareRun)), None
         )
@@ -419,6 +437,7 @@ class _Run:
             "Timeout": "workflow timed out",
             START_REFUSED: "the run could not start",
             INTERRUPTED: verdict.message,
+            STOPPED: "the run was stopped",
         }
         note = f"cancelled: {notes.get(verdict.reason, 'failFast')}"
         for name, task in self.tasks.items():
@@ -559,6 +578,13 @@ class _Run:
             return Verdict(WorkflowPhase.PENDING, NOT_TENANTED, brief(refusal), blocked=True)
         waiting = self._waiting_message()
         phase = WorkflowPhase.RUNNING if started_at else WorkflowPhase.PENDING
+        if self.observation.suspended:
+            running = sum(1 for task in tasks.values() if task.phase == TaskPhase.RUNNING)
+            message = (
+                f"suspended: no task starts, {running} running finish "
+                "(remove the troupe.dev/suspend annotation, or troupe resume, to go on)"
+            )
+            return Verdict(phase, SUSPENDED, message)
         if waiting:
             return Verdict(phase, "AgentNotFound", waiting, blocked=True)
         held = self._held_message()
@@ -624,6 +650,8 @@ class _Run:
             observed_generation=self.observation.generation,
             spec_hash=self.spec_hash if started_at or verdict.finished else None,
             conditions=conditions,
+            retries=self.previous.retries,
+            retry_request=self.previous.retry_request,
         )
         return fit_status(status, needed=self._fields_needed())
 
@@ -685,8 +713,13 @@ class _Run:
         if ended:
             self.actions.append(ended)
         previous_ready = find_condition(self.previous.conditions, "Ready")
-        if verdict.blocked and (previous_ready is None or previous_ready.reason != verdict.reason):
+        was = previous_ready.reason if previous_ready else None
+        if verdict.blocked and was != verdict.reason:
             self.actions.append(Event(EventType.WARNING, verdict.reason, verdict.message))
+        if verdict.reason == SUSPENDED and was != SUSPENDED:
+            self.actions.append(Event(EventType.NORMAL, SUSPENDED, verdict.message))
+        elif was == SUSPENDED and verdict.reason != SUSPENDED and not verdict.finished:
+            self.actions.append(Event(EventType.NORMAL, "Resumed", "resumed: tasks start again"))
         refused = find_condition(self.previous.conditions, SPEC_CHANGE_REFUSED)
         current = find_condition(conditions, SPEC_CHANGE_REFUSED)
         if current and (

@@ -129,6 +129,10 @@ class Observation:
     namespace (it belongs to no Tenant); the run waits, Pending, until it is
     gone. The shell decides it, the core only what the status says.
 
+    ``stop_request``, ``suspended`` and ``retry_request`` are what people asked of the run
+    (``troupe_operator.api.run_control``: the annotations, read by the shell): stop it
+    (the message), hold new attempts back, retry it once it failed (a nonce, answered once).
+
     ``tenant`` is what the namespace's Tenant allows (None: no Tenant, or one
     without limits): attempts beyond it wait, with reason
     TenantConcurrencyLimit or TokenBudgetExceeded.
@@ -149,3 +153,6 @@ class Observation:
     stop: str | None = None
     tenancy_refusal: str | None = None
     tenant: TenantShare | None = None
+    stop_request: str | None = None
+    suspended: bool = False
+    retry_request: str | None = None

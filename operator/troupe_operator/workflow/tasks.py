@@ -35,6 +35,7 @@ from troupe_operator.workflow.failures import (
 )
 from troupe_operator.workflow.naming import WorkflowRef
 from troupe_operator.workflow.observation import JobRef, JobState, ObservedJob
+from troupe_operator.workflow.run_control import started_again
 from troupe_operator.workflow.summary import brief, preview
 from troupe_operator.workflow.timing import after, backoff_seconds
 
@@ -91,7 +92,7 @@ def settle_task(
     if previous.phase in FINISHED:
         return TaskOutcome(previous)
     attempt = max([previous.attempts, *jobs])
-    if attempt == 0:
+    if attempt == 0 or started_again(previous, attempt):
         return _not_started(spec, previous, upstream, condition)
     job = jobs.get(attempt)
     if previous.attempts == attempt and previous.phase == TaskPhase.RETRYING:
@@ -134,31 +135,34 @@ def _not_started(
     ]
     if blocked:
         phase = phases[blocked[0]].value.lower()
-        skipped = TaskStatus(
-            phase=TaskPhase.SKIPPED, message=f"not run: upstream task '{blocked[0]}' {phase}"
-        )
-        return TaskOutcome(skipped)
+        message = f"not run: upstream task '{blocked[0]}' {phase}"
+        return TaskOutcome(_not_run(previous, TaskPhase.SKIPPED, message))
     if len(phases) < len(spec.depends_on) or any(p not in FINISHED for p in phases.values()):
         return TaskOutcome(previous)
     if spec.depends_on and all(p == TaskPhase.SKIPPED for p in phases.values()):
         message = "not run: every upstream task was skipped by a condition"
-        return TaskOutcome(_skipped_by_condition(message))
+        return TaskOutcome(_not_run(previous, TaskPhase.SKIPPED, message, CONDITION_FALSE))
+    first = previous.attempts + 1  # a task a retry runs again goes on from its last attempt
     if spec.when is None:
-        return TaskOutcome(previous, start_attempt=1)
+        return TaskOutcome(previous, start_attempt=first)
     holds = condition()
     if isinstance(holds, str):
-        failed = TaskStatus(phase=TaskPhase.FAILED, message=brief(f"not run: {holds}"))
+        failed = _not_run(previous, TaskPhase.FAILED, brief(f"not run: {holds}"))
         event = Event(EventType.WARNING, "TaskFailed", f"task '{spec.name}' failed: {holds}")
         return TaskOutcome(failed, event=event)
     if holds:
-        return TaskOutcome(previous, start_attempt=1)
+        return TaskOutcome(previous, start_attempt=first)
     message = brief(f"not run: condition false: {spec.when}")
     event = Event(EventType.NORMAL, "TaskSkipped", f"task '{spec.name}' {message}")
-    return TaskOutcome(_skipped_by_condition(message), event=event)
+    skipped = _not_run(previous, TaskPhase.SKIPPED, message, CONDITION_FALSE)
+    return TaskOutcome(skipped, event=event)
 
 
-def _skipped_by_condition(message: str) -> TaskStatus:
-    return TaskStatus(phase=TaskPhase.SKIPPED, reason=CONDITION_FALSE, message=message)
+def _not_run(
+    previous: TaskStatus, phase: TaskPhase, message: str, reason: str | None = None
+) -> TaskStatus:
+    """A task that will not run (now): what an earlier run of it spent stays counted."""
+    return previous.model_copy(update={"phase": phase, "message": message, "reason": reason})
 
 
 def _active(
@@ -258,7 +262,8 @@ def _failed_attempt(
             "calls": _calls(previous, job),
         }
     )
-    if permanent or job.attempt > spec.retries:
+    base = previous.retry_base or 0
+    if permanent or job.attempt - base > spec.retries:
         failed = status.model_copy(update={"phase": TaskPhase.FAILED})
         event = Event(EventType.WARNING, "TaskFailed", f"task '{spec.name}' failed: {message}")
         return TaskOutcome(failed, event=event)
@@ -268,7 +273,8 @@ def _failed_attempt(
         EventType.WARNING,
         "RetryScheduled",
         brief(
-            f"task '{spec.name}' {message}; attempt {job.attempt + 1} of {spec.retries + 1} "
+            f"task '{spec.name}' {message}; attempt {job.attempt + 1} of "
+            f"{base + spec.retries + 1} "
             f"in {wait}s"
         ),
     )
