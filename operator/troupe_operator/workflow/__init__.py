@@ -19,12 +19,14 @@ from troupe_operator.workflow.actions import (
 from troupe_operator.workflow.core import reconcile
 from troupe_operator.workflow.launch import API_KEY_ENV
 from troupe_operator.workflow.naming import (
+    AGENT_ANNOTATION,
     LABEL_ATTEMPT,
     LABEL_TASK,
     LABEL_WORKFLOW,
     WorkflowRef,
 )
 from troupe_operator.workflow.observation import (
+    AgentProfile,
     InvalidSpec,
     JobRef,
     JobState,
@@ -35,15 +37,18 @@ from troupe_operator.workflow.observation import (
     TenantShare,
 )
 from troupe_operator.workflow.revision import spec_hash
+from troupe_operator.workflow.selection import candidates, matching, ran_on
 from troupe_operator.workflow.summary import status_patch
 from troupe_operator.workflow.timing import format_duration
 
 __all__ = [
+    "AGENT_ANNOTATION",
     "API_KEY_ENV",
     "LABEL_ATTEMPT",
     "LABEL_TASK",
     "LABEL_WORKFLOW",
     "Action",
+    "AgentProfile",
     "CreateTask",
     "Decision",
     "DeleteJob",
@@ -59,7 +64,10 @@ __all__ = [
     "Refusal",
     "TenantShare",
     "WorkflowRef",
+    "candidates",
     "format_duration",
+    "matching",
+    "ran_on",
     "reconcile",
     "spec_hash",
     "status_patch",

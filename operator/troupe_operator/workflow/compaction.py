@@ -17,16 +17,21 @@ from collections.abc import Callable
 from typing import Final
 
 from troupe_operator.api import TaskStatus, WorkflowStatus
-from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES
+from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES, MAX_RETRIES
 from troupe_operator.workflow.summary import brief
 from troupe_operator.workflow.tasks import FINISHED
 
 STATUS_BUDGET_BYTES: Final = 240 * 1024
 SLIM_MESSAGE_CHARS: Final = 100
-MOST_TASK_BYTES: Final = 4_608 + 3 * MAX_CONDITION_JSON_BYTES
+MOST_AGENT_NAME_BYTES: Final = 253 + 3
+"""An Agent's name (a DNS subdomain) in a JSON list: quotes and a comma."""
+MOST_TASK_BYTES: Final = (
+    4_608 + 3 * MAX_CONDITION_JSON_BYTES + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
+)
 """The most one task's status can take as JSON: capped message, preview and model, each
-character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, and the fields
-conditions read (non-ASCII characters escaped to at most three times their UTF-8 size)."""
+character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
+conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), and
+the Agent of each attempt."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 
@@ -75,9 +80,11 @@ def _without_fields(task: TaskStatus) -> TaskStatus:
 
 
 def _without_references(task: TaskStatus) -> TaskStatus:
-    """Drop what can be derived or looked up: Job and ConfigMap names, model, timestamps."""
+    """Drop what can be derived or looked up: Job and ConfigMap names, model, timestamps;
+    of the Agents, keep the one that ran the last attempt."""
     return task.model_copy(
         update={
+            "agents": task.agents[-1:],
             "job": None,
             "output": None,
             "model": None,

@@ -30,6 +30,7 @@ from troupe_operator.api import (
     WorkflowStatus,
 )
 from troupe_operator.spec_checks import check_workflow
+from troupe_operator.workflow import selection
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -71,7 +72,6 @@ NOT_TENANTED: Final = "NamespaceNotTenanted"
 TENANT_CONCURRENCY_LIMIT: Final = "TenantConcurrencyLimit"
 TOKEN_BUDGET_EXCEEDED: Final = "TokenBudgetExceeded"
 PARALLELISM: Final = "Parallelism"
-AGENT_NOT_FOUND: Final = "AgentNotFound"
 
 
 def reconcile(observation: Observation) -> Decision:
@@ -198,7 +198,7 @@ class _Run:
         self.tasks: dict[str, TaskStatus] = {}
         self.actions: list[Action] = []
         self.wake_times: list[datetime] = []
-        self.missing_agents: dict[str, str] = {}
+        self.agent_waits = selection.AgentWaits()
         self.unobserved: list[JobRef] = []
         self.held: tuple[str, int] | None = None
         """The Tenant limit that held ready attempts back, and how many it held."""
@@ -225,7 +225,8 @@ class _Run:
             status=self._status(verdict, started_at),
             actions=self._prepare_actions(started_at, verdict) + self.actions,
             requeue_after=None if verdict.finished else self._requeue_after(),
-            waiting_for_agents=frozenset(self.missing_agents.values()),
+            waiting_for_agents=self.agent_waits.named,
+            waiting_for_any_agent=self.agent_waits.any_agent,
             unobserved_jobs=tuple(self.unobserved),
             held_back=self.held[1] if self.held else 0,
             held_by=self.held[0] if self.held else None,
@@ -247,15 +248,18 @@ class _Run:
         wanted = []
         for name in order:
             spec = self.task_specs[name]
+            previous = self.previous.tasks.get(name) or TaskStatus()
             outcome = settle_task(
                 spec,
-                self.previous.tasks.get(name) or TaskStatus(),
+                previous,
                 jobs.get(name, {}),
                 {dependency: self.tasks[dependency] for dependency in spec.depends_on},
                 context,
                 partial(self._condition, spec),
             )
-            self.tasks[name] = outcome.status
+            self.tasks[name] = selection.with_job_agents(
+                previous, outcome.status, jobs.get(name, {})
+            )
             if outcome.event:
                 self.actions.append(outcome.event)
             if outcome.start_attempt:
@@ -311,6 +315,9 @@ class _Run:
                     "job": None,
                     "finished_at": self.now,
                     "message": message,
+                    "agents": selection.recorded(
+                        task.agents, action.attempt, action.task_input.agent_name
+                    ),
                 }
             )
             self.actions.append(
@@ -399,12 +406,16 @@ class _Run:
                 self.waiting[name] = PARALLELISM
                 continue
             spec = self.task_specs[name]
-            agent = self.observation.agents.get(spec.agent)
-            if agent is None:
-                self.missing_agents[name] = spec.agent
-                self.waiting[name] = AGENT_NOT_FOUND
+            observed = self.observation
+            choice = selection.agent_for(
+                spec, attempt, observed.agents, observed.agent_profiles, self.now
+            )
+            if not isinstance(choice, selection.Chosen):
+                self.waiting[name] = self.agent_waits.wait(name, choice)
                 continue
-            startable.append(create_task(self.workflow, spec, attempt, agent, skipped))
+            startable.append(
+                create_task(self.workflow, spec, attempt, choice.spec, skipped, choice.name)
+            )
         tenant = self.observation.tenant
         if startable and tenant is not None and self._over_budget(tenant):
             self.held = (TOKEN_BUDGET_EXCEEDED, len(startable))
@@ -439,6 +450,9 @@ class _Run:
                 "started_at": previous.started_at or self.now,
                 "finished_at": None,
                 "message": previous.message if action.attempt > 1 else None,
+                "agents": selection.recorded(
+                    previous.agents, action.attempt, action.task_input.agent_name
+                ),
             }
         )
         self.actions.append(action)
@@ -467,10 +481,10 @@ class _Run:
         refusal = self.observation.tenancy_refusal
         if refusal and started_at is None:
             return Verdict(WorkflowPhase.PENDING, NOT_TENANTED, brief(refusal), blocked=True)
-        waiting = self._waiting_message()
         phase = WorkflowPhase.RUNNING if started_at else WorkflowPhase.PENDING
+        waiting = self.agent_waits.verdict(self.observation.namespace)
         if waiting:
-            return Verdict(phase, "AgentNotFound", waiting, blocked=True)
+            return Verdict(phase, *waiting, blocked=True)
         held = self._held_message()
         if self.held and held:
             reason = self.held[0]
@@ -480,16 +494,6 @@ class _Run:
             return Verdict(phase, "Pending", "waiting to start")
         parts = [f"{counts[p]} {p.value.lower()}" for p in TaskPhase if counts[p]]
         return Verdict(phase, "Running", ", ".join(parts))
-
-    def _waiting_message(self) -> str | None:
-        if not self.missing_agents:
-            return None
-        agents = sorted(set(self.missing_agents.values()))
-        names = ", ".join(f"'{agent}'" for agent in agents)
-        return brief(
-            f"waiting for Agent {names} in namespace '{self.observation.namespace}' "
-            f"(needed by {len(self.missing_agents)} ready task(s))"
-        )
 
     def _held_message(self) -> str | None:
         """Why ready attempts wait for the Tenant, naming the limit."""

@@ -35,16 +35,21 @@ def create_task(
     attempt: int,
     agent: AgentSpec,
     skipped: frozenset[str] = frozenset(),
+    agent_name: str | None = None,
 ) -> CreateTask:
-    """The action starting ``attempt`` of ``task``; ``skipped`` are the run's tasks a
-    condition skipped, which have no output to read."""
+    """The action starting ``attempt`` of ``task`` on ``agent``; ``skipped`` are the run's
+    tasks a condition skipped, which have no output to read. ``agent_name`` is the Agent
+    chosen for the attempt (``troupe_operator.workflow.selection``), by default the task's."""
+    name = agent_name or task.agent
+    if name is None:
+        raise ValueError(f"no Agent chosen for task '{task.name}'")
     reads = upstream_tasks(task)
     task_input = TaskInput(
         workflow=workflow.name,
         namespace=workflow.namespace,
         task=task.name,
         attempt=attempt,
-        agent_name=task.agent,
+        agent_name=name,
         agent=agent,
         upstream={name: workflow.output_config_map(name) for name in reads if name not in skipped},
         skipped=sorted(skipped.intersection(reads)),
