@@ -95,8 +95,8 @@ def _check_agents(task: TaskSpec, known_agents: Collection[str] | None) -> list[
     """Exactly one of ``agent`` and ``agentSelector``; fallbacks unique, known, not the agent."""
     where = f"task '{task.name}'"
     if (task.agent is None) == (task.agent_selector is None):
-        both = "gives both" if task.agent else "gives neither"
-        return [f"{where} {both} agent and agentSelector: give exactly one"]
+        given = "gives both agent and" if task.agent else "gives neither agent nor"
+        return [f"{where} {given} agentSelector: give exactly one"]
     selector = task.agent_selector
     problems = []
     if selector is not None and not (selector.skills or selector.match_labels):

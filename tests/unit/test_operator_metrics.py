@@ -284,6 +284,32 @@ def test_a_failed_attempts_calls_take_its_model_when_the_next_attempt_starts_at_
     assert value(registry, "troupe_task_llm_errors_total", **model, status="500") == 1
 
 
+def test_each_count_takes_the_agent_that_ran_its_attempt(
+    run_metrics: RunMetrics, registry: CollectorRegistry
+) -> None:
+    """A failed attempt on ``primary``, its retry on ``backup`` started in the same write."""
+    failed = ObservedJob(
+        "j-1",
+        "c",
+        1,
+        JobState.FAILED,
+        report=TaskReport(
+            succeeded=False,
+            message="HTTP 503",
+            result=TaskResult(model="m", failed_calls={"503": 1}),
+        ),
+    )
+    first = running(1).model_copy(update={"agents": ["primary"]})
+    retried = running(2).model_copy(update={"agents": ["primary", "backup"], "calls": calls(1)})
+    run_metrics.settled(NS, {}, status(c=first), status(c=retried), [failed])
+    ended = retried.model_copy(update={"phase": TaskPhase.SUCCEEDED, "finished_at": T0})
+    run_metrics.settled(NS, {}, status(c=retried), status(c=ended))
+    labels = {"namespace": NS, "model": "m"}
+    assert value(registry, "troupe_task_llm_calls_total", **labels, agent="primary") == 1
+    assert value(registry, "troupe_tasks_succeeded_total", namespace=NS, agent="backup") == 1
+    assert value(registry, "troupe_tasks_succeeded_total", namespace=NS, agent="primary") == 0
+
+
 def test_failure_statuses_stay_bounded_and_counts_never_move() -> None:
     """Past the statuses kept, new ones count as other; those kept keep counting apart."""
     many = ModelCalls()
@@ -351,6 +377,7 @@ def test_reasons_map_to_a_bounded_set_of_labels() -> None:
         "TenantConcurrencyLimit",
         "TokenBudgetExceeded",
         "AgentNotFound",
+        "NoMatchingAgent",
         "NamespaceNotTenanted",
         "SomethingNew",
         None,
@@ -360,6 +387,7 @@ def test_reasons_map_to_a_bounded_set_of_labels() -> None:
         "tenant_limit",
         "budget",
         "agent_not_found",
+        "no_matching_agent",
         "not_tenanted",
         "unknown",
         "none",
@@ -424,6 +452,8 @@ def test_the_decision_names_each_held_task_with_what_held_it() -> None:
 
     missing = [*FOUR[:2], {"name": "e", "agent": "nobody", "prompt": "p"}]
     assert dict(reconcile(observation({"tasks": missing})).waiting) == {"e": "AgentNotFound"}
+    unmatched = [*FOUR[:1], {"name": "f", "agentSelector": {"skills": ["z"]}, "prompt": "p"}]
+    assert dict(reconcile(observation({"tasks": unmatched})).waiting) == {"f": "NoMatchingAgent"}
 
     slots = TenantShare("t", free_slots=1, max_concurrent_tasks=1)
     decision = reconcile(observation({"tasks": FOUR[:3]}, tenant=slots))
