@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 
 from tests.unit.test_workflow_core import T0, Cluster, created_tasks, workflow
-from troupe_operator.api import AgentCallStats, AgentSelector, AgentSpec, ConditionStatus
+from troupe_operator.api import (
+    AgentCallStats,
+    AgentSelector,
+    AgentSpec,
+    ConditionStatus,
+    TaskPhase,
+    TaskStatus,
+    WorkflowStatus,
+)
 from troupe_operator.spec_checks import check_workflow
 from troupe_operator.workflow import AgentProfile, CreateTask, EventType
+from troupe_operator.workflow.compaction import fit_status
 from troupe_operator.workflow.selection import fallback_agent, rank
 
 
@@ -209,3 +218,22 @@ def test_an_agent_whose_status_write_was_lost_is_read_back_from_its_job() -> Non
     cluster.agents = agents(b=["x", "y"])  # what would be chosen now is not what runs
     assert created_tasks(cluster.step()) == []
     assert cluster.task("t").agents == ["a"]
+
+
+def test_slimming_keeps_the_last_agent_unless_every_attempt_ran_on_the_tasks_own() -> None:
+    spec = workflow(
+        {"name": "own"},
+        {"name": "fell-back", "fallbackAgents": ["backup"]},
+        {"name": "chosen", "agentSelector": {"skills": ["x"]}},
+    )
+    ran = {"own": ["agent", "agent"], "fell-back": ["agent", "backup"], "chosen": ["b", "c"]}
+    tasks = {
+        name: TaskStatus(phase=TaskPhase.SUCCEEDED, attempts=2, agents=agents)
+        for name, agents in ran.items()
+    }
+    slim = fit_status(WorkflowStatus(tasks=tasks), budget=1, specs={t.name: t for t in spec.tasks})
+    assert {name: task.agents for name, task in slim.tasks.items()} == {
+        "own": None,
+        "fell-back": ["backup"],
+        "chosen": ["c"],
+    }

@@ -168,8 +168,8 @@ class TaskStatus(ApiModel):
     phase: TaskPhase = Field(default=TaskPhase.PENDING, description="The task's phase.")
     attempts: int = Field(default=0, ge=0, description="Attempts started so far.")
     job: str | None = Field(default=None, description="The Job of the latest attempt.")
-    agents: list[str] = Field(
-        default_factory=list,
+    agents: list[str] | None = Field(
+        default=None,
         max_length=MAX_RETRIES + 1,
         description="The Agent of each attempt, in order, recorded when the attempt starts.",
     )

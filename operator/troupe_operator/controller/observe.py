@@ -32,7 +32,7 @@ from troupe_operator.api import (
     TaskReport,
 )
 from troupe_operator.workflow import (
-    AGENT_ANNOTATION,
+    ATTEMPT_AGENT_ANNOTATION,
     LABEL_ATTEMPT,
     LABEL_TASK,
     LABEL_WORKFLOW,
@@ -114,7 +114,7 @@ def job_record(job: Body) -> JobRecord | None:
         reason=str(condition.get("reason") or ""),
         message=str(condition.get("message") or ""),
         finished_at=timestamp(status.get("completionTime") or condition.get("lastTransitionTime")),
-        agent=str((metadata.get("annotations") or {}).get(AGENT_ANNOTATION) or "") or None,
+        agent=str((metadata.get("annotations") or {}).get(ATTEMPT_AGENT_ANNOTATION) or "") or None,
     )
 
 

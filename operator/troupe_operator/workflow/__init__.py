@@ -19,7 +19,7 @@ from troupe_operator.workflow.actions import (
 from troupe_operator.workflow.core import reconcile
 from troupe_operator.workflow.launch import API_KEY_ENV
 from troupe_operator.workflow.naming import (
-    AGENT_ANNOTATION,
+    ATTEMPT_AGENT_ANNOTATION,
     LABEL_ATTEMPT,
     LABEL_TASK,
     LABEL_WORKFLOW,
@@ -42,8 +42,8 @@ from troupe_operator.workflow.summary import status_patch
 from troupe_operator.workflow.timing import format_duration
 
 __all__ = [
-    "AGENT_ANNOTATION",
     "API_KEY_ENV",
+    "ATTEMPT_AGENT_ANNOTATION",
     "LABEL_ATTEMPT",
     "LABEL_TASK",
     "LABEL_WORKFLOW",

@@ -539,7 +539,7 @@ class _Run:
             spec_hash=self.spec_hash if started_at or verdict.finished else None,
             conditions=conditions,
         )
-        return fit_status(status, needed=self._fields_needed())
+        return fit_status(status, needed=self._fields_needed(), specs=self.task_specs)
 
     def _fields_needed(self) -> frozenset[str]:
         """Tasks whose fields a condition not yet decided will read."""

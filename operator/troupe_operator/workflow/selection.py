@@ -166,13 +166,14 @@ def score(calls: AgentCallStats | None, now: datetime) -> tuple[float, float]:
     return rate, math.inf if latency is None else latency
 
 
-def recorded(agents: Sequence[str], attempt: int, name: str) -> list[str]:
+def recorded(agents: Sequence[str] | None, attempt: int, name: str) -> list[str]:
     """``agents`` with ``name`` recorded as the Agent of ``attempt``.
 
     Only the next attempt in line is recorded, and only once: an attempt's
     Agent never changes, and the list stays one entry per attempt, in order.
     """
-    return [*agents, name] if len(agents) == attempt - 1 else list(agents)
+    known = agents or []
+    return [*known, name] if len(known) == attempt - 1 else list(known)
 
 
 def with_job_agents(
@@ -188,17 +189,19 @@ def with_job_agents(
     """
     if previous.phase in FINISHED:
         return task
-    agents = list(task.agents)
+    known = task.agents or []
+    agents = list(known)
     while (job := jobs.get(len(agents) + 1)) is not None and job.agent:
         agents.append(job.agent)
-    if len(agents) == len(task.agents):
+    if len(agents) == len(known):
         return task
     return task.model_copy(update={"agents": agents})
 
 
 def ran_on(task: TaskStatus, attempt: int) -> str | None:
     """The Agent status records for ``attempt`` of a task, if it records one."""
-    return task.agents[attempt - 1] if 0 < attempt <= len(task.agents) else None
+    agents = task.agents or []
+    return agents[attempt - 1] if 0 < attempt <= len(agents) else None
 
 
 @dataclass
