@@ -262,21 +262,26 @@ def test_each_attempts_calls_and_failures_count_once_by_status(
     assert calls(1, s429=1) + calls(1, s429=1) == calls(2, s429=2)
 
 
-def test_a_failed_attempts_calls_take_its_model_when_the_next_attempt_starts_at_once(
-    run_metrics: RunMetrics, registry: CollectorRegistry
-) -> None:
-    """No backoff: the write that records attempt 1's report already runs attempt 2."""
-    failed = ObservedJob(
+def failed_first_attempt(task: str, code: str) -> ObservedJob:
+    """Attempt 1 of ``task``, failed after one call to ``gpt-x`` answered ``code``."""
+    return ObservedJob(
         "j-1",
-        "a",
+        task,
         1,
         JobState.FAILED,
         report=TaskReport(
             succeeded=False,
-            message="HTTP 500",
-            result=TaskResult(model="gpt-x", failed_calls={"500": 1}),
+            message=f"HTTP {code}",
+            result=TaskResult(model="gpt-x", failed_calls={code: 1}),
         ),
     )
+
+
+def test_a_failed_attempts_calls_take_its_model_when_the_next_attempt_starts_at_once(
+    run_metrics: RunMetrics, registry: CollectorRegistry
+) -> None:
+    """No backoff: the write that records attempt 1's report already runs attempt 2."""
+    failed = failed_first_attempt("a", "500")
     started = ObservedJob("j-2", "a", 2, JobState.ACTIVE)
     after = status(a=running(2).model_copy(update={"calls": calls(1, s500=1)}))
     run_metrics.settled(NS, AGENTS, status(a=running(1)), after, [failed, started])
@@ -288,23 +293,13 @@ def test_each_count_takes_the_agent_that_ran_its_attempt(
     run_metrics: RunMetrics, registry: CollectorRegistry
 ) -> None:
     """A failed attempt on ``primary``, its retry on ``backup`` started in the same write."""
-    failed = ObservedJob(
-        "j-1",
-        "c",
-        1,
-        JobState.FAILED,
-        report=TaskReport(
-            succeeded=False,
-            message="HTTP 503",
-            result=TaskResult(model="m", failed_calls={"503": 1}),
-        ),
-    )
+    failed = failed_first_attempt("c", "503")
     first = running(1).model_copy(update={"agents": ["primary"]})
     retried = running(2).model_copy(update={"agents": ["primary", "backup"], "calls": calls(1)})
     run_metrics.settled(NS, {}, status(c=first), status(c=retried), [failed])
     ended = retried.model_copy(update={"phase": TaskPhase.SUCCEEDED, "finished_at": T0})
     run_metrics.settled(NS, {}, status(c=retried), status(c=ended))
-    labels = {"namespace": NS, "model": "m"}
+    labels = {"namespace": NS, "model": "gpt-x"}
     assert value(registry, "troupe_task_llm_calls_total", **labels, agent="primary") == 1
     assert value(registry, "troupe_tasks_succeeded_total", namespace=NS, agent="backup") == 1
     assert value(registry, "troupe_tasks_succeeded_total", namespace=NS, agent="primary") == 0
