@@ -73,6 +73,13 @@ class Manifest:
         return namespace if isinstance(namespace, str) and namespace else "default"
 
     @property
+    def labels(self) -> dict[str, str]:
+        """Its ``metadata.labels`` (which an ``agentSelector`` matches on an Agent)."""
+        metadata = self.body.get("metadata")
+        labels = metadata.get("labels") if isinstance(metadata, dict) else None
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+    @property
     def is_troupe(self) -> bool:
         """In Troupe's API group, whether or not its kind is one Troupe serves."""
         return self.api_version.rpartition("/")[0] == GROUP

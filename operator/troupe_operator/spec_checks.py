@@ -3,7 +3,8 @@
 The schema already guarantees types, bounds and name patterns. What remains
 needs the whole spec: task names unique, dependencies that exist and form no
 cycle, templates that render to something and only read inputs that exist and
-tasks that are upstream, agents that exist, a name short enough to label
+tasks that are upstream, exactly one of ``agent`` and ``agentSelector``,
+fallback Agents listed once, agents that exist, a name short enough to label
 children with, a spec small enough to record, output schemas that are JSON
 Schemas of objects, and conditions that parse and read only inputs that exist
 and fields an upstream task's ``outputSchema`` declares, forEach lists that an upstream
@@ -98,8 +99,36 @@ def check_workflow(
             problems += _check_json_reads(task, upstream.get(task.name, frozenset()), schemas)
             problems += _check_when(task, spec.inputs.keys(), upstream, schemas, fanned)
             problems += _check_for_each(task, upstream.get(task.name, frozenset()), schemas, fanned)
-        if known_agents is not None and task.agent not in known_agents:
-            problems.append(f"task '{task.name}' uses agent '{task.agent}', which is not defined")
+        problems += _check_agents(task, known_agents)
+    return problems
+
+
+def _check_agents(task: TaskSpec, known_agents: Collection[str] | None) -> list[str]:
+    """Exactly one of ``agent`` and ``agentSelector``; fallbacks unique, known, not the agent."""
+    where = f"task '{task.name}'"
+    if (task.agent is None) == (task.agent_selector is None):
+        given = "gives both agent and" if task.agent else "gives neither agent nor"
+        return [f"{where} {given} agentSelector: give exactly one"]
+    selector = task.agent_selector
+    problems = []
+    if selector is not None and not (selector.skills or selector.match_labels):
+        problems.append(f"{where} agentSelector is empty: give skills or matchLabels, or both")
+    if selector is not None and len(set(selector.skills)) < len(selector.skills):
+        problems.append(f"{where} agentSelector lists a skill more than once")
+    counts = Counter(task.fallback_agents)
+    problems += [
+        f"{where} lists fallback agent '{name}' {count} times"
+        for name, count in counts.items()
+        if count > 1
+    ]
+    if task.agent in counts:
+        problems.append(f"{where} lists its own agent '{task.agent}' among its fallbackAgents")
+    named = [task.agent] if task.agent else []
+    problems += [
+        f"{where} uses agent '{name}', which is not defined"
+        for name in [*named, *counts]
+        if known_agents is not None and name not in known_agents
+    ]
     return problems
 
 

@@ -74,6 +74,14 @@ def test_errors_reach_the_client(
         _chat(openai_stub, max_retries=0).invoke("hello")
 
 
+def test_a_failing_model_fails_every_call_while_others_answer(openai_stub: OpenAIStub) -> None:
+    openai_stub.fail_model("down-model", Fault.unavailable())
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError, match="503"):
+            _chat(openai_stub, model="down-model", max_retries=0).invoke("hello")
+    assert _chat(openai_stub).invoke("hello").content == "stub reply to: hello"
+
+
 def test_slow_and_malformed_replies(openai_stub: OpenAIStub) -> None:
     openai_stub.inject(Fault.slow(5))
     with pytest.raises(openai.APITimeoutError):

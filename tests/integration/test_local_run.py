@@ -133,3 +133,39 @@ spec:
     assert [request.path for request in openai_stub.chat_requests] == ["/v1/chat/completions"]
     headers = [name.lower() for name in openai_stub.chat_requests[0].headers]
     assert "authorization" not in headers
+
+
+def test_a_selector_runs_the_task_on_the_agent_with_its_skills_and_labels(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    agents = [
+        ("a", "{}", "[x]"),
+        ("b", "{tier: silver}", "[x, y]"),
+        ("c", "{tier: gold}", "[x, y]"),
+    ]
+    documents = [
+        f"""apiVersion: troupe.dev/v1alpha1
+kind: Agent
+metadata: {{name: {name}, labels: {labels}}}
+spec:
+  skills: {skills}
+  model: {{name: model-{name}, baseURL: "{openai_stub.base_url}"}}
+"""
+        for name, labels, skills in agents
+    ]
+    documents.append(
+        """apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {name: chooser}
+spec:
+  tasks:
+    - {name: only, agentSelector: {skills: [y], matchLabels: {tier: gold}}, prompt: "Say hello"}
+"""
+    )
+    manifest = tmp_path / "chooser.yaml"
+    manifest.write_text("---\n".join(documents))
+    finished = troupe_run(str(manifest), "--output-dir", str(tmp_path / "out"))
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    status = json.loads((tmp_path / "out" / "chooser" / "status.json").read_text())
+    assert status["tasks"]["only"]["agents"] == ["c"]
+    assert [r.body["model"] for r in openai_stub.chat_requests if r.body] == ["model-c"]

@@ -57,7 +57,8 @@ def agent(name: str, base_url: str, **model: Any) -> dict[str, Any]:
 
 def workflow(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
     for task in tasks:
-        task.setdefault("agent", "worker")
+        if "agentSelector" not in task:
+            task.setdefault("agent", "worker")
         task.setdefault("prompt", f"TASK={task['name']}")
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

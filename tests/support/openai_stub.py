@@ -16,6 +16,8 @@ usage chunk when `stream_options.include_usage` is set) and `GET /v1/models`.
 - Faults are queued with `stub.inject(Fault.rate_limited(retry_after=1), Fault.server_error())`
   and consumed by the next requests, one each: 429 with `Retry-After`, 500, 401, 400
   `context_length_exceeded`, slow replies (`Fault.slow(seconds)`), malformed bodies.
+  `stub.fail_model("name", Fault.unavailable())` answers every request for that model with
+  the fault instead (an endpoint that stays down, while other models answer).
 - Every request is recorded in `stub.requests` (path, headers including `Authorization`,
   JSON body), so tests can assert what a client sent and search for leaked secrets.
 - `python -m tests.support.openai_stub [PORT]` serves it on all interfaces until killed,
@@ -87,6 +89,10 @@ class Fault:
         return cls(
             500, {"message": "The server had an error (stub)", "type": "server_error", "code": None}
         )
+
+    @classmethod
+    def unavailable(cls) -> Fault:
+        return cls(503, {"message": "The service is unavailable (stub)", "type": "server_error"})
 
     @classmethod
     def unauthorized(cls) -> Fault:
@@ -198,6 +204,7 @@ class OpenAIStub(BackgroundService):
         self._default_reply = reply
         self._scripted: collections.deque[Reply] = collections.deque()
         self._faults: collections.deque[Fault] = collections.deque()
+        self._model_faults: dict[str, Fault] = {}
         self._served = 0
         self._tool_calls = 0
         self.url = ""
@@ -212,6 +219,21 @@ class OpenAIStub(BackgroundService):
 
     def inject(self, *faults: Fault) -> None:
         self._faults.extend(faults)
+
+    def fail_model(self, model: str, fault: Fault) -> None:
+        """Answer every request for ``model`` with ``fault``, before any queued one."""
+        self._model_faults[model] = fault
+
+    def _fault_for(self, request: aiohttp.web.Request, body: ChatBody) -> Fault:
+        """A wrong key first (as a provider checks it first), then the model's, then queued."""
+        if self.api_key is not None and request.headers.get("Authorization") != (
+            f"Bearer {self.api_key}"
+        ):
+            return Fault.unauthorized()
+        model_fault = self._model_faults.get(str(body.get("model")))
+        if model_fault is not None:
+            return model_fault
+        return self._faults.popleft() if self._faults else Fault()
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -239,12 +261,7 @@ class OpenAIStub(BackgroundService):
     async def _chat(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         body: ChatBody = await request.json()
         self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
-        if self.api_key is not None and request.headers.get("Authorization") != (
-            f"Bearer {self.api_key}"
-        ):
-            fault = Fault.unauthorized()
-        else:
-            fault = self._faults.popleft() if self._faults else Fault()
+        fault = self._fault_for(request, body)
         await asyncio.sleep(fault.delay)
         while fault.until is not None and not fault.until.is_set():
             await asyncio.sleep(0.05)

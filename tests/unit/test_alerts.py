@@ -210,6 +210,15 @@ CASES = [
         "2 ready tasks in namespace research-dev have been held back for 15 minutes by "
         "agent_not_found.",
     ),
+    Case(
+        "TroupeTasksBlocked",
+        "a task waits for an Agent its selector matches",
+        waiting("no_matching_agent", tasks=1),
+        "16m",
+        {**RESEARCH, "reason": "no_matching_agent"},
+        "1 ready tasks in namespace research-dev have been held back for 15 minutes by "
+        "no_matching_agent.",
+    ),
     Case("TroupeTasksBlocked", "tasks wait for a slot", waiting("tenant_limit", tasks=5), "16m"),
     Case(
         "TroupeTenantBudgetNearlySpent",

@@ -213,6 +213,11 @@ def test_the_api_key_reaches_only_the_task_env(
         (["{pipeline}", "--workflow", "other"], "no Workflow 'other'"),
         (["{agents_only}"], "no Workflow in"),
         (["{invalid}"], "invalid.yaml: Workflow/pipe: spec.tasks[0].retries: "),
+        (
+            ["{unmatched}"],
+            "Workflow/pipe: task 'side' agentSelector (skills [z]) matches no Agent of "
+            "namespace 'default' in the files",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -226,7 +231,16 @@ def test_bad_input_exits_2_with_one_line(
     agents_only.write_text(PIPELINE.split("---")[0])
     invalid = tmp_path / "invalid.yaml"
     invalid.write_text(PIPELINE.replace("retries: 1,", "retries: 99,"))
-    paths = {"pipeline": pipeline, "agents_only": str(agents_only), "invalid": str(invalid)}
+    unmatched = tmp_path / "unmatched.yaml"
+    unmatched.write_text(
+        PIPELINE.replace("side, agent: worker", "side, agentSelector: {skills: [z]}")
+    )
+    paths = {
+        "pipeline": pipeline,
+        "agents_only": str(agents_only),
+        "invalid": str(invalid),
+        "unmatched": str(unmatched),
+    }
     argv = ["run", *(argument.format(**paths) for argument in arguments)]
     argv += ["--output-dir", str(tmp_path / "out")]
     assert main(argv) == 2

@@ -167,6 +167,27 @@ def test_jobs_and_their_pods_read_as_observations(
         assert getattr(job, field) == value, field
 
 
+def test_a_job_names_the_agent_its_attempt_runs_on_and_reads_back_with_it() -> None:
+    action = create_task(
+        RUN, Unit(SPEC.tasks[0].name, SPEC.tasks[0]), 1, AGENT, agent_name="chosen.by-skill"
+    )
+    body = children.task_job(RUN, action, OperatorConfig(agent_image="img:1"))
+    assert body["metadata"]["annotations"] == {"troupe.dev/agent": "chosen.by-skill"}
+    record = observe.job_record({**job_body(), "metadata": body["metadata"]})
+    assert record is not None and observe.observed_job(record).agent == "chosen.by-skill"
+    assert observe.observed_job(observe.job_record(job_body()) or record).agent is None
+
+
+def test_an_agents_labels_and_call_statistics_read_as_its_profile() -> None:
+    calls = {"requests": 9, "errors": 1, "reportedBy": "p", "updatedAt": "2026-01-01T00:00:00Z"}
+    agent = {"metadata": {"labels": {"tier": "gold"}}, "status": {"calls": calls}}
+    profile = observe.agent_profile(agent)
+    assert profile.labels == {"tier": "gold"}
+    assert profile.calls is not None and (profile.calls.requests, profile.calls.errors) == (9, 1)
+    assert observe.agent_profile({"status": {"calls": {"requests": -1}}}).calls is None
+    assert observe.agent_profile({}).labels == {}
+
+
 def test_a_report_stamped_on_the_output_is_read_only_for_its_own_attempt() -> None:
     stamped = {"annotations": {"troupe.dev/report": REPORT.encode(), "troupe.dev/attempt": "2"}}
     assert observe.stamped_report(stamped, 2) == (REPORT.encode(), 0)

@@ -262,26 +262,47 @@ def test_each_attempts_calls_and_failures_count_once_by_status(
     assert calls(1, s429=1) + calls(1, s429=1) == calls(2, s429=2)
 
 
-def test_a_failed_attempts_calls_take_its_model_when_the_next_attempt_starts_at_once(
-    run_metrics: RunMetrics, registry: CollectorRegistry
-) -> None:
-    """No backoff: the write that records attempt 1's report already runs attempt 2."""
-    failed = ObservedJob(
+def failed_first_attempt(task: str, code: str) -> ObservedJob:
+    """Attempt 1 of ``task``, failed after one call to ``gpt-x`` answered ``code``."""
+    return ObservedJob(
         "j-1",
-        "a",
+        task,
         1,
         JobState.FAILED,
         report=TaskReport(
             succeeded=False,
-            message="HTTP 500",
-            result=TaskResult(model="gpt-x", failed_calls={"500": 1}),
+            message=f"HTTP {code}",
+            result=TaskResult(model="gpt-x", failed_calls={code: 1}),
         ),
     )
+
+
+def test_a_failed_attempts_calls_take_its_model_when_the_next_attempt_starts_at_once(
+    run_metrics: RunMetrics, registry: CollectorRegistry
+) -> None:
+    """No backoff: the write that records attempt 1's report already runs attempt 2."""
+    failed = failed_first_attempt("a", "500")
     started = ObservedJob("j-2", "a", 2, JobState.ACTIVE)
     after = status(a=running(2).model_copy(update={"calls": calls(1, s500=1)}))
     run_metrics.settled(NS, AGENTS, status(a=running(1)), after, [failed, started])
     model = {"namespace": NS, "agent": "writer", "model": "gpt-x"}
     assert value(registry, "troupe_task_llm_errors_total", **model, status="500") == 1
+
+
+def test_each_count_takes_the_agent_that_ran_its_attempt(
+    run_metrics: RunMetrics, registry: CollectorRegistry
+) -> None:
+    """A failed attempt on ``primary``, its retry on ``backup`` started in the same write."""
+    failed = failed_first_attempt("c", "503")
+    first = running(1).model_copy(update={"agents": ["primary"]})
+    retried = running(2).model_copy(update={"agents": ["primary", "backup"], "calls": calls(1)})
+    run_metrics.settled(NS, {}, status(c=first), status(c=retried), [failed])
+    ended = retried.model_copy(update={"phase": TaskPhase.SUCCEEDED, "finished_at": T0})
+    run_metrics.settled(NS, {}, status(c=retried), status(c=ended))
+    labels = {"namespace": NS, "model": "gpt-x"}
+    assert value(registry, "troupe_task_llm_calls_total", **labels, agent="primary") == 1
+    assert value(registry, "troupe_tasks_succeeded_total", namespace=NS, agent="backup") == 1
+    assert value(registry, "troupe_tasks_succeeded_total", namespace=NS, agent="primary") == 0
 
 
 def test_failure_statuses_stay_bounded_and_counts_never_move() -> None:
@@ -351,6 +372,7 @@ def test_reasons_map_to_a_bounded_set_of_labels() -> None:
         "TenantConcurrencyLimit",
         "TokenBudgetExceeded",
         "AgentNotFound",
+        "NoMatchingAgent",
         "NamespaceNotTenanted",
         "SomethingNew",
         None,
@@ -360,6 +382,7 @@ def test_reasons_map_to_a_bounded_set_of_labels() -> None:
         "tenant_limit",
         "budget",
         "agent_not_found",
+        "no_matching_agent",
         "not_tenanted",
         "unknown",
         "none",
@@ -424,6 +447,8 @@ def test_the_decision_names_each_held_task_with_what_held_it() -> None:
 
     missing = [*FOUR[:2], {"name": "e", "agent": "nobody", "prompt": "p"}]
     assert dict(reconcile(observation({"tasks": missing})).waiting) == {"e": "AgentNotFound"}
+    unmatched = [*FOUR[:1], {"name": "f", "agentSelector": {"skills": ["z"]}, "prompt": "p"}]
+    assert dict(reconcile(observation({"tasks": unmatched})).waiting) == {"f": "NoMatchingAgent"}
 
     slots = TenantShare("t", free_slots=1, max_concurrent_tasks=1)
     decision = reconcile(observation({"tasks": FOUR[:3]}, tenant=slots))

@@ -24,6 +24,7 @@ from troupe_operator.api import (
     WorkflowStatus,
 )
 from troupe_operator.workflow import (
+    AgentProfile,
     CreateTask,
     Decision,
     DeleteJob,
@@ -56,7 +57,7 @@ def workflow(*tasks: dict[str, Any], **settings: Any) -> WorkflowSpec:
             "tasks": [
                 {
                     "name": task["name"],
-                    "agent": task.get("agent", "agent"),
+                    **({} if "agentSelector" in task else {"agent": task.get("agent", "agent")}),
                     "prompt": task.get("prompt", f"Do {task['name']} on {{{{ inputs.topic }}}}"),
                     "dependsOn": task.get("deps", []),
                     **{
@@ -96,6 +97,7 @@ class Cluster:
         self.refusals: list[Refusal] = []
         self.recorded: WorkflowSpec | None = None
         self.agents = {"agent": AgentSpec()} if agents is None else agents
+        self.profiles: dict[str, AgentProfile] = {}
         self.now = T0
         self.created: list[CreateTask] = []
         self.events: list[Event] = []
@@ -119,6 +121,7 @@ class Cluster:
             now=self.now,
             jobs=list(self.jobs.values()),
             agents=self.agents,
+            agent_profiles=self.profiles,
             recorded_spec=self.recorded,
             refusals=self.refusals,
             free_slots=self.free_slots,
@@ -137,7 +140,12 @@ class Cluster:
             if isinstance(action, CreateTask) and action.job_name not in self.jobs:
                 self.created.append(action)
                 self.jobs[action.job_name] = ObservedJob(
-                    action.job_name, action.task, action.attempt, JobState.ACTIVE, self.now
+                    action.job_name,
+                    action.task,
+                    action.attempt,
+                    JobState.ACTIVE,
+                    self.now,
+                    agent=action.task_input.agent_name,
                 )
             elif isinstance(action, DeleteJob):
                 self.jobs.pop(action.name, None)

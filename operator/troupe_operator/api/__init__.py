@@ -31,6 +31,7 @@ from troupe_operator.api.common import (
     count_failures,
 )
 from troupe_operator.api.conversation import ConversationSpec, ConversationTurn
+from troupe_operator.api.selector import AgentSelector
 from troupe_operator.api.task_io import (
     ATTEMPT_ANNOTATION,
     EXIT_PERMANENT,
@@ -102,6 +103,7 @@ __all__ = [
     "VERSION",
     "AgentCallStats",
     "AgentPhase",
+    "AgentSelector",
     "AgentSpec",
     "AgentStatus",
     "ApiModel",

@@ -192,7 +192,10 @@ class AgentSpec(ApiModel):
     skills: list[str] = Field(
         default_factory=list,
         max_length=32,
-        description="Short capability tags added to the system prompt, e.g. market-analysis.",
+        description=(
+            "Short capability tags, e.g. market-analysis: added to the system prompt, and "
+            "matched by a Workflow task's agentSelector."
+        ),
     )
     self_review: bool | None = Field(
         default=None,

@@ -14,8 +14,10 @@ from typing import Annotated, Any, Final
 from pydantic import Field, WithJsonSchema
 
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
+from troupe_operator.api.selector import MAX_FALLBACK_AGENTS, AgentSelector
 
 MAX_TASKS: Final = 1000
+MAX_RETRIES: Final = 10
 MAX_TEMPLATE_CHARS: Final = 65_536
 """Most characters of one prompt template; what it renders to is bounded in the task pod."""
 PREVIEW_CHARS: Final = 200
@@ -92,7 +94,26 @@ class TaskSpec(ApiModel):
     """One step of a Workflow: an Agent run on a rendered prompt."""
 
     name: DnsLabel = Field(description="Task name, unique in the Workflow (DNS-1123 label).")
-    agent: DnsLabel = Field(description="Name of an Agent in the Workflow's namespace.")
+    agent: DnsLabel | None = Field(
+        default=None,
+        description="Name of an Agent in the Workflow's namespace; or give agentSelector.",
+    )
+    agent_selector: AgentSelector | None = Field(
+        default=None,
+        description=(
+            "Instead of agent: run on the best Agent of the namespace that has every skill "
+            "and label asked for, chosen when each attempt starts."
+        ),
+    )
+    fallback_agents: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=MAX_FALLBACK_AGENTS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description=(
+            "Agents for the retries: attempt N (N >= 2) runs on the (N-1)th, the last one for "
+            "any attempt beyond the list."
+        ),
+    )
     prompt: str = Field(
         min_length=1,
         max_length=MAX_TEMPLATE_CHARS,
@@ -106,7 +127,10 @@ class TaskSpec(ApiModel):
         default_factory=list, max_length=MAX_TASKS, description="Tasks that must succeed first."
     )
     retries: int = Field(
-        default=0, ge=0, le=10, description="Further attempts after a failed one, with backoff."
+        default=0,
+        ge=0,
+        le=MAX_RETRIES,
+        description="Further attempts after a failed one, with backoff.",
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=86_400, description="Limit on one attempt (activeDeadlineSeconds)."
@@ -215,6 +239,11 @@ class TaskStatus(ApiModel):
     phase: TaskPhase = Field(default=TaskPhase.PENDING, description="The task's phase.")
     attempts: int = Field(default=0, ge=0, description="Attempts started so far.")
     job: str | None = Field(default=None, description="The Job of the latest attempt.")
+    agents: list[str] | None = Field(
+        default=None,
+        max_length=MAX_RETRIES + 1,
+        description="The Agent of each attempt, in order, recorded when the attempt starts.",
+    )
     started_at: datetime | None = Field(default=None, description="When the first attempt started.")
     finished_at: datetime | None = Field(
         default=None, description="When the task ended, or its latest attempt failed."

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from troupe_operator.api import EXIT_PERMANENT, INPUT_ENV, SPEC_KEY, SPEC_MOUNT
 from troupe_operator.controller.config import OperatorConfig
-from troupe_operator.workflow import CreateTask, PrepareRun, WorkflowRef
+from troupe_operator.workflow import ATTEMPT_AGENT_ANNOTATION, CreateTask, PrepareRun, WorkflowRef
 
 CONTAINER: Final = "agent"
 TERMINATION_LOG: Final = "/dev/termination-log"
@@ -182,9 +182,6 @@ def task_job(
     }
     if action.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = action.active_deadline_seconds
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(run, action.job_name, action.labels),
-        "spec": job_spec,
-    }
+    metadata = _metadata(run, action.job_name, action.labels)
+    metadata["annotations"] = {ATTEMPT_AGENT_ANNOTATION: action.task_input.agent_name}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}

@@ -45,11 +45,11 @@ from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.reconciler import WorkflowReconciler
 from troupe_operator.controller.runs import Runs, WorkflowKey
 from troupe_operator.controller.workers import Workers
-from troupe_operator.workflow import LABEL_WORKFLOW
+from troupe_operator.workflow import LABEL_WORKFLOW, AgentProfile
 
 logger = logging.getLogger(__name__)
 
-AgentEntry = tuple[str, AgentSpec | None]
+AgentEntry = tuple[str, AgentSpec | None, AgentProfile]
 GC_THRESHOLDS: Final = (20_000, 20, 50)
 """Allocations before a young collection; young ones before a middle one; middle ones
 before a full one (CPython's defaults are 700, 10, 10)."""
@@ -82,13 +82,17 @@ class Controller:
         self.gate = tenant_limits.TenantGate(tenant_indexes, self.runs.created_in, self.enqueue)
 
         def agents_of(namespace: str) -> Mapping[str, AgentSpec]:
-            return {name: spec for name, spec in agents.get(namespace, ()) if spec is not None}
+            return {name: spec for name, spec, _ in agents.get(namespace, ()) if spec is not None}
+
+        def profiles_of(namespace: str) -> Mapping[str, AgentProfile]:
+            return {name: profile for name, _, profile in agents.get(namespace, ())}
 
         self.reconciler = WorkflowReconciler(
             Kube(api, config.api_timeout_seconds),
             config,
             jobs=lambda key: jobs.get(key, ()),
             agents=agents_of,
+            agent_profiles=profiles_of,
             runs=self.runs,
             refusal=tenancy.refusal(config, namespaces, "Workflows"),
             gate=self.gate,
@@ -109,10 +113,11 @@ class Controller:
 
 def _agent_entry(body: kopf.Body, name: str) -> AgentEntry:
     """An Agent whose spec does not parse counts as absent (its own status says why)."""
+    profile = observe.agent_profile(body)
     try:
-        return name, AgentSpec.model_validate(dict(body.get("spec") or {}))
+        return name, AgentSpec.model_validate(dict(body.get("spec") or {})), profile
     except ValidationError:
-        return name, None
+        return name, None, profile
 
 
 def register(
@@ -209,6 +214,7 @@ def register(
 
     @kopf.on.event(GROUP, VERSION, "agents", registry=registry)
     async def agent_event(namespace: str | None, name: str, **_: Any) -> None:
+        """Runs waiting for this Agent, or for any Agent a selector may match, look again."""
         for key in controller.runs.waiting_for(str(namespace), name):
             controller.enqueue(key)
 

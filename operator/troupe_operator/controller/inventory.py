@@ -172,7 +172,8 @@ class Inventory(Collector):
             GaugeMetricFamily(
                 "troupe_tasks_waiting",
                 "Ready tasks the latest decision held back, by namespace and reason "
-                "(parallelism, tenant_limit, budget, agent_not_found, not_tenanted).",
+                "(parallelism, tenant_limit, budget, agent_not_found, no_matching_agent, "
+                "not_tenanted).",
                 labels=["namespace", "reason"],
             ),
         ]

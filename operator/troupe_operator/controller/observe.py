@@ -6,7 +6,8 @@ itself went lives in its pod's termination message, as a TaskReport; why a
 pod does not run lives in its waiting state or its PodScheduled condition.
 This module maps those into :class:`JobRecord` (what the shell keeps of a
 Job, small on purpose: thousands are held in memory), :class:`ObservedJob`
-and :class:`PodProblem`. It never raises on a malformed object: a Job it
+and :class:`PodProblem`, and an Agent's labels and call statistics into its
+:class:`AgentProfile`. It never raises on a malformed object: a Job it
 cannot read is not a task Job, a pod it cannot read says nothing. Which
 Jobs are task Jobs is said once, for every kopf index of them
 (``task_job_index``).
@@ -21,12 +22,21 @@ from typing import Any
 
 import kopf
 from kopf.on import IndexingDecorator
+from pydantic import ValidationError
 
-from troupe_operator.api import ATTEMPT_ANNOTATION, EXIT_PERMANENT, REPORT_ANNOTATION, TaskReport
+from troupe_operator.api import (
+    ATTEMPT_ANNOTATION,
+    EXIT_PERMANENT,
+    REPORT_ANNOTATION,
+    AgentCallStats,
+    TaskReport,
+)
 from troupe_operator.workflow import (
+    ATTEMPT_AGENT_ANNOTATION,
     LABEL_ATTEMPT,
     LABEL_TASK,
     LABEL_WORKFLOW,
+    AgentProfile,
     JobState,
     ObservedJob,
     PodProblem,
@@ -67,6 +77,8 @@ class JobRecord:
     reason: str = ""
     message: str = ""
     finished_at: datetime | None = None
+    agent: str | None = None
+    """The Agent the attempt runs on, from the Job's annotation."""
 
     @property
     def finished(self) -> bool:
@@ -102,6 +114,7 @@ def job_record(job: Body) -> JobRecord | None:
         reason=str(condition.get("reason") or ""),
         message=str(condition.get("message") or ""),
         finished_at=timestamp(status.get("completionTime") or condition.get("lastTransitionTime")),
+        agent=str((metadata.get("annotations") or {}).get(ATTEMPT_AGENT_ANNOTATION) or "") or None,
     )
 
 
@@ -138,6 +151,7 @@ def observed_job(record: JobRecord, termination: Termination | None = None) -> O
         "task": record.task,
         "attempt": record.attempt,
         "started_at": record.started_at,
+        "agent": record.agent,
     }
     if not record.finished:
         return ObservedJob(state=JobState.ACTIVE, **common)
@@ -161,6 +175,18 @@ def observed_job(record: JobRecord, termination: Termination | None = None) -> O
 
 def gone_job(name: str, task: str, attempt: int) -> ObservedJob:
     return ObservedJob(name=name, task=task, attempt=attempt, state=JobState.GONE)
+
+
+def agent_profile(agent: Body) -> AgentProfile:
+    """An Agent's labels and the call statistics in its status (which agentSelector ranks by);
+    statistics that do not parse count as none."""
+    labels = (agent.get("metadata") or {}).get("labels") or {}
+    calls = (agent.get("status") or {}).get("calls")
+    try:
+        stats = AgentCallStats.model_validate(calls) if calls else None
+    except ValidationError:
+        stats = None
+    return AgentProfile(labels={str(k): str(v) for k, v in labels.items()}, calls=stats)
 
 
 def pod_problem(pods: Sequence[Body]) -> PodProblem | None:

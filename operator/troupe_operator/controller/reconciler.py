@@ -52,6 +52,7 @@ from troupe_operator.controller.tenant_limits import TenantGate
 from troupe_operator.controller.tracing import DISABLED, RunTracer
 from troupe_operator.workflow import (
     LABEL_WORKFLOW,
+    AgentProfile,
     CreateTask,
     Decision,
     DeleteJob,
@@ -82,6 +83,7 @@ CONCURRENT_CALLS: Final = 16
 
 JobSource = Callable[[WorkflowKey], Iterable[JobRecord]]
 AgentSource = Callable[[str], Mapping[str, AgentSpec]]
+ProfileSource = Callable[[str], Mapping[str, AgentProfile]]
 Clock = Callable[[], datetime]
 Create = Callable[[str, Body], Awaitable[Body | None]]
 
@@ -108,6 +110,7 @@ class WorkflowReconciler:
         jobs: JobSource,
         agents: AgentSource,
         runs: Runs | None = None,
+        agent_profiles: ProfileSource = lambda namespace: {},
         clock: Clock = _utcnow,
         refusal: tenancy.Refusal = tenancy.admitted,
         gate: TenantGate | None = None,
@@ -122,6 +125,7 @@ class WorkflowReconciler:
         self.config = config
         self.jobs = jobs
         self.agents = agents
+        self.agent_profiles = agent_profiles
         self.runs = runs if runs is not None else Runs()
         self.clock = clock
         self.events = EventRecorder(kube, config.reporting_instance, clock)
@@ -159,7 +163,7 @@ class WorkflowReconciler:
         for event in decision.of_type(Event):
             if self.config.task_events or not event.routine:
                 await self.events.post(memory.body, event)
-        self.runs.wait_for_agents(key, decision.waiting_for_agents)
+        self.runs.wait_for_agents(key, decision.waiting_for_agents, decision.waiting_for_any_agent)
         if _ended(decision.status):
             self.runs.forget(key)
             if self.gate is not None:
@@ -215,6 +219,7 @@ class WorkflowReconciler:
             now=self.clock(),
             jobs=await self._observed_jobs(run, memory, status),
             agents=self.agents(run.namespace),
+            agent_profiles=self.agent_profiles(run.namespace),
             recorded_spec=await self._recorded_spec(run, memory, spec, status),
             refusals=memory.refusals,
             tenancy_refusal=self.refusal(run.namespace),
@@ -529,8 +534,11 @@ class _Start:
 
 
 def _agents_of(spec: WorkflowSpec | InvalidSpec | None) -> dict[str, str]:
-    """Each task's Agent, for the metrics' ``agent`` label."""
-    return {task.name: task.agent for task in spec.tasks} if isinstance(spec, WorkflowSpec) else {}
+    """Each task's named Agent: the metrics' ``agent`` label of an attempt status does not
+    record the Agent of (one an operator before ``tasks.T.agents`` started)."""
+    if not isinstance(spec, WorkflowSpec):
+        return {}
+    return {task.name: task.agent for task in spec.tasks if task.agent is not None}
 
 
 def _run_of(body: Mapping[str, Any]) -> WorkflowRef:

@@ -27,6 +27,12 @@ reconciles and operator restarts as far as a process-local counter can be:
   else the task's model in status; else ``unknown``. **Model calls** (all, and the failed ones by
   status: task mode's 429s) are the increase of the task's ``calls`` in
   status, the same way.
+- The ``agent`` label is the Agent that ran the attempt counted (the
+  attempt started; for tokens and calls, the latest reporting attempt; for
+  an ended task, its last attempt), as ``tasks.T.agents`` in status records
+  it: with ``agentSelector`` and ``fallbackAgents`` the attempts of one task
+  may run on different Agents. A status that does not record it (written by
+  an operator before the field) falls back to the task's ``agent``.
 
 A counter series that first appears with a count is invisible to ``rate()``
 and ``increase()``, which need a sample before the event. So the series of a
@@ -38,7 +44,8 @@ calls of a model) is lost to ``rate()``.
 
 Queue wait runs from the first decision of this process that found the task
 ready but held it back (by parallelism, the Tenant's concurrency limit or
-token budget, a missing Agent, or a namespace no Tenant owns) to its Job's
+token budget, a missing Agent, no Agent matching its selector, or a namespace
+no Tenant owns) to its Job's
 creation; an attempt started by the first decision that found it ready waits
 ``none``, for about one API call. Dispatch latency runs from when the DAG let
 the task run (its last dependency's ``finishedAt``, or the Workflow's
@@ -63,11 +70,12 @@ from troupe_operator.api import (
     ModelCalls,
     TaskPhase,
     TaskSpec,
+    TaskStatus,
     TokenUsage,
     WorkflowPhase,
     WorkflowStatus,
 )
-from troupe_operator.workflow import ObservedJob, parent_of
+from troupe_operator.workflow import ObservedJob, parent_of, ran_on
 
 NO_WAIT: Final = "none"
 REASONS: Final = {
@@ -75,6 +83,7 @@ REASONS: Final = {
     "TenantConcurrencyLimit": "tenant_limit",
     "TokenBudgetExceeded": "budget",
     "AgentNotFound": "agent_not_found",
+    "NoMatchingAgent": "no_matching_agent",
     "NamespaceNotTenanted": "not_tenanted",
     "Suspended": "suspended",
 }
@@ -143,7 +152,7 @@ class RunMetrics:
             "troupe_task_queue_wait_seconds",
             "Time an attempt waited from the operator finding it ready to its Job being "
             "created, by what held it back last (parallelism, tenant_limit, budget, "
-            "agent_not_found, not_tenanted, suspended) or none.",
+            "agent_not_found, no_matching_agent, not_tenanted, suspended) or none.",
             ["namespace", "reason"],
             buckets=WAIT_BUCKETS,
             registry=registry,
@@ -226,7 +235,8 @@ class RunMetrics:
     ) -> None:
         """Count what ``after`` records that ``before`` did not; call once ``after`` is written.
 
-        ``agents`` maps task names to their Agent; ``jobs`` are the Jobs the
+        ``agents`` maps task names to their named Agent, for attempts whose Agent
+        status does not record (see :func:`attempt_agent`); ``jobs`` are the Jobs the
         decision saw, whose reports name the model of the attempts just settled.
         """
         self._first_seen(namespace, set(agents.values()))
@@ -238,10 +248,12 @@ class RunMetrics:
             previous = before.tasks.get(name)
             if previous is task:
                 continue  # the core kept it as it was: nothing new (and cheap in a large run)
-            agent = agents.get(parent_of(name), UNKNOWN)  # an instance runs its task's Agent
+            named = agents.get(parent_of(name))  # an instance runs its task's Agent
             job = attempts.get((name, task.attempts))
             ended_now = previous is None or previous.phase != task.phase
             if task.phase in TASK_ENDED and ended_now and task.items is None:  # not a forEach
+                agent = attempt_agent(task, task.attempts, named)
+                self._first_seen(namespace, (agent,))
                 ended = self.succeeded if task.phase == TaskPhase.SUCCEEDED else self.failed
                 ended.labels(namespace, agent).inc()
                 started = task.started_at or (previous.started_at if previous else None)
@@ -253,7 +265,8 @@ class RunMetrics:
             calls = _more_calls(previous.calls if previous else None, task.calls)
             if spent is None and calls is None:
                 continue
-            model = reported.get(name) or task.model or UNKNOWN
+            attempt, model = reported.get(name) or (task.attempts, task.model or UNKNOWN)
+            agent = attempt_agent(task, attempt, named)
             labels = (namespace, agent, model[:MODEL_CHARS])
             self._model_seen(labels)
             if spent is not None:
@@ -294,8 +307,14 @@ def _more_calls(before: ModelCalls | None, after: ModelCalls | None) -> ModelCal
     return calls if calls.total or calls.failed else None
 
 
-def _reported_models(jobs: Sequence[ObservedJob]) -> dict[str, str]:
-    """Each task's model, as its latest attempt that reported one says.
+def attempt_agent(task: TaskStatus, attempt: int, named: str | None) -> str:
+    """The Agent that ran ``attempt`` of a task: as status records it, else the task's named
+    Agent, else ``unknown``."""
+    return ran_on(task, attempt) or named or UNKNOWN
+
+
+def _reported_models(jobs: Sequence[ObservedJob]) -> dict[str, tuple[int, str]]:
+    """Each task's latest attempt that reported a model, with the model it names.
 
     Not the task's current attempt's: with no backoff, the decision that records
     a failed attempt's report also starts the next attempt, which reported nothing yet.
@@ -305,7 +324,7 @@ def _reported_models(jobs: Sequence[ObservedJob]) -> dict[str, str]:
         result = job.report.result if job.report is not None else None
         if result is not None and job.attempt >= latest.get(job.task, (0, ""))[0]:
             latest[job.task] = (job.attempt, result.model)
-    return {task: model for task, (_, model) in latest.items()}
+    return latest
 
 
 def note_waiting(

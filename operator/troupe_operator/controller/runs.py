@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -30,6 +30,9 @@ from troupe_operator.workflow import InvalidSpec, JobRef, ObservedJob, PodProble
 
 Body = Mapping[str, Any]
 WorkflowKey = tuple[str, str]
+ANY_AGENT: Final = ""
+"""What a run waits for when a task's agentSelector matches no Agent: any Agent of its
+namespace (no Agent is named ``""``)."""
 logger = logging.getLogger(__name__)
 
 
@@ -142,7 +145,7 @@ class RunMemory:
 
 
 class Runs:
-    """Every live run's memory, and which runs wait for which Agents."""
+    """Every live run's memory, and which runs wait for which Agents (or any Agent)."""
 
     def __init__(self) -> None:
         self._runs: dict[WorkflowKey, RunMemory] = {}
@@ -172,13 +175,16 @@ class Runs:
         self.wait_for_agents(key, ())
         return True
 
-    def wait_for_agents(self, key: WorkflowKey, agents: Iterable[str]) -> None:
-        """Note that ``key`` waits for these Agents of its namespace (and no others)."""
+    def wait_for_agents(
+        self, key: WorkflowKey, agents: Iterable[str], any_agent: bool = False
+    ) -> None:
+        """Note that ``key`` waits for these Agents of its namespace (and no others), or for
+        any of them to change (``any_agent``: a selector waits for a match)."""
         for wanted in self._waits_of.pop(key, set()):
             self._waiting[wanted].discard(key)
             if not self._waiting[wanted]:
                 del self._waiting[wanted]
-        for agent in agents:
+        for agent in [*agents, ANY_AGENT] if any_agent else agents:
             self._waiting[(key[0], agent)].add(key)
             self._waits_of[key].add((key[0], agent))
 
@@ -205,4 +211,6 @@ class Runs:
         }
 
     def waiting_for(self, namespace: str, agent: str) -> set[WorkflowKey]:
-        return set(self._waiting.get((namespace, agent), ()))
+        """The runs a change of this Agent may let go on: those waiting for it, or for any."""
+        named = self._waiting.get((namespace, agent), set())
+        return named | self._waiting.get((namespace, ANY_AGENT), set())

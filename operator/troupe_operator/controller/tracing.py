@@ -50,7 +50,14 @@ from opentelemetry.util.types import AttributeValue
 from troupe_operator import otel_config, semconv
 from troupe_operator.api import TaskPhase, TaskStatus, TokenUsage, WorkflowPhase, WorkflowStatus
 from troupe_operator.controller.config import ConfigError
-from troupe_operator.workflow import JobState, Observation, ObservedJob, WorkflowRef, parent_of
+from troupe_operator.workflow import (
+    JobState,
+    Observation,
+    ObservedJob,
+    WorkflowRef,
+    parent_of,
+    ran_on,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +164,8 @@ class RunTracer:
         """Export the spans of what ``after`` records as ended and ``observation`` did not.
 
         Call once ``after`` is written. ``created`` is the Workflow's creation time;
-        ``agents`` maps task names to their Agent. It never raises: the status is
+        ``agents`` maps task names to their named Agent, for an attempt whose Agent
+        ``after`` does not record. It never raises: the status is
         written, and the reconcile must go on to post its Events whatever its spans do.
         """
         if self._tracer is None:
@@ -165,7 +173,8 @@ class RunTracer:
         before = observation.status
         try:
             for name, ended in _ended_attempts(observation, after):
-                self._attempt_span(run, name, ended, agents.get(parent_of(name)))
+                agent = ran_on(ended.after, ended.attempt) or agents.get(parent_of(name))
+                self._attempt_span(run, name, ended, agent)
             if after.phase in ENDED and before.phase != after.phase:
                 self._run_span(run, created, after, observation.now)
         except Exception:

@@ -2,16 +2,19 @@
 
 Reads the files, refuses what ``troupe validate`` would refuse (with the
 same lines), picks the Workflows, applies ``--set`` and finds each
-Workflow's Agents and API keys in the same files. Every problem here is bad
-input (exit 2) and is said in one line, never as a traceback; an Agent whose
-key is nowhere is one, said before any task starts rather than by each task.
+Workflow's Agents (every Agent of its namespace in the files, with its
+labels, for ``agentSelector``) and API keys in the same files. Every problem
+here is bad input (exit 2) and is said in one line, never as a traceback; an
+Agent whose key is nowhere is one, and so is a selector no Agent in the files
+matches (nothing could ever be applied to end the wait): each is said before
+any task starts rather than by each task.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from troupe_operator.api import AgentSpec, WorkflowSpec
 from troupe_operator.manifests import (
@@ -24,6 +27,7 @@ from troupe_operator.manifests import (
 )
 from troupe_operator.spec_checks import check_workflow
 from troupe_operator.validation import check_manifests
+from troupe_operator.workflow import AgentProfile, candidates, matching
 
 FALLBACK_KEY_ENV = "OPENAI_API_KEY"
 """Where an API key comes from when the Secret an Agent names is not in the files."""
@@ -47,11 +51,20 @@ class LocalWorkflow:
     agents: dict[str, AgentSpec]
     api_keys: dict[str, str] = field(default_factory=dict, repr=False)
     """Agent name → API key, for the Agents that name a Secret and have a key."""
+    profiles: dict[str, AgentProfile] = field(default_factory=dict)
+    """The labels of the Agents, which ``agentSelector`` reads."""
+
+    @property
+    def usable_agents(self) -> list[str]:
+        """Every Agent a task of the run may run on."""
+        used = set[str]().union(
+            *(candidates(task, self.agents, self.profiles) for task in self.spec.tasks)
+        )
+        return sorted(used)
 
     @property
     def scripted_agents(self) -> list[str]:
-        used = sorted({task.agent for task in self.spec.tasks})
-        return [name for name in used if self.agents[name].model.base_url is None]
+        return [name for name in self.usable_agents if self.agents[name].model.base_url is None]
 
 
 @dataclass(frozen=True)
@@ -121,11 +134,19 @@ def _local_workflow(
     namespace = manifest.namespace or "default"
     found = _agents(manifests, namespace)
     agents = {name: agent for name, (agent, _) in found.items()}
+    profiles = {name: AgentProfile(labels=source.labels) for name, (_, source) in found.items()}
     problems = check_workflow(manifest.name, spec, agents)
+    problems += [
+        f"task '{task.name}' agentSelector ({task.agent_selector.describe()}) matches no "
+        f"Agent of namespace '{namespace}' in the files"
+        for task in spec.tasks
+        if task.agent_selector is not None and not matching(task.agent_selector, agents, profiles)
+    ]
     if problems:
         raise RunInputError([f"{manifest.source}: {manifest.label}: {p}" for p in problems])
+    local = LocalWorkflow(namespace, manifest.name, spec, agents, profiles=profiles)
     keys, missing = {}, []
-    for name in sorted({task.agent for task in spec.tasks}):
+    for name in local.usable_agents:
         agent, source = found[name]
         ref = agent.model.api_key_secret_ref
         if ref is None:
@@ -140,7 +161,7 @@ def _local_workflow(
             )
     if missing:
         raise RunInputError(missing)
-    return LocalWorkflow(namespace, manifest.name, spec, agents, keys)
+    return replace(local, api_keys=keys)
 
 
 def _agents(manifests: Sequence[Manifest], namespace: str) -> dict[str, tuple[AgentSpec, Manifest]]:

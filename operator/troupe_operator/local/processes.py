@@ -182,6 +182,7 @@ def _observe(attempt: _Attempt) -> ObservedJob:
         permanent=attempt.exit_code == EXIT_PERMANENT,
         deadline_exceeded=attempt.deadline_exceeded,
         report=report,
+        agent=action.task_input.agent_name,
     )
 
 

@@ -176,6 +176,7 @@ class _WorkflowRun:
             now=self.clock(),
             jobs=self.jobs.observed(),
             agents=self.workflow.agents,
+            agent_profiles=self.workflow.profiles,
             recorded_spec=self.recorded,
             free_slots=self.shared.free_slots(),
             stop=self.shared.stop_reason,

@@ -19,12 +19,14 @@ from troupe_operator.workflow.actions import (
 from troupe_operator.workflow.core import reconcile
 from troupe_operator.workflow.launch import API_KEY_ENV
 from troupe_operator.workflow.naming import (
+    ATTEMPT_AGENT_ANNOTATION,
     LABEL_ATTEMPT,
     LABEL_TASK,
     LABEL_WORKFLOW,
     WorkflowRef,
 )
 from troupe_operator.workflow.observation import (
+    AgentProfile,
     InvalidSpec,
     JobRef,
     JobState,
@@ -35,16 +37,19 @@ from troupe_operator.workflow.observation import (
     TenantShare,
 )
 from troupe_operator.workflow.revision import spec_hash
+from troupe_operator.workflow.selection import candidates, matching, ran_on
 from troupe_operator.workflow.summary import status_patch
 from troupe_operator.workflow.timing import format_duration
 from troupe_operator.workflow.units import parent_of
 
 __all__ = [
     "API_KEY_ENV",
+    "ATTEMPT_AGENT_ANNOTATION",
     "LABEL_ATTEMPT",
     "LABEL_TASK",
     "LABEL_WORKFLOW",
     "Action",
+    "AgentProfile",
     "CreateTask",
     "Decision",
     "DeleteJob",
@@ -60,8 +65,11 @@ __all__ = [
     "Refusal",
     "TenantShare",
     "WorkflowRef",
+    "candidates",
     "format_duration",
+    "matching",
     "parent_of",
+    "ran_on",
     "reconcile",
     "spec_hash",
     "status_patch",

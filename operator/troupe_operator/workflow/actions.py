@@ -101,13 +101,15 @@ class Decision:
     ``requeue_after`` is in seconds (a retry backoff, the workflow timeout, a
     pod start limit); None when only a change of the Jobs can move the run on.
     ``waiting_for_agents`` names the missing Agents ready tasks wait for;
+    ``waiting_for_any_agent`` says a ready task waits for an Agent its
+    ``agentSelector`` matches, which any Agent of the namespace may become;
     ``unobserved_jobs`` the Jobs status says were created but that were not
     observed: the shell confirms whether they exist, since the core never
     guesses. ``held_back`` counts the attempts that could start but for the
     Tenant's limits, and ``held_by`` names the limit (TenantConcurrencyLimit
     or TokenBudgetExceeded): the shell wakes the run when that limit frees.
     ``waiting`` names each ready task this decision did not start, with what
-    held it back (Parallelism, AgentNotFound, TenantConcurrencyLimit,
+    held it back (Parallelism, AgentNotFound, NoMatchingAgent, TenantConcurrencyLimit,
     TokenBudgetExceeded, NamespaceNotTenanted, Suspended), for the shell's metrics.
     """
 
@@ -115,6 +117,7 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     requeue_after: float | None = None
     waiting_for_agents: frozenset[str] = frozenset()
+    waiting_for_any_agent: bool = False
     unobserved_jobs: tuple[JobRef, ...] = ()
     held_back: int = 0
     held_by: str | None = None

@@ -13,20 +13,26 @@ nothing about the run. A slimmed task's output is still where naming says:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Final
 
-from troupe_operator.api import TaskStatus, WorkflowStatus
-from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES
+from troupe_operator.api import TaskSpec, TaskStatus, WorkflowStatus
+from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES, MAX_RETRIES
 from troupe_operator.workflow.summary import brief
 from troupe_operator.workflow.tasks import FINISHED
 
 STATUS_BUDGET_BYTES: Final = 240 * 1024
 SLIM_MESSAGE_CHARS: Final = 100
-MOST_TASK_BYTES: Final = 4_608 + 3 * MAX_CONDITION_JSON_BYTES
+MOST_AGENT_NAME_BYTES: Final = 253 + 3
+"""An Agent's name (a DNS subdomain) in a JSON list: quotes and a comma."""
+MOST_TASK_BYTES: Final = (
+    4_608 + 3 * MAX_CONDITION_JSON_BYTES + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
+)
 """The most one task's status can take as JSON: capped message, preview and model, each
-character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, and the fields
-conditions read (non-ASCII characters escaped to at most three times their UTF-8 size)."""
+character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
+conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), and
+the Agent of each attempt."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 
@@ -39,17 +45,19 @@ def fit_status(
     status: WorkflowStatus,
     budget: int = STATUS_BUDGET_BYTES,
     needed: frozenset[str] = frozenset(),
+    specs: Mapping[str, TaskSpec] | None = None,
 ) -> WorkflowStatus:
     """``status`` unchanged if it fits; otherwise with its finished tasks slimmed.
 
-    ``needed`` are the tasks whose ``fields`` conditions still have to read. A
-    status whose tasks cannot add up to the budget is not measured.
+    ``needed`` are the tasks whose ``fields`` conditions still have to read;
+    ``specs`` the tasks' specs, which tell whose Agents are derivable. A status
+    whose tasks cannot add up to the budget is not measured.
     """
     if MOST_RUN_BYTES + MOST_TASK_BYTES * len(status.tasks) <= budget:
         return status
     if wire_size(status) <= budget:
         return status
-    slim = _map_finished(status, _without_references)
+    slim = _map_finished(status, partial(_without_references, specs or {}))
     if wire_size(slim) <= budget:
         return slim
     slim = _map_finished(slim, _without_fields, keep=needed)
@@ -60,24 +68,29 @@ def fit_status(
 
 def _map_finished(
     status: WorkflowStatus,
-    slim: Callable[[TaskStatus], TaskStatus],
+    slim: Callable[[str, TaskStatus], TaskStatus],
     keep: frozenset[str] = frozenset(),
 ) -> WorkflowStatus:
     tasks = {
-        name: slim(task) if task.phase in FINISHED and name not in keep else task
+        name: slim(name, task) if task.phase in FINISHED and name not in keep else task
         for name, task in status.tasks.items()
     }
     return status.model_copy(update={"tasks": tasks})
 
 
-def _without_fields(task: TaskStatus) -> TaskStatus:
+def _without_fields(name: str, task: TaskStatus) -> TaskStatus:
     return task.model_copy(update={"fields": None})
 
 
-def _without_references(task: TaskStatus) -> TaskStatus:
-    """Drop what can be derived or looked up: Job and ConfigMap names, model, timestamps."""
+def _without_references(specs: Mapping[str, TaskSpec], name: str, task: TaskStatus) -> TaskStatus:
+    """Drop what can be derived or looked up: Job and ConfigMap names, model, timestamps,
+    the Agents when every attempt ran on the task's own ``agent`` (else the last one kept)."""
+    spec = specs.get(name)
+    own = spec.agent if spec is not None else None
+    agents = task.agents or []
     return task.model_copy(
         update={
+            "agents": None if not agents or set(agents) == {own} else agents[-1:],
             "job": None,
             "output": None,
             "model": None,
@@ -88,5 +101,5 @@ def _without_references(task: TaskStatus) -> TaskStatus:
     )
 
 
-def _without_preview(task: TaskStatus) -> TaskStatus:
+def _without_preview(name: str, task: TaskStatus) -> TaskStatus:
     return task.model_copy(update={"preview": None})

@@ -31,7 +31,7 @@ from troupe_operator.api import (
 )
 from troupe_operator.api.workflow import instance_key
 from troupe_operator.spec_checks import check_workflow
-from troupe_operator.workflow import fan_out
+from troupe_operator.workflow import fan_out, selection
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -78,7 +78,6 @@ TOKEN_BUDGET_EXCEEDED: Final = "TokenBudgetExceeded"
 PARALLELISM: Final = "Parallelism"
 STOPPED: Final = "Stopped"
 SUSPENDED: Final = "Suspended"
-AGENT_NOT_FOUND: Final = "AgentNotFound"
 
 
 def reconcile(observation: Observation) -> Decision:
@@ -223,7 +222,7 @@ class _Run:
         self.wanted: list[tuple[str, int]] = []
         self.actions: list[Action] = []
         self.wake_times: list[datetime] = []
-        self.missing_agents: dict[str, str] = {}
+        self.agent_waits = selection.AgentWaits()
         self.unobserved: list[JobRef] = []
         self.held: tuple[str, int] | None = None
         """The Tenant limit that held ready attempts back, and how many it held."""
@@ -254,7 +253,8 @@ class _Run:
             status=self._status(verdict, started_at),
             actions=self._prepare_actions(started_at, verdict) + self.actions,
             requeue_after=None if verdict.finished else self._requeue_after(),
-            waiting_for_agents=frozenset(self.missing_agents.values()),
+            waiting_for_agents=self.agent_waits.named,
+            waiting_for_any_agent=self.agent_waits.any_agent,
             unobserved_jobs=tuple(self.unobserved),
             held_back=self.held[1] if self.held else 0,
             held_by=self.held[0] if self.held else None,
@@ -281,15 +281,17 @@ class _Run:
     def _settle_unit(self, unit: Unit, upstream: dict[str, TaskStatus]) -> TaskOutcome:
         """Fold one unit's Jobs into its status and note what it needs next."""
         self.units[unit.key] = unit
+        previous = self.previous.tasks.get(unit.key) or TaskStatus()
+        jobs = self.jobs.get(unit.key, {})
         outcome = settle_task(
             unit.settled,
-            self.previous.tasks.get(unit.key) or TaskStatus(),
-            self.jobs.get(unit.key, {}),
+            previous,
+            jobs,
             upstream,
             self.context,
             partial(self._condition, unit.spec),
         )
-        self.tasks[unit.key] = outcome.status
+        self.tasks[unit.key] = selection.with_job_agents(previous, outcome.status, jobs)
         if outcome.event:
             self.actions.append(outcome.event)
         if outcome.start_attempt:
@@ -384,6 +386,9 @@ class _Run:
                     "job": None,
                     "finished_at": self.now,
                     "message": message,
+                    "agents": selection.recorded(
+                        task.agents, action.attempt, action.task_input.agent_name
+                    ),
                 }
             )
             self.actions.append(
@@ -485,14 +490,18 @@ class _Run:
             ):
                 self.waiting[name] = PARALLELISM
                 continue
-            agent = self.observation.agents.get(unit.spec.agent)
-            if agent is None:
-                self.missing_agents[name] = unit.spec.agent
-                self.waiting[name] = AGENT_NOT_FOUND
+            observed = self.observation
+            choice = selection.agent_for(
+                unit.spec, attempt, observed.agents, observed.agent_profiles, self.now
+            )
+            if not isinstance(choice, selection.Chosen):
+                self.waiting[name] = self.agent_waits.wait(name, choice)
                 continue
             running[unit.spec.name] += 1
             reads = self._reads(unit)
-            startable.append(create_task(self.workflow, unit, attempt, agent, reads))
+            startable.append(
+                create_task(self.workflow, unit, attempt, choice.spec, reads, choice.name)
+            )
         tenant = self.observation.tenant
         if startable and tenant is not None and self._over_budget(tenant):
             self.held = (TOKEN_BUDGET_EXCEEDED, len(startable))
@@ -543,6 +552,9 @@ class _Run:
                 "started_at": previous.started_at or self.now,
                 "finished_at": None,
                 "message": previous.message if action.attempt > 1 else None,
+                "agents": selection.recorded(
+                    previous.agents, action.attempt, action.task_input.agent_name
+                ),
             }
         )
         self.actions.append(action)
@@ -576,7 +588,6 @@ class _Run:
         refusal = self.observation.tenancy_refusal
         if refusal and started_at is None:
             return Verdict(WorkflowPhase.PENDING, NOT_TENANTED, brief(refusal), blocked=True)
-        waiting = self._waiting_message()
         phase = WorkflowPhase.RUNNING if started_at else WorkflowPhase.PENDING
         if self.observation.suspended:
             running = sum(1 for task in tasks.values() if task.phase == TaskPhase.RUNNING)
@@ -585,8 +596,9 @@ class _Run:
                 "(remove the troupe.dev/suspend annotation, or troupe resume, to go on)"
             )
             return Verdict(phase, SUSPENDED, message)
+        waiting = self.agent_waits.verdict(self.observation.namespace)
         if waiting:
-            return Verdict(phase, "AgentNotFound", waiting, blocked=True)
+            return Verdict(phase, *waiting, blocked=True)
         held = self._held_message()
         if self.held and held:
             reason = self.held[0]
@@ -596,16 +608,6 @@ class _Run:
             return Verdict(phase, "Pending", "waiting to start")
         parts = [f"{counts[p]} {p.value.lower()}" for p in TaskPhase if counts[p]]
         return Verdict(phase, "Running", ", ".join(parts))
-
-    def _waiting_message(self) -> str | None:
-        if not self.missing_agents:
-            return None
-        agents = sorted(set(self.missing_agents.values()))
-        names = ", ".join(f"'{agent}'" for agent in agents)
-        return brief(
-            f"waiting for Agent {names} in namespace '{self.observation.namespace}' "
-            f"(needed by {len(self.missing_agents)} ready task(s))"
-        )
 
     def _held_message(self) -> str | None:
         """Why ready attempts wait for the Tenant, naming the limit."""
@@ -653,7 +655,7 @@ class _Run:
             retries=self.previous.retries,
             retry_request=self.previous.retry_request,
         )
-        return fit_status(status, needed=self._fields_needed())
+        return fit_status(status, needed=self._fields_needed(), specs=self.task_specs)
 
     def _fields_needed(self) -> frozenset[str]:
         """Tasks whose fields a condition not yet decided will read."""

@@ -47,19 +47,28 @@ class Reads:
 
 
 def create_task(
-    workflow: WorkflowRef, unit: Unit, attempt: int, agent: AgentSpec, reads: Reads = Reads()
+    workflow: WorkflowRef,
+    unit: Unit,
+    attempt: int,
+    agent: AgentSpec,
+    reads: Reads = Reads(),
+    agent_name: str | None = None,
 ) -> CreateTask:
-    """The action starting ``attempt`` of ``unit``."""
+    """The action starting ``attempt`` of ``unit`` on ``agent``. ``agent_name`` is the Agent
+    chosen for the attempt (``troupe_operator.workflow.selection``), by default the task's."""
     task = unit.spec
+    name = agent_name or task.agent
+    if name is None:
+        raise ValueError(f"no Agent chosen for task '{task.name}'")
     task_input = TaskInput(
         workflow=workflow.name,
         namespace=workflow.namespace,
         task=task.name,
         attempt=attempt,
-        agent_name=task.agent,
+        agent_name=name,
         agent=agent,
         upstream=dict(reads.upstream),
-        fan_in={name: list(maps) for name, maps in reads.fan_in.items()},
+        fan_in={upstream: list(maps) for upstream, maps in reads.fan_in.items()},
         instance=unit.key if unit.key != task.name else None,
         item=unit.item,
         skipped=sorted(reads.skipped),

@@ -31,6 +31,9 @@ LABEL_WORKFLOW: Final = "troupe.dev/workflow"
 LABEL_TASK: Final = "troupe.dev/task"
 LABEL_ATTEMPT: Final = "troupe.dev/attempt"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+ATTEMPT_AGENT_ANNOTATION: Final = "troupe.dev/agent"
+"""On an attempt's Job: the name of the Agent it runs on, in the Job's namespace (an
+annotation: an Agent's name may be longer than a label value)."""
 MANAGED_BY: Final = "troupe"
 
 

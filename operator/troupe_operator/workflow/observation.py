@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from troupe_operator.api import AgentSpec, TaskReport, WorkflowSpec, WorkflowStatus
+from troupe_operator.api import (
+    AgentCallStats,
+    AgentSpec,
+    TaskReport,
+    WorkflowSpec,
+    WorkflowStatus,
+)
 from troupe_operator.workflow.actions import CreateTask, PrepareRun
 
 
@@ -59,7 +65,8 @@ class ObservedJob:
     when the task exited with EXIT_PERMANENT (Job condition reason
     PodFailurePolicy); ``deadline_exceeded`` when the Job failed with reason
     DeadlineExceeded (activeDeadlineSeconds). ``problem`` is set for an
-    active Job whose pod cannot start.
+    active Job whose pod cannot start. ``agent`` is the Agent the attempt runs
+    on, as its Job says (None: it does not say).
     """
 
     name: str
@@ -73,6 +80,7 @@ class ObservedJob:
     deadline_exceeded: bool = False
     report: TaskReport | None = None
     problem: PodProblem | None = None
+    agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,11 +118,25 @@ class TenantShare:
 
 
 @dataclass(frozen=True)
+class AgentProfile:
+    """What choosing an Agent by ``agentSelector`` reads besides its spec.
+
+    ``labels`` are its metadata's; ``calls`` the call statistics its
+    supervisor pod last wrote in its status (None: no pods, or none wrote).
+    """
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    calls: AgentCallStats | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything one reconcile of one Workflow may look at.
 
     ``agents`` maps an Agent name in the Workflow's namespace to its spec; a
-    missing name is an Agent that does not exist (yet). ``recorded_spec`` is
+    missing name is an Agent that does not exist (yet). ``agent_profiles``
+    holds the labels and call statistics of those Agents, which
+    ``agentSelector`` reads; an Agent missing there has neither. ``recorded_spec`` is
     the spec the PrepareRun action recorded when the run started, None while
     there is none. ``refusals`` are the permanent failures of the actions of
     the previous decision, which the shell hands back once.
@@ -147,6 +169,7 @@ class Observation:
     now: datetime
     jobs: Sequence[ObservedJob] = ()
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
+    agent_profiles: Mapping[str, AgentProfile] = field(default_factory=dict)
     recorded_spec: WorkflowSpec | None = None
     refusals: Sequence[Refusal] = ()
     free_slots: int | None = None
