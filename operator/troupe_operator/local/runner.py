@@ -212,13 +212,14 @@ class _WorkflowRun:
         await asyncio.gather(*self.jobs.supervisors, return_exceptions=True)
 
     def write(self, output_dir: Path, status: WorkflowStatus) -> None:
-        """``<task>.md`` for every succeeded task (stale ones removed), and ``status.json``."""
-        succeeded = {
-            name for name, task in status.tasks.items() if task.phase == TaskPhase.SUCCEEDED
-        }
+        """``<task>.md`` for every succeeded task (stale ones removed), and ``status.json``;
+        a task whose output is a unit's (the winning candidate) gets that unit's."""
+        tasks = status.tasks
         outputs = {
-            task.name: self._output(task.name) if task.name in succeeded else None
-            for task in self.workflow.spec.tasks
+            name: self._output(tasks[name].result_of or name)
+            if name in tasks and tasks[name].phase == TaskPhase.SUCCEEDED
+            else None
+            for name in (task.name for task in self.workflow.spec.tasks)
         }
         write_workflow(output_dir, self.workflow.name, outputs, status)
 

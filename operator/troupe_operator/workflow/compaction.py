@@ -23,10 +23,14 @@ from troupe_operator.workflow.tasks import FINISHED
 
 STATUS_BUDGET_BYTES: Final = 240 * 1024
 SLIM_MESSAGE_CHARS: Final = 100
-MOST_TASK_BYTES: Final = 4_608 + 3 * MAX_CONDITION_JSON_BYTES
+MOST_JUDGING_BYTES: Final = 4_608
+"""The most a candidates task's list of candidates (10, each with 10 scores) or a judge's
+scores take as JSON; one entry has one or the other."""
+MOST_TASK_BYTES: Final = 4_608 + 3 * MAX_CONDITION_JSON_BYTES + MOST_JUDGING_BYTES
 """The most one task's status can take as JSON: capped message, preview and model, each
-character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, and the fields
-conditions read (non-ASCII characters escaped to at most three times their UTF-8 size)."""
+character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
+conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), and
+candidates or scores."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 
