@@ -26,11 +26,17 @@ def preview_of(text: str) -> str:
 
 
 def success_report(
-    text: str, result: TaskResult, fields: dict[str, Any] | None = None
+    text: str,
+    result: TaskResult,
+    fields: dict[str, Any] | None = None,
+    scores: dict[str, list[float]] | None = None,
 ) -> TaskReport:
     """A success's report; ``fields`` are those of a structured output conditions read,
-    already bounded by ``MAX_CONDITION_JSON_BYTES``, so the report still fits."""
-    return TaskReport(succeeded=True, result=result, preview=preview_of(text), fields=fields)
+    already bounded by ``MAX_CONDITION_JSON_BYTES``, and ``scores`` a judge's (at most 10 x
+    10 numbers to 4 decimals), so the report still fits."""
+    return TaskReport(
+        succeeded=True, result=result, preview=preview_of(text), fields=fields, scores=scores
+    )
 
 
 def failure_report(message: str, spent: TaskResult | None) -> TaskReport:
