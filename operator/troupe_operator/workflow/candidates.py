@@ -24,8 +24,7 @@ from datetime import datetime
 from typing import Final
 
 from troupe_operator.api import CandidateStatus, TaskPhase, TaskSpec, TaskStatus
-from troupe_operator.workflow.summary import brief
-from troupe_operator.workflow.tasks import FINISHED
+from troupe_operator.workflow.tasks import FINISHED, failed_for_good
 from troupe_operator.workflow.units import candidate_keys, suffix_of
 
 ALL_CANDIDATES_FAILED: Final = "AllCandidatesFailed"
@@ -113,13 +112,13 @@ def summary(
         first = next(iter(units))
         why = f"{suffix_of(first)}: {units[first].message or 'no message'}"
         message = f"all {len(units)} candidates failed; {why}"
-        return _failed(parent, ALL_CANDIDATES_FAILED, message, now)
+        return failed_for_good(parent, ALL_CANDIDATES_FAILED, message, now)
     if judge is None or judge.phase not in FINISHED:
         message = f"judging {len(chosen)} of {len(units)} candidates"
         return parent.model_copy(update={"message": message})
     if judge.phase != TaskPhase.SUCCEEDED:
         message = f"the judge {judge.phase.value.lower()}: {judge.message or 'no message'}"
-        return _failed(parent, JUDGE_FAILED, message, now)
+        return failed_for_good(parent, JUDGE_FAILED, message, now)
     return _decided(spec, parent, units, chosen, judge, now)
 
 
@@ -141,7 +140,7 @@ def _decided(
                 f"the judge reported no scores for {suffix_of(key)} on the {len(criteria)} "
                 "criteria (its pod left no report, or a malformed one)"
             )
-            return _failed(parent, JUDGE_FAILED, message, now)
+            return failed_for_good(parent, JUDGE_FAILED, message, now)
     tokens = [task.usage.total_tokens if task.usage else 0 for task in units.values()]
     result = pick(rows, [c.weight for c in criteria], spec.candidates.judge.cost_penalty, tokens)
     entries = [
@@ -168,16 +167,5 @@ def _decided(
             "preview": winner.preview,
             "fields": winner.fields,
             "counts": winner.counts,
-        }
-    )
-
-
-def _failed(parent: TaskStatus, reason: str, message: str, now: datetime) -> TaskStatus:
-    return parent.model_copy(
-        update={
-            "phase": TaskPhase.FAILED,
-            "reason": reason,
-            "finished_at": now,
-            "message": brief(message),
         }
     )
