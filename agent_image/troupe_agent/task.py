@@ -5,9 +5,10 @@ The steps, each in its own module: read the ``TaskInput`` and the run's spec
 under ``troupe run``, from ``--outputs-dir`` (``output_configmap``,
 ``output_file``); render the prompt within the pod's limits (``task_prompt``);
 run the agent (``agent``; with an ``outputSchema``, one structured call checked against
-it, ``structured``); write the output (ConfigMap or ``--output-file``); and always end
-with a ``TaskReport`` in the termination log (``task_report``), which carries the fields
-of a structured output that the run's conditions read.
+it, ``structured``; a judge scores the candidates' outputs, ``judging``); write the
+output (ConfigMap or ``--output-file``); and always end with a ``TaskReport`` in the
+termination log (``task_report``), which carries the fields of a structured output that
+the run's conditions read, and a judge's scores.
 
 Exit 0 on success. On failure the exit code tells the Job whether another
 attempt can help (``EXIT_RETRYABLE``) or not (``EXIT_PERMANENT``, which its
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 from troupe_agent.agent import AgentOptions, run_structured_task, run_task
 from troupe_agent.errors import ModelCallError
 from troupe_agent.failures import TaskFailed
+from troupe_agent.judging import judge_candidates
 from troupe_agent.output_file import OutputFiles, write_output_file
 from troupe_agent.retry import Deadline
 from troupe_agent.structured import condition_fields, list_lengths
@@ -129,9 +131,16 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
     values = render_values(spec, outputs, output_lists, task_input.item)
     prompt = build_task_prompt(task, spec.inputs, values, deadline)
     agent_options = AgentOptions(observers=[spent])
-    fields = counts = None
+    fields = counts = scores = None
     try:
-        if task.output_schema is None:
+        if task_input.candidates is not None:
+            answers = {
+                label: upstream.read(label, cm) for label, cm in task_input.candidates.items()
+            }
+            text, result, scores = judge_candidates(
+                task_input, task, prompt, answers, api_key, deadline, agent_options
+            )
+        elif task.output_schema is None:
             text, result = run_task(task_input, prompt, api_key, deadline, agent_options)
         else:
             value, text, result = run_structured_task(
@@ -144,7 +153,7 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
         raise TaskFailed(str(exc), EXIT_RETRYABLE if exc.retryable else EXIT_PERMANENT) from exc
     result = spent.completed(result)  # the retried calls' failures too
     check_output_size(text)
-    report = success_report(text, result, fields, counts)
+    report = success_report(text, result, fields, counts, scores)
     write(text, result, report)
     return result, report
 

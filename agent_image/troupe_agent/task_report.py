@@ -30,13 +30,19 @@ def success_report(
     result: TaskResult,
     fields: dict[str, Any] | None = None,
     counts: dict[str, int] | None = None,
+    scores: dict[str, list[float]] | None = None,
 ) -> TaskReport:
     """A success's report; ``fields`` are those of a structured output conditions read,
-    already bounded by ``MAX_CONDITION_JSON_BYTES``, and ``counts`` the lengths of its
-    lists that forEach tasks expand over (at most ``MAX_COUNTED_LISTS`` small numbers), so
-    the report still fits."""
+    already bounded by ``MAX_CONDITION_JSON_BYTES``, ``counts`` the lengths of its lists
+    that forEach tasks expand over (at most ``MAX_COUNTED_LISTS`` small numbers), and
+    ``scores`` a judge's (at most 10 x 10 numbers to 4 decimals), so the report still fits."""
     return TaskReport(
-        succeeded=True, result=result, preview=preview_of(text), fields=fields, counts=counts
+        succeeded=True,
+        result=result,
+        preview=preview_of(text),
+        fields=fields,
+        counts=counts,
+        scores=scores,
     )
 
 

@@ -6,10 +6,10 @@ cycle, templates that render to something and only read inputs that exist and
 tasks that are upstream, exactly one of ``agent`` and ``agentSelector``,
 fallback Agents listed once, agents that exist, a name short enough to label
 children with, a spec small enough to record, output schemas that are JSON
-Schemas of objects, and conditions that parse and read only inputs that exist
+Schemas of objects, conditions that parse and read only inputs that exist
 and fields an upstream task's ``outputSchema`` declares, forEach lists that an upstream
-``outputSchema`` declares as arrays, ``{{ item }}`` only in forEach tasks, and a bound on
-all the tasks and instances a run may have.
+``outputSchema`` declares as arrays, ``{{ item }}`` only in forEach tasks, a bound on
+all the tasks and instances a run may have, and candidates that can be named and judged.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
 and the CLI can print them, unchanged.
@@ -26,7 +26,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from troupe_operator import dag, expressions
-from troupe_operator.api import TaskSpec, WorkflowSpec
+from troupe_operator.api import INSTANCE_SEPARATOR, TaskSpec, WorkflowSpec
+from troupe_operator.api.candidates import JUDGE_SUFFIX
 from troupe_operator.api.workflow import MAX_TASKS, instance_key
 from troupe_operator.templates import TemplateError, references, renders_nothing
 
@@ -100,6 +101,7 @@ def check_workflow(
             problems += _check_when(task, spec.inputs.keys(), upstream, schemas, fanned)
             problems += _check_for_each(task, upstream.get(task.name, frozenset()), schemas, fanned)
         problems += _check_agents(task, known_agents)
+        problems += _check_candidates(task, known_agents)
     return problems
 
 
@@ -129,6 +131,50 @@ def _check_agents(task: TaskSpec, known_agents: Collection[str] | None) -> list[
         for name in [*named, *counts]
         if known_agents is not None and name not in known_agents
     ]
+    return problems
+
+
+def _check_candidates(task: TaskSpec, known_agents: Collection[str] | None) -> list[str]:
+    """One way to name the candidates' Agents, keys that fit a label, criteria that can
+    decide (unique names, a positive weight), and Agents that exist."""
+    candidates = task.candidates
+    if candidates is None:
+        return []
+    where = f"task '{task.name}' candidates"
+    problems = []
+    if task.for_each is not None:
+        problems.append(f"{where}: a task expands one way, forEach or candidates, not both")
+    if (candidates.agents is None) == (candidates.count is None):
+        problems.append(
+            f"{where}: set exactly one of agents (one candidate on each) and count (the "
+            "task's agent that many times)"
+        )
+    agents = candidates.agents or []
+    problems += [f"{where}.agents lists '{a}' twice" for a, n in Counter(agents).items() if n > 1]
+    if agents and task.agent not in agents:
+        problems.append(
+            f"{where}.agents does not list the task's agent '{task.agent}'; list it there, "
+            "or run the task's agent count times"
+        )
+    longest = max(len(suffix) for suffix in [*candidates.labels(), JUDGE_SUFFIX])
+    if len(task.name) + 1 + longest > LABEL_VALUE_MAX:
+        problems.append(
+            f"{where}: its units are named {task.name}{INSTANCE_SEPARATOR}SUFFIX (up to "
+            f"{longest} characters of suffix), label values of at most {LABEL_VALUE_MAX}; "
+            f"shorten the task name to {LABEL_VALUE_MAX - 1 - longest} characters"
+        )
+    criteria = candidates.judge.criteria
+    names = Counter(criterion.name for criterion in criteria)
+    problems += [
+        f"{where}: judge criterion '{n}' is used {c} times" for n, c in names.items() if c > 1
+    ]
+    if all(criterion.weight == 0 for criterion in criteria):
+        problems.append(f"{where}: every judge criterion weighs 0; at least one must be positive")
+    if known_agents is not None:
+        problems += [
+            f"{where} use agent '{agent}', which is not defined"
+            for agent in sorted({*agents, candidates.judge.agent} - set(known_agents))
+        ]
     return problems
 
 

@@ -70,6 +70,7 @@ NOT_RUN = {
     "openai-endpoint.yaml": "needs a real API key",
     "triage.yaml": "run by test_local_run.py; its branches by test_workflow_conditions.py",
     "for-each.yaml": "run by test_local_run.py; its fan-out by test_workflow_fan_out.py",
+    "best-of-three.yaml": "run by test_local_run.py; its judging by test_workflow_candidates.py",
 }
 OPERATOR_AGENTS = ("troupe-operator/", "kopf/")
 REFUSAL = re.compile(r"forbidden|(?<![,.])\b403\b", re.IGNORECASE)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.openai_stub import OpenAIStub
+from troupe_agent.scripted import PLACEHOLDER_BANNER
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -79,6 +80,28 @@ def test_the_for_each_example_fans_out_over_the_planners_topics_offline(tmp_path
     for index, topic in enumerate(topics):
         assert topic in (out / f"research.{index}.md").read_text()
     assert "(3 topics)" in (out / "write.md").read_text()  # tasks.research.outputs | length
+
+
+def test_the_best_of_three_example_judges_offline_and_the_winner_goes_on(tmp_path: Path) -> None:
+    finished = troupe_run(str(EXAMPLES / "best-of-three.yaml"), "--output-dir", str(tmp_path))
+    assert finished.returncode == 0, finished.stderr
+    status = json.loads((tmp_path / "best-of-three" / "status.json").read_text())
+    assert status["message"] == "all 2 tasks succeeded"
+    draft = status["tasks"]["draft"]
+    # The scripted judge scores every draft 0 and no tokens are counted: candidate-1 wins.
+    assert draft["resultOf"] == "draft.candidate-1"
+    assert draft["message"] == "candidate-1 won with score 0 (3 of 3 candidates judged)"
+    assert [c["agent"] for c in draft["candidates"]] == [
+        "writer-plain",
+        "writer-vivid",
+        "writer-expert",
+    ]
+    assert {tuple(c["scores"]) for c in draft["candidates"]} == {(0, 0, 0)}
+    assert status["tasks"]["draft.judge"]["phase"] == "Succeeded"
+    winner = (tmp_path / "best-of-three" / "draft.md").read_text()
+    assert "Role: executor" in winner  # writer-plain's; the other two are custom and researcher
+    published = (tmp_path / "best-of-three" / "publish.md").read_text()
+    assert f"keeping its length: {PLACEHOLDER_BANNER} Role: executor." in published
 
 
 def test_an_unreachable_model_fails_the_run(tmp_path: Path) -> None:

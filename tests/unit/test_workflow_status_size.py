@@ -96,6 +96,9 @@ def test_a_small_workflow_keeps_full_detail() -> None:
 def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
     """fit_status skips measuring small statuses; the bounds it trusts must really bound."""
     from troupe_operator.api import (
+        MAX_CANDIDATES,
+        MAX_CRITERIA,
+        CandidateStatus,
         Condition,
         ConditionStatus,
         ModelCalls,
@@ -127,8 +130,14 @@ def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
             ),
         ),
     )
-    one = WorkflowStatus(tasks={"t" * 63: task})
-    assert wire_size(one) - wire_size(WorkflowStatus()) <= MOST_TASK_BYTES
+    noisy = [0.1 + 0.2] * MAX_CRITERIA  # 0.30000000000000004: the longest a score prints
+    candidates = [
+        CandidateStatus(unit="u" * 63, agent="a" * 63, tokens=10**15, score=-1e6 / 7, scores=noisy)
+    ] * MAX_CANDIDATES
+    scores = {f"candidate-{i}": noisy for i in range(1, MAX_CANDIDATES + 1)}
+    for judging in ({"candidates": candidates}, {"scores": scores}):
+        one = WorkflowStatus(tasks={"t" * 63: task.model_copy(update=judging)})
+        assert wire_size(one) - wire_size(WorkflowStatus()) <= MOST_TASK_BYTES
     condition = Condition(
         type="SpecChangeRefused",
         status=ConditionStatus.TRUE,

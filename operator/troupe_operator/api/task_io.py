@@ -22,6 +22,7 @@ from typing import Any, Final
 from pydantic import Field, ValidationError
 
 from troupe_operator.api.agent import AgentSpec
+from troupe_operator.api.candidates import MAX_CANDIDATES, CriterionScores
 from troupe_operator.api.common import ApiModel, FailedCalls, ModelCalls, TokenUsage
 from troupe_operator.api.workflow import PREVIEW_CHARS, JsonObject
 
@@ -122,6 +123,14 @@ class TaskInput(ApiModel):
     item: ItemRef | None = Field(
         default=None, description="The item a forEach instance runs on ({{ item }})."
     )
+    candidates: dict[str, str] | None = Field(
+        default=None,
+        max_length=MAX_CANDIDATES,
+        description=(
+            "For a judge: the output ConfigMap of each candidate it scores, by candidate-I, "
+            "in order (the candidates that succeeded)."
+        ),
+    )
     skipped: list[str] = Field(
         default_factory=list,
         description=(
@@ -191,6 +200,14 @@ class TaskReport(ApiModel):
         description=(
             "On success, the length of each list in the structured output that a forEach "
             "expands over, by dotted field path."
+        ),
+    )
+    scores: dict[str, CriterionScores] | None = Field(
+        default=None,
+        max_length=MAX_CANDIDATES,
+        description=(
+            "On a judge's success, its scores of each candidate (by candidate-I), in the order "
+            "of the criteria: at most 10 x 10 numbers, each to 4 decimals."
         ),
     )
 

@@ -13,6 +13,12 @@ from typing import Annotated, Any, Final
 
 from pydantic import Field, WithJsonSchema
 
+from troupe_operator.api.candidates import (
+    MAX_CANDIDATES,
+    Candidates,
+    CandidateStatus,
+    CriterionScores,
+)
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
 from troupe_operator.api.selector import MAX_FALLBACK_AGENTS, AgentSelector
 
@@ -36,9 +42,10 @@ INSTANCE_SEPARATOR: Final = "."
 task names are DNS labels, which have no dots, so an instance never collides with a task."""
 
 
-def instance_key(task: str, index: int) -> str:
-    """The status key (and ``troupe.dev/task`` label) of one instance of ``task``."""
-    return f"{task}{INSTANCE_SEPARATOR}{index}"
+def instance_key(task: str, suffix: int | str) -> str:
+    """The status key (and ``troupe.dev/task`` label) of one unit of ``task``: an item's
+    index, a candidate's label, ``judge``."""
+    return f"{task}{INSTANCE_SEPARATOR}{suffix}"
 
 
 JsonObject = Annotated[
@@ -158,6 +165,13 @@ class TaskSpec(ApiModel):
         description=(
             "Expand the task at run time into one instance per item of an upstream list "
             "(NAME.0, NAME.1, ...); tasks downstream read all instances' outputs."
+        ),
+    )
+    candidates: Candidates | None = Field(
+        default=None,
+        description=(
+            "Run the prompt as several candidates (NAME.candidate-1, ...), then a judge "
+            "(NAME.judge) that scores them; the task's output is the best one's."
         ),
     )
 
@@ -297,6 +311,22 @@ class TaskStatus(ApiModel):
         description=(
             "A forEach task's expansion, recorded once: how many instances it runs "
             "(NAME.0 to NAME.<items-1>, each with its own entry in tasks)."
+        ),
+    )
+    candidates: list[CandidateStatus] | None = Field(
+        default=None,
+        max_length=MAX_CANDIDATES,
+        description=(
+            "A candidates task's candidates, recorded when it starts; their tokens, scores "
+            "and score once judged (resultOf names the winner)."
+        ),
+    )
+    scores: dict[str, CriterionScores] | None = Field(
+        default=None,
+        max_length=MAX_CANDIDATES,
+        description=(
+            "A judge's scores of each candidate it judged (by candidate-I), in the order of "
+            "the criteria."
         ),
     )
 

@@ -213,8 +213,9 @@ class _WorkflowRun:
         await asyncio.gather(*self.jobs.supervisors, return_exceptions=True)
 
     def write(self, output_dir: Path, status: WorkflowStatus) -> None:
-        """``<task>.md`` for every succeeded task and instance (``<task>.<index>.md``; a task
-        another one's output stands for, that one's), stale ones removed, and ``status.json``."""
+        """``<task>.md`` for every succeeded task and unit (``<task>.<suffix>.md``; for a task
+        whose output is a unit's, the winning candidate's say, that unit's), stale ones
+        removed, and ``status.json``."""
         names = dict.fromkeys([*(task.name for task in self.workflow.spec.tasks), *status.tasks])
         outputs = {}
         for name in names:

@@ -26,13 +26,19 @@ STATUS_BUDGET_BYTES: Final = 240 * 1024
 SLIM_MESSAGE_CHARS: Final = 100
 MOST_AGENT_NAME_BYTES: Final = 253 + 3
 """An Agent's name (a DNS subdomain) in a JSON list: quotes and a comma."""
+MOST_JUDGING_BYTES: Final = 4_608
+"""The most a candidates task's list of candidates (10, each with 10 scores) or a judge's
+scores take as JSON; one entry has one or the other."""
 MOST_TASK_BYTES: Final = (
-    4_608 + 3 * MAX_CONDITION_JSON_BYTES + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
+    4_608
+    + 3 * MAX_CONDITION_JSON_BYTES
+    + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
+    + MOST_JUDGING_BYTES
 )
 """The most one task's status can take as JSON: capped message, preview and model, each
 character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
-conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), and
-the Agent of each attempt."""
+conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), the
+Agent of each attempt, and candidates or scores."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 

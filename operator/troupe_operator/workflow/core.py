@@ -31,7 +31,7 @@ from troupe_operator.api import (
 )
 from troupe_operator.api.workflow import instance_key
 from troupe_operator.spec_checks import check_workflow
-from troupe_operator.workflow import fan_out, selection
+from troupe_operator.workflow import candidates, fan_out, selection
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -65,7 +65,7 @@ from troupe_operator.workflow.tasks import (
     settle_task,
 )
 from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
-from troupe_operator.workflow.units import Unit, parent_of, possible_units
+from troupe_operator.workflow.units import Unit, judge_key, parent_of, possible_units
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
@@ -268,10 +268,12 @@ class _Run:
         order = dag.topological_order({task.name: task.depends_on for task in self.spec.tasks})
         for name in order:
             spec = self.task_specs[name]
-            if spec.for_each is None:
-                self._settle_unit(Unit(name, spec), self._upstream(spec))
-            else:
+            if spec.for_each is not None:
                 self._settle_fan_out(spec)
+            elif spec.candidates is not None:
+                self._settle_candidates(spec)
+            else:
+                self._settle_unit(Unit(name, spec), self._upstream(spec))
         # Attempts already under way (retries) go before first attempts.
         return sorted(self.wanted, key=lambda item: item[1] == 1)
 
@@ -310,13 +312,8 @@ class _Run:
         assert spec.for_each is not None
         parent = self.previous.tasks.get(spec.name) or TaskStatus()
         if parent.items is None and parent.phase not in FINISHED:
-            outcome = settle_task(
-                spec, parent, {}, self._upstream(spec), self.context, partial(self._condition, spec)
-            )
-            parent = outcome.status
-            if outcome.event:
-                self.actions.append(outcome.event)
-            if outcome.start_attempt:
+            parent, ready = self._ready(spec, parent)
+            if ready:
                 items = fan_out.expand(spec, self.tasks[spec.for_each.list_task])
                 if isinstance(items, str):
                     parent = fan_out.refused(items, self.now)
@@ -332,7 +329,44 @@ class _Run:
             key = instance_key(spec.name, index)
             unit = Unit(key, spec, fan_out.item_ref(spec.for_each, index))
             instances[key] = self._settle_unit(unit, {}).status
-        summed = fan_out.summary(parent, instances, self.now)
+        self._sum_up(spec, parent, fan_out.summary(parent, instances, self.now))
+
+    def _settle_candidates(self, spec: TaskSpec) -> None:
+        """A candidates task: ready → its candidates recorded and settled as units; once all
+        finished, its judge of those that succeeded; the parent sums up and names the winner."""
+        assert spec.candidates is not None
+        parent = self.previous.tasks.get(spec.name) or TaskStatus()
+        if parent.candidates is None and parent.phase not in FINISHED:
+            parent, ready = self._ready(spec, parent)
+            if ready:
+                parent = candidates.started(parent, spec, self.now)
+                count = len(parent.candidates or ())
+                message = f"task '{spec.name}' runs {count} candidates, then a judge"
+                self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
+        units = {
+            entry.unit: self._settle_unit(Unit(entry.unit, spec, agent=entry.agent), {}).status
+            for entry in parent.candidates or ()
+        }
+        judge = None
+        judged = candidates.judged(units)
+        if judged:
+            agent = spec.candidates.judge.agent
+            unit = Unit(judge_key(spec.name), spec, agent=agent, judged=judged)
+            judge = self._settle_unit(unit, {}).status
+        self._sum_up(spec, parent, candidates.summary(spec, parent, units, judge, self.now))
+
+    def _ready(self, spec: TaskSpec, parent: TaskStatus) -> tuple[TaskStatus, bool]:
+        """A parent not expanded yet, settled as a task: skipped or failed like one, or ready
+        to expand."""
+        outcome = settle_task(
+            spec, parent, {}, self._upstream(spec), self.context, partial(self._condition, spec)
+        )
+        if outcome.event:
+            self.actions.append(outcome.event)
+        return outcome.status, outcome.start_attempt is not None
+
+    def _sum_up(self, spec: TaskSpec, parent: TaskStatus, summed: TaskStatus) -> None:
+        """Record a parent's status summed from its units', with an Event once it finishes."""
         if summed.phase != parent.phase and summed.phase in FINISHED:
             kind, reason = (
                 (EventType.NORMAL, "TaskSucceeded")
@@ -453,12 +487,12 @@ class _Run:
         self.unobserved.clear()
 
     def _running_keys(self) -> list[str]:
-        """Units whose attempt may be running: those status says run (an expanded parent
-        has no Job and is not one), and any other active Job's."""
+        """Units whose attempt may be running: those status says run (a parent has no Job
+        and is not one), and any other active Job's."""
         current = {
             (name, task.attempts)
             for name, task in self.tasks.items()
-            if task.phase == TaskPhase.RUNNING and task.items is None
+            if task.phase == TaskPhase.RUNNING and name in self.units
         }
         others = [
             job.task
@@ -492,7 +526,7 @@ class _Run:
                 continue
             observed = self.observation
             choice = selection.agent_for(
-                unit.spec, attempt, observed.agents, observed.agent_profiles, self.now
+                unit.choosing, attempt, observed.agents, observed.agent_profiles, self.now
             )
             if not isinstance(choice, selection.Chosen):
                 self.waiting[name] = self.agent_waits.wait(name, choice)
@@ -566,7 +600,9 @@ class _Run:
         return {name: self.tasks[name] for name in self.task_specs}
 
     def _failed_tasks(self) -> list[str]:
-        return [name for name, task in self.tasks.items() if task.phase == TaskPhase.FAILED]
+        """The spec's failed tasks: a unit's failure counts through its parent (a failed
+        candidate need not fail its task)."""
+        return [name for name, task in self._spec_tasks().items() if task.phase == TaskPhase.FAILED]
 
     def _failure_summary(self, failed: list[str]) -> str:
         first = failed[0]

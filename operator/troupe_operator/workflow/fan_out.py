@@ -18,7 +18,7 @@ from typing import Final
 
 from troupe_operator.api import ForEach, ItemRef, TaskPhase, TaskSpec, TaskStatus
 from troupe_operator.workflow.summary import brief
-from troupe_operator.workflow.tasks import FINISHED
+from troupe_operator.workflow.tasks import FINISHED, failed_for_good
 
 TOO_MANY_ITEMS: Final = "TooManyItems"
 INSTANCE_FAILED: Final = "InstanceFailed"
@@ -92,14 +92,5 @@ def summary(parent: TaskStatus, instances: dict[str, TaskStatus], now: datetime)
         )
     first = instances[failed[0]]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-    message = brief(
-        f"instance '{failed[0]}'{more} {first.phase.value.lower()}: {first.message or ''}"
-    )
-    return parent.model_copy(
-        update={
-            "phase": TaskPhase.FAILED,
-            "reason": INSTANCE_FAILED,
-            "finished_at": now,
-            "message": message,
-        }
-    )
+    message = f"instance '{failed[0]}'{more} {first.phase.value.lower()}: {first.message or ''}"
+    return failed_for_good(parent, INSTANCE_FAILED, message, now)

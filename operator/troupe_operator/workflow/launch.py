@@ -1,10 +1,11 @@
 """Turning "start attempt N of unit U" into a complete CreateTask action.
 
 What a task needs travels by reference: its Agent's spec, the names of the
-ConfigMaps holding the outputs it reads, where to write its own, and for a
-forEach instance which item it runs on. The template and inputs are in the
-run's recorded spec, which the pod mounts. No prompt is rendered and no output
-is read here: that happens in the pod, inside its own limits.
+ConfigMaps holding the outputs it reads, where to write its own, for a forEach
+instance which item it runs on, and for a judge the ConfigMaps of the candidates
+it scores. The template and inputs are in the run's recorded spec, which the pod
+mounts. No prompt is rendered and no output is read here: that happens in the
+pod, inside its own limits.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from troupe_operator.templates import references
 from troupe_operator.workflow.actions import CreateTask
 from troupe_operator.workflow.naming import WorkflowRef
 from troupe_operator.workflow.timing import TASK_DEADLINE_SHARE
-from troupe_operator.workflow.units import Unit
+from troupe_operator.workflow.units import Unit, suffix_of
 
 API_KEY_ENV: Final = "TROUPE_API_KEY"
 """The only place a task's API key appears: this environment variable of its process."""
@@ -71,6 +72,11 @@ def create_task(
         fan_in={upstream: list(maps) for upstream, maps in reads.fan_in.items()},
         instance=unit.key if unit.key != task.name else None,
         item=unit.item,
+        candidates=(
+            {suffix_of(key): workflow.output_config_map(key) for key in unit.judged}
+            if unit.judged
+            else None
+        ),
         skipped=sorted(reads.skipped),
         api_key_env=API_KEY_ENV if agent.model.api_key_secret_ref else None,
         deadline_seconds=(

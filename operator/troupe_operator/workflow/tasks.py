@@ -121,6 +121,19 @@ def condition_skipped(task: TaskStatus) -> bool:
     return task.phase == TaskPhase.SKIPPED and task.reason == CONDITION_FALSE
 
 
+def failed_for_good(previous: TaskStatus, reason: str, message: str, now: datetime) -> TaskStatus:
+    """A task failed with ``reason``, no attempt to come: how a parent ends when its units
+    decide it (an instance failed, no candidate succeeded)."""
+    return previous.model_copy(
+        update={
+            "phase": TaskPhase.FAILED,
+            "reason": reason,
+            "finished_at": now,
+            "message": brief(message),
+        }
+    )
+
+
 def _not_started(
     spec: TaskSpec,
     previous: TaskStatus,
@@ -229,6 +242,7 @@ def _succeeded(
             "preview": preview(report.preview or "", context.preview_chars) if report else None,
             "fields": report.fields if report is not None else None,
             "counts": report.counts if report is not None else None,
+            "scores": report.scores if report is not None else None,
             "usage": _usage(previous, job),
             "calls": _calls(previous, job),
         }

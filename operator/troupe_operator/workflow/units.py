@@ -1,12 +1,14 @@
 """What the core schedules: units, each one Job per attempt with an entry in status.
 
 A plain task is one unit, keyed by its name. A task that expands at run time
-(``forEach``) is a parent whose units are its instances, keyed ``NAME.INDEX``
-(``INSTANCE_SEPARATOR``): each has its own attempts, Jobs, output ConfigMap and
-status entry, and runs the parent's template and Agent. The parent's own entry
-records the expansion and sums its instances up; it never has a Job. This module
-only names and describes units; deciding which exist is the core's and
-``fan_out``'s job.
+(``forEach``, ``candidates``) is a parent whose units are its instances, keyed
+``NAME.SUFFIX`` (``INSTANCE_SEPARATOR``): ``NAME.INDEX`` for a forEach,
+``NAME.candidate-I`` and ``NAME.judge`` for candidates. Each has its own attempts,
+Jobs, output ConfigMap and status entry, and runs the parent's template (on the
+parent's Agent unless the unit names another). The parent's own entry records the
+expansion and sums its instances up; it never has a Job. This module only names and
+describes units; deciding which exist is the core's, ``fan_out``'s and
+``candidates``' job.
 """
 
 from __future__ import annotations
@@ -15,17 +17,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from troupe_operator.api import INSTANCE_SEPARATOR, ItemRef, TaskSpec, WorkflowSpec
+from troupe_operator.api.candidates import JUDGE_SUFFIX
 from troupe_operator.api.workflow import instance_key
 
 
+def candidate_keys(task: TaskSpec) -> list[str]:
+    """The keys of a candidates task's candidates, in order."""
+    assert task.candidates is not None
+    return [instance_key(task.name, label) for label in task.candidates.labels()]
+
+
+def judge_key(task: str) -> str:
+    return instance_key(task, JUDGE_SUFFIX)
+
+
 def possible_units(spec: WorkflowSpec) -> Iterator[str]:
-    """Every key a run of ``spec`` may use, bounded by each forEach's ``maxItems``: the run's
-    task identity may write exactly these outputs, granted before the first Job."""
+    """Every key a run of ``spec`` may use, bounded by each forEach's ``maxItems`` and each
+    candidates' count: the run's task identity may write exactly these outputs, granted
+    before the first Job."""
     for task in spec.tasks:
-        if task.for_each is None:
-            yield task.name
-        else:
+        if task.for_each is not None:
             yield from (instance_key(task.name, i) for i in range(task.for_each.max_items))
+        elif task.candidates is not None:
+            yield from (*candidate_keys(task), judge_key(task.name))
+        else:
+            yield task.name
 
 
 def parent_of(key: str) -> str:
@@ -33,10 +49,17 @@ def parent_of(key: str) -> str:
     return key.split(INSTANCE_SEPARATOR, 1)[0]
 
 
+def suffix_of(key: str) -> str:
+    """What follows the parent's name in an instance's key (``candidate-2``)."""
+    return key.split(INSTANCE_SEPARATOR, 1)[-1]
+
+
 @dataclass(frozen=True)
 class Unit:
     """One schedulable thing: a status key and the spec task whose template and Agent it runs.
 
+    ``agent`` runs it instead of the spec's (a candidate on one of ``candidates.agents``,
+    a judge); ``judged`` makes it a judge of those candidates' outputs (their keys).
     ``settled`` is the spec as :func:`~troupe_operator.workflow.tasks.settle_task` sees
     it: named by the key, with no dependencies or condition of its own (an instance
     exists only once its parent was ready and its condition held).
@@ -45,6 +68,17 @@ class Unit:
     key: str
     spec: TaskSpec
     item: ItemRef | None = None
+    agent: str | None = None
+    judged: tuple[str, ...] = ()
+
+    @property
+    def choosing(self) -> TaskSpec:
+        """The spec its Agent is chosen by: the task's, or one naming the unit's own Agent."""
+        if self.agent is None:
+            return self.spec
+        return self.spec.model_copy(
+            update={"agent": self.agent, "agent_selector": None, "fallback_agents": []}
+        )
 
     @property
     def settled(self) -> TaskSpec:
