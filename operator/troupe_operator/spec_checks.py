@@ -6,7 +6,8 @@ cycle, templates that render to something and only read inputs that exist and
 tasks that are upstream, agents that exist, a name short enough to label
 children with, a spec small enough to record, output schemas that are JSON
 Schemas of objects, and conditions that parse and read only inputs that exist
-and fields an upstream task's ``outputSchema`` declares.
+and fields an upstream task's ``outputSchema`` declares, and supervise tasks
+whose unit keys fit in a label and whose supervisor and members are named once.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
 and the CLI can print them, unchanged.
@@ -24,6 +25,7 @@ from jsonschema.exceptions import SchemaError
 
 from troupe_operator import dag, expressions
 from troupe_operator.api import TaskSpec, WorkflowSpec
+from troupe_operator.api.supervise import MAX_SUPERVISE_CONCURRENT, MAX_SUPERVISE_ITERATIONS
 from troupe_operator.templates import TemplateError, references, renders_nothing
 
 LABEL_VALUE_MAX = 63
@@ -86,8 +88,13 @@ def check_workflow(
         if upstream is not None:
             problems += _check_json_reads(task, upstream.get(task.name, frozenset()), schemas)
             problems += _check_when(task, spec.inputs.keys(), upstream, schemas)
-        if known_agents is not None and task.agent not in known_agents:
-            problems.append(f"task '{task.name}' uses agent '{task.agent}', which is not defined")
+        problems += _check_supervise(task)
+        if known_agents is not None:
+            problems += [
+                f"task '{task.name}' uses agent '{agent}', which is not defined"
+                for agent in task.named_agents()
+                if agent not in known_agents
+            ]
     return problems
 
 
@@ -114,6 +121,34 @@ def _check_template(
             for name in sorted(refs.tasks)
             if name not in upstream.get(task, frozenset())
         ]
+    return problems
+
+
+def _check_supervise(task: TaskSpec) -> list[str]:
+    """A task runs on its agent, or is a supervise loop (which runs its own Agents); a
+    loop's unit keys (``NAME.turn-N.M``) are label values too."""
+    loop = task.supervise
+    if loop is None:
+        return [] if task.agent else [f"task '{task.name}' names no agent (set agent)"]
+    where = f"task '{task.name}'"
+    problems = []
+    if task.agent is not None:
+        problems.append(f"{where} has both agent and supervise: its turns run on supervise.agent")
+    if task.output_schema is not None or task.for_each is not None:
+        problems.append(
+            f"{where}: supervise cannot be combined with outputSchema or forEach (its output "
+            "is the supervisor's final answer, as text)"
+        )
+    repeated = sorted({m for m in loop.members if loop.members.count(m) > 1})
+    if repeated:
+        problems.append(f"{where} supervise.members lists {', '.join(repeated)} more than once")
+    longest = len(f".turn-{MAX_SUPERVISE_ITERATIONS}.{MAX_SUPERVISE_CONCURRENT}")
+    if len(task.name) + longest > LABEL_VALUE_MAX:
+        problems.append(
+            f"{where}: the name of a supervise task is at most {LABEL_VALUE_MAX - longest} "
+            f"characters, as its units' keys ({task.name}.turn-N.M) are label values of at "
+            f"most {LABEL_VALUE_MAX}"
+        )
     return problems
 
 

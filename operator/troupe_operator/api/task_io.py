@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 
 from troupe_operator.api.agent import AgentSpec
 from troupe_operator.api.common import ApiModel, FailedCalls, ModelCalls, TokenUsage
+from troupe_operator.api.supervise import SuperviseInput, TurnDecision
 from troupe_operator.api.workflow import PREVIEW_CHARS, JsonObject
 
 INPUT_ENV: Final = "TROUPE_TASK_INPUT"
@@ -122,6 +123,13 @@ class TaskInput(ApiModel):
     item: ItemRef | None = Field(
         default=None, description="The item a forEach instance runs on ({{ item }})."
     )
+    supervise: SuperviseInput | None = Field(
+        default=None,
+        description=(
+            "For a unit of a supervise task: a turn's earlier turns, or a delegation's "
+            "instruction (agentName is then the supervisor's or the member's)."
+        ),
+    )
     skipped: list[str] = Field(
         default_factory=list,
         description=(
@@ -192,6 +200,10 @@ class TaskReport(ApiModel):
             "On success, the length of each list in the structured output that a forEach "
             "expands over, by dotted field path."
         ),
+    )
+    decision: TurnDecision | None = Field(
+        default=None,
+        description="On success of a supervisor turn, its decision's shape (members, finished).",
     )
 
     def encode(self) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final
 from pydantic import Field, WithJsonSchema
 
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
+from troupe_operator.api.supervise import Supervise, SuperviseStatus, TurnDecision
 
 MAX_TASKS: Final = 1000
 MAX_TEMPLATE_CHARS: Final = 65_536
@@ -71,7 +72,10 @@ class TaskSpec(ApiModel):
     """One step of a Workflow: an Agent run on a rendered prompt."""
 
     name: DnsLabel = Field(description="Task name, unique in the Workflow (DNS-1123 label).")
-    agent: DnsLabel = Field(description="Name of an Agent in the Workflow's namespace.")
+    agent: DnsLabel | None = Field(
+        default=None,
+        description="Name of an Agent in the Workflow's namespace (a supervise task has none).",
+    )
     prompt: str = Field(
         min_length=1,
         max_length=MAX_TEMPLATE_CHARS,
@@ -115,6 +119,21 @@ class TaskSpec(ApiModel):
             "(NAME.0, NAME.1, ...); tasks downstream read all instances' outputs."
         ),
     )
+    supervise: Supervise | None = Field(
+        default=None,
+        description=(
+            "Run the task as a supervisor loop instead of on one agent: the supervisor Agent "
+            "delegates steps to member Agents turn by turn until it finishes with the answer, "
+            "which is the task's output."
+        ),
+    )
+
+    def named_agents(self) -> list[str]:
+        """The Agents the spec names for this task: its agent, or a supervise task's
+        supervisor and members."""
+        if self.supervise is not None:
+            return [self.supervise.agent, *self.supervise.members]
+        return [self.agent] if self.agent else []
 
 
 class WorkflowSpec(ApiModel):
@@ -231,6 +250,17 @@ class TaskStatus(ApiModel):
             "A forEach task's expansion, recorded once: how many instances it runs "
             "(NAME.0 to NAME.<items-1>, each with its own entry in tasks)."
         ),
+    )
+    supervise: SuperviseStatus | None = Field(
+        default=None,
+        description=(
+            "A supervise task's loop, recorded as it goes: the iteration count and each turn "
+            "with its decision (turns and delegations have their own entries in tasks)."
+        ),
+    )
+    decision: TurnDecision | None = Field(
+        default=None,
+        description="A supervisor turn's decision as its report told it (members, finished).",
     )
 
 

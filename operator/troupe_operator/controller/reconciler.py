@@ -522,8 +522,10 @@ class _Start:
 
 
 def _agents_of(spec: WorkflowSpec | InvalidSpec | None) -> dict[str, str]:
-    """Each task's Agent, for the metrics' ``agent`` label."""
-    return {task.name: task.agent for task in spec.tasks} if isinstance(spec, WorkflowSpec) else {}
+    """Each task's Agent (a supervise task's supervisor), for the metrics' ``agent`` label."""
+    if not isinstance(spec, WorkflowSpec):
+        return {}
+    return {task.name: agents[0] for task in spec.tasks if (agents := task.named_agents())}
 
 
 def _run_of(body: Mapping[str, Any]) -> WorkflowRef:

@@ -50,7 +50,7 @@ class LocalWorkflow:
 
     @property
     def scripted_agents(self) -> list[str]:
-        used = sorted({task.agent for task in self.spec.tasks})
+        used = sorted({name for task in self.spec.tasks for name in task.named_agents()})
         return [name for name in used if self.agents[name].model.base_url is None]
 
 
@@ -125,7 +125,7 @@ def _local_workflow(
     if problems:
         raise RunInputError([f"{manifest.source}: {manifest.label}: {p}" for p in problems])
     keys, missing = {}, []
-    for name in sorted({task.agent for task in spec.tasks}):
+    for name in sorted({name for task in spec.tasks for name in task.named_agents()}):
         agent, source = found[name]
         ref = agent.model.api_key_secret_ref
         if ref is None:

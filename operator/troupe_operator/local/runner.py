@@ -214,16 +214,19 @@ class _WorkflowRun:
     def write(self, output_dir: Path, status: WorkflowStatus) -> None:
         """``<task>.md`` for every succeeded task (stale ones removed), and ``status.json``."""
         succeeded = {
-            name for name, task in status.tasks.items() if task.phase == TaskPhase.SUCCEEDED
+            name: task.result_of or name
+            for name, task in status.tasks.items()
+            if task.phase == TaskPhase.SUCCEEDED
         }
         outputs = {
-            task.name: self._output(task.name) if task.name in succeeded else None
+            task.name: self._output(succeeded[task.name]) if task.name in succeeded else None
             for task in self.workflow.spec.tasks
         }
         write_workflow(output_dir, self.workflow.name, outputs, status)
 
     def _output(self, task: str) -> str | None:
-        """A succeeded task's output text, from the file its process wrote."""
+        """A succeeded unit's output text (a parent's: its result's), from the file its
+        process wrote."""
         path = self.jobs.output_file(self.ref.output_config_map(task))
         try:
             text = json.loads(path.read_text(encoding="utf-8")).get(OUTPUT_KEY)

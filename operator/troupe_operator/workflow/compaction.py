@@ -23,10 +23,12 @@ from troupe_operator.workflow.tasks import FINISHED
 
 STATUS_BUDGET_BYTES: Final = 240 * 1024
 SLIM_MESSAGE_CHARS: Final = 100
-MOST_TASK_BYTES: Final = 4_608 + 3 * MAX_CONDITION_JSON_BYTES
+MOST_TASK_BYTES: Final = 4_608 + 3 * MAX_CONDITION_JSON_BYTES + 1_024
 """The most one task's status can take as JSON: capped message, preview and model, each
-character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, and the fields
-conditions read (non-ASCII characters escaped to at most three times their UTF-8 size)."""
+character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
+conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), and
+a supervisor turn's decision or one turn of a supervise loop's record (under 1 KiB: five
+delegations of label-sized names; each turn has an entry of its own to count it)."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 

@@ -30,7 +30,7 @@ from troupe_operator.api import (
     WorkflowStatus,
 )
 from troupe_operator.spec_checks import check_workflow
-from troupe_operator.workflow import fan_out
+from troupe_operator.workflow import fan_out, supervise
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -63,7 +63,13 @@ from troupe_operator.workflow.tasks import (
     settle_task,
 )
 from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
-from troupe_operator.workflow.units import Unit, instance_key, parent_of, possible_units
+from troupe_operator.workflow.units import (
+    Unit,
+    concurrency,
+    instance_key,
+    parent_of,
+    possible_units,
+)
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
@@ -252,10 +258,12 @@ class _Run:
         order = dag.topological_order({task.name: task.depends_on for task in self.spec.tasks})
         for name in order:
             spec = self.task_specs[name]
-            if spec.for_each is None:
-                self._settle_unit(Unit(name, spec), self._upstream(spec))
-            else:
+            if spec.for_each is not None:
                 self._settle_fan_out(spec)
+            elif spec.supervise is not None:
+                self._settle_supervise(spec)
+            else:
+                self._settle_unit(Unit(name, spec), self._upstream(spec))
         # Attempts already under way (retries) go before first attempts.
         return sorted(self.wanted, key=lambda item: item[1] == 1)
 
@@ -286,34 +294,63 @@ class _Run:
             self.unobserved.append(outcome.unobserved_job)
         return outcome
 
+    def _parent_ready(self, spec: TaskSpec) -> tuple[TaskStatus, bool]:
+        """A parent's status, and whether it became ready to expand now: its dependencies
+        succeeded and its condition held, and it has not expanded or started its loop yet."""
+        parent = self.previous.tasks.get(spec.name) or TaskStatus()
+        if parent.phase in FINISHED or parent.items is not None or parent.supervise is not None:
+            return parent, False
+        outcome = settle_task(
+            spec, parent, {}, self._upstream(spec), self.context, partial(self._condition, spec)
+        )
+        if outcome.event:
+            self.actions.append(outcome.event)
+        return outcome.status, outcome.start_attempt is not None
+
     def _settle_fan_out(self, spec: TaskSpec) -> None:
         """A forEach task: ready → expanded once (recorded as ``items``), then its instances
         settled as units and summed up in the parent's entry."""
         assert spec.for_each is not None
-        parent = self.previous.tasks.get(spec.name) or TaskStatus()
-        if parent.items is None and parent.phase not in FINISHED:
-            outcome = settle_task(
-                spec, parent, {}, self._upstream(spec), self.context, partial(self._condition, spec)
-            )
-            parent = outcome.status
-            if outcome.event:
-                self.actions.append(outcome.event)
-            if outcome.start_attempt:
-                items = fan_out.expand(spec, self.tasks[fan_out.source(spec.for_each).task])
-                if isinstance(items, str):
-                    parent = fan_out.refused(items, self.now)
-                    message = f"task '{spec.name}' failed: {parent.message}"
-                    self.actions.append(Event(EventType.WARNING, "TaskFailed", message))
-                else:
-                    parent = fan_out.expanded(parent, items, self.now)
-                    message = f"task '{spec.name}' expanded into {items} instance(s)"
-                    self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
+        parent, ready = self._parent_ready(spec)
+        if ready:
+            items = fan_out.expand(spec, self.tasks[fan_out.source(spec.for_each).task])
+            if isinstance(items, str):
+                parent = fan_out.refused(items, self.now)
+                message = f"task '{spec.name}' failed: {parent.message}"
+                self.actions.append(Event(EventType.WARNING, "TaskFailed", message))
+            else:
+                parent = fan_out.expanded(parent, items, self.now)
+                message = f"task '{spec.name}' expanded into {items} instance(s)"
+                self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
         instances = {}
         for index in range(parent.items or 0):
             key = instance_key(spec.name, index)
             unit = Unit(key, spec, fan_out.item_ref(spec.for_each, index))
             instances[key] = self._settle_unit(unit, {}).status
-        summed = fan_out.summary(parent, instances, self.now)
+        self._sum_up(spec, parent, fan_out.summary(parent, instances, self.now))
+
+    def _settle_supervise(self, spec: TaskSpec) -> None:
+        """A supervise task: ready → its first turn; then every turn and delegation its
+        record started settled as a unit, and the loop advanced until nothing new is decided
+        (a restarted operator may find several steps' Jobs done)."""
+        parent, ready = self._parent_ready(spec)
+        if ready:
+            parent = supervise.started(spec, parent, self.now)
+        summed = parent
+        while True:
+            for unit in supervise.units_of(spec, summed, self.workflow):
+                if unit.key not in self.units:
+                    self._settle_unit(unit, {})
+            advanced, event = supervise.advance(spec, summed, self.tasks, self.now)
+            if event:
+                self.actions.append(event)
+            if advanced == summed:
+                break
+            summed = advanced
+        self._sum_up(spec, parent, summed)
+
+    def _sum_up(self, spec: TaskSpec, parent: TaskStatus, summed: TaskStatus) -> None:
+        """Record a parent's status summed up from its units, with an Event once it finished."""
         if summed.phase != parent.phase and summed.phase in FINISHED:
             kind, reason = (
                 (EventType.NORMAL, "TaskSucceeded")
@@ -427,12 +464,12 @@ class _Run:
         self.unobserved.clear()
 
     def _running_keys(self) -> list[str]:
-        """Units whose attempt may be running: those status says run (an expanded parent
-        has no Job and is not one), and any other active Job's."""
+        """Units whose attempt may be running: those status says run (a parent has no Job
+        and is not one), and any other active Job's."""
         current = {
             (name, task.attempts)
             for name, task in self.tasks.items()
-            if task.phase == TaskPhase.RUNNING and task.items is None
+            if task.phase == TaskPhase.RUNNING and name in self.units
         }
         others = [
             job.task
@@ -456,17 +493,13 @@ class _Run:
             if self.tasks[name].phase in FINISHED:
                 continue  # its Job was refused
             unit = self.units[name]
-            for_each = unit.spec.for_each
-            if len(startable) == capacity or (
-                for_each is not None
-                and for_each.parallelism is not None
-                and running[unit.spec.name] >= for_each.parallelism
-            ):
+            cap = concurrency(unit.spec)
+            if len(startable) == capacity or (cap is not None and running[unit.spec.name] >= cap):
                 self.waiting[name] = PARALLELISM
                 continue
-            agent = self.observation.agents.get(unit.spec.agent)
+            agent = self.observation.agents.get(unit.agent_name)
             if agent is None:
-                self.missing_agents[name] = unit.spec.agent
+                self.missing_agents[name] = unit.agent_name
                 self.waiting[name] = AGENT_NOT_FOUND
                 continue
             running[unit.spec.name] += 1

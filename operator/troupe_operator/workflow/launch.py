@@ -1,8 +1,9 @@
 """Turning "start attempt N of unit U" into a complete CreateTask action.
 
 What a task needs travels by reference: its Agent's spec, the names of the
-ConfigMaps holding the outputs it reads, where to write its own, and for a
-forEach instance which item it runs on. The template and inputs are in the
+ConfigMaps holding the outputs it reads, where to write its own, for a
+forEach instance which item it runs on, and for a supervise task's unit the
+earlier turns or the instruction it reads. The template and inputs are in the
 run's recorded spec, which the pod mounts. No prompt is rendered and no output
 is read here: that happens in the pod, inside its own limits.
 """
@@ -57,12 +58,13 @@ def create_task(
         namespace=workflow.namespace,
         task=task.name,
         attempt=attempt,
-        agent_name=task.agent,
+        agent_name=unit.agent_name,
         agent=agent,
         upstream=dict(reads.upstream),
         fan_in={name: list(maps) for name, maps in reads.fan_in.items()},
         instance=unit.key if unit.key != task.name else None,
         item=unit.item,
+        supervise=unit.supervise,
         skipped=sorted(reads.skipped),
         api_key_env=API_KEY_ENV if agent.model.api_key_secret_ref else None,
         deadline_seconds=(

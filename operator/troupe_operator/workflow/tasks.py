@@ -225,6 +225,7 @@ def _succeeded(
             "preview": preview(report.preview or "", context.preview_chars) if report else None,
             "fields": report.fields if report is not None else None,
             "counts": report.counts if report is not None else None,
+            "decision": report.decision if report is not None else None,
             "usage": _usage(previous, job),
             "calls": _calls(previous, job),
         }

@@ -3,7 +3,9 @@
 A plain task is one unit, keyed by its name. A task that expands at run time
 (``forEach``) is a parent whose units are its instances, keyed ``NAME.INDEX``
 (``INSTANCE_SEPARATOR``): each has its own attempts, Jobs, output ConfigMap and
-status entry, and runs the parent's template and Agent. The parent's own entry
+status entry, and runs the parent's template and Agent. A ``supervise`` task's units
+are its turns (``NAME.turn-N``, on the supervisor) and their delegations
+(``NAME.turn-N.M``, on a member). The parent's own entry
 records the expansion and sums its instances up; it never has a Job. This module
 only names and describes units; deciding which exist is the core's and
 ``fan_out``'s job.
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from troupe_operator.api import INSTANCE_SEPARATOR, ItemRef, TaskSpec, WorkflowSpec
+from troupe_operator.api import INSTANCE_SEPARATOR, ItemRef, SuperviseInput, TaskSpec, WorkflowSpec
 
 
 def instance_key(task: str, index: int) -> str:
@@ -22,14 +24,41 @@ def instance_key(task: str, index: int) -> str:
     return f"{task}{INSTANCE_SEPARATOR}{index}"
 
 
+def turn_key(task: str, turn: int) -> str:
+    """The key of a supervise task's turn (from 1)."""
+    return f"{task}{INSTANCE_SEPARATOR}turn-{turn}"
+
+
+def delegation_key(task: str, turn: int, index: int) -> str:
+    """The key of a turn's delegation (from 1, in the decision's order)."""
+    return f"{turn_key(task, turn)}{INSTANCE_SEPARATOR}{index}"
+
+
 def possible_units(spec: WorkflowSpec) -> Iterator[str]:
-    """Every key a run of ``spec`` may use, bounded by each forEach's ``maxItems``: the run's
-    task identity may write exactly these outputs, granted before the first Job."""
+    """Every key a run of ``spec`` may use, bounded by each forEach's ``maxItems`` and each
+    supervise's ``maxIterations`` and ``maxConcurrent``: the run's task identity may write
+    exactly these outputs, granted before the first Job."""
     for task in spec.tasks:
-        if task.for_each is None:
-            yield task.name
-        else:
+        if task.for_each is not None:
             yield from (instance_key(task.name, i) for i in range(task.for_each.max_items))
+        elif task.supervise is not None:
+            turns, width = task.supervise.max_iterations, task.supervise.max_concurrent
+            for turn in range(1, turns + 1):
+                yield turn_key(task.name, turn)
+                if turn < turns:  # the last turn's delegations never run (MaxIterations)
+                    yield from (delegation_key(task.name, turn, i) for i in range(1, width + 1))
+        else:
+            yield task.name
+
+
+def concurrency(spec: TaskSpec) -> int | None:
+    """Most units of ``spec`` running at once: forEach's parallelism, supervise's
+    maxConcurrent; None for no limit of its own."""
+    if spec.for_each is not None:
+        return spec.for_each.parallelism
+    if spec.supervise is not None:
+        return spec.supervise.max_concurrent
+    return None
 
 
 def parent_of(key: str) -> str:
@@ -49,6 +78,16 @@ class Unit:
     key: str
     spec: TaskSpec
     item: ItemRef | None = None
+    agent: str | None = None
+    """The Agent it runs on, when not the spec's (a supervise task's turns and delegations)."""
+    supervise: SuperviseInput | None = None
+    """What a supervise task's unit reads besides the task's inputs."""
+
+    @property
+    def agent_name(self) -> str:
+        name = self.agent or self.spec.agent
+        assert name is not None, "check_workflow: a task without supervise names its agent"
+        return name
 
     @property
     def settled(self) -> TaskSpec:
