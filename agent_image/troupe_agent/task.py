@@ -5,9 +5,10 @@ The steps, each in its own module: read the ``TaskInput`` and the run's spec
 under ``troupe run``, from ``--outputs-dir`` (``output_configmap``,
 ``output_file``); render the prompt within the pod's limits (``task_prompt``);
 run the agent (``agent``; with an ``outputSchema``, one structured call checked against
-it, ``structured``); write the output (ConfigMap or ``--output-file``); and always end
+it, ``structured``; a unit of a ``supervise`` task, a supervisor turn or a delegation,
+``supervise``); write the output (ConfigMap or ``--output-file``); and always end
 with a ``TaskReport`` in the termination log (``task_report``), which carries the fields
-of a structured output that the run's conditions read.
+of a structured output that the run's conditions read, or a supervisor turn's decision.
 
 Exit 0 on success. On failure the exit code tells the Job whether another
 attempt can help (``EXIT_RETRYABLE``) or not (``EXIT_PERMANENT``, which its
@@ -31,8 +32,10 @@ from troupe_agent.agent import AgentOptions, run_structured_task, run_task
 from troupe_agent.errors import ModelCallError
 from troupe_agent.failures import TaskFailed
 from troupe_agent.output_file import OutputFiles, write_output_file
+from troupe_agent.prompts import TaskPrompt
 from troupe_agent.retry import Deadline
 from troupe_agent.structured import condition_fields
+from troupe_agent.supervise import run_supervise_step
 from troupe_agent.task_prompt import build_task_prompt, decode_json_outputs
 from troupe_agent.task_report import failure_report, success_report, write_report
 from troupe_agent.task_sources import load_task_input, load_task_spec, read_api_key
@@ -116,19 +119,27 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
     upstream: UpstreamOutputs = (
         OutputFiles(options.outputs_dir) if options.outputs_dir is not None else cluster()
     )
-    outputs = {name: upstream.read(name, cm) for name, cm in task_input.upstream.items()}
-    outputs.update(dict.fromkeys(task_input.skipped, ""))
-    prompt = build_task_prompt(
-        task, spec.inputs, outputs, deadline, decode_json_outputs(spec, outputs)
-    )
+
+    def prompt() -> TaskPrompt:
+        outputs = {name: upstream.read(name, cm) for name, cm in task_input.upstream.items()}
+        outputs.update(dict.fromkeys(task_input.skipped, ""))
+        return build_task_prompt(
+            task, spec.inputs, outputs, deadline, decode_json_outputs(spec, outputs)
+        )
+
     agent_options = AgentOptions(observers=[spent])
-    fields = None
+    fields = decision = None
     try:
-        if task.output_schema is None:
-            text, result = run_task(task_input, prompt, api_key, deadline, agent_options)
+        if task_input.supervise is not None:
+            step = run_supervise_step(
+                task_input, task, prompt, upstream.read, api_key, deadline, agent_options
+            )
+            text, result, decision = step.text, step.result, step.decision
+        elif task.output_schema is None:
+            text, result = run_task(task_input, prompt(), api_key, deadline, agent_options)
         else:
             value, text, result = run_structured_task(
-                task_input, prompt, task.output_schema, api_key, deadline, agent_options
+                task_input, prompt(), task.output_schema, api_key, deadline, agent_options
             )
             conditions = [other.when for other in spec.tasks if other.when]
             fields = condition_fields(value, fields_read(conditions, task.name))
@@ -136,7 +147,7 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
         raise TaskFailed(str(exc), EXIT_RETRYABLE if exc.retryable else EXIT_PERMANENT) from exc
     result = spent.completed(result)  # the retried calls' failures too
     check_output_size(text)
-    report = success_report(text, result, fields)
+    report = success_report(text, result, fields, decision)
     write(text, result, report)
     return result, report
 

@@ -16,7 +16,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from troupe_operator.api import TaskReport, TaskResult
+from troupe_operator.api import TaskReport, TaskResult, TurnDecision
 from troupe_operator.api.workflow import PREVIEW_CHARS
 
 
@@ -26,11 +26,17 @@ def preview_of(text: str) -> str:
 
 
 def success_report(
-    text: str, result: TaskResult, fields: dict[str, Any] | None = None
+    text: str,
+    result: TaskResult,
+    fields: dict[str, Any] | None = None,
+    decision: TurnDecision | None = None,
 ) -> TaskReport:
     """A success's report; ``fields`` are those of a structured output conditions read,
-    already bounded by ``MAX_CONDITION_JSON_BYTES``, so the report still fits."""
-    return TaskReport(succeeded=True, result=result, preview=preview_of(text), fields=fields)
+    already bounded by ``MAX_CONDITION_JSON_BYTES``, and ``decision`` a supervisor turn's (at
+    most five label-sized names), so the report still fits."""
+    return TaskReport(
+        succeeded=True, result=result, preview=preview_of(text), fields=fields, decision=decision
+    )
 
 
 def failure_report(message: str, spent: TaskResult | None) -> TaskReport:
