@@ -69,6 +69,7 @@ NOT_RUN = {
     "tenant.yaml": "applied first",
     "openai-endpoint.yaml": "needs a real API key",
     "triage.yaml": "run by test_local_run.py; its branches by test_workflow_conditions.py",
+    "deep-research.yaml": "run by test_local_run.py; its loop by test_workflow_supervise.py",
 }
 OPERATOR_AGENTS = ("troupe-operator/", "kopf/")
 REFUSAL = re.compile(r"forbidden|(?<![,.])\b403\b", re.IGNORECASE)
