@@ -15,6 +15,7 @@ from typing import Final
 
 from pydantic import Field
 
+from troupe_operator.api.agent import MAX_MEMBERS
 from troupe_operator.api.common import ApiModel, DnsLabel
 
 MAX_SUPERVISE_ITERATIONS: Final = 20
@@ -22,8 +23,6 @@ MAX_SUPERVISE_ITERATIONS: Final = 20
 turn's model call reads all earlier turns."""
 MAX_SUPERVISE_CONCURRENT: Final = 5
 """Most delegations one turn may make (they run at once)."""
-MAX_SUPERVISE_MEMBERS: Final = 20
-"""Most members one supervisor chooses between (each is a choice offered to its model)."""
 
 
 class Supervise(ApiModel):
@@ -32,8 +31,8 @@ class Supervise(ApiModel):
     agent: DnsLabel = Field(description="The supervisor Agent, which decides each turn.")
     members: list[DnsLabel] = Field(
         min_length=1,
-        max_length=MAX_SUPERVISE_MEMBERS,
-        description="The member Agents it may delegate to (unique).",
+        max_length=MAX_MEMBERS,
+        description="The member Agents it may delegate to (unique; as many as a team's).",
     )
     max_iterations: int = Field(
         default=10,
