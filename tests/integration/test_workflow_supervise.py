@@ -71,6 +71,11 @@ def supervised(
     return document
 
 
+def held(stub: OpenAIStub, what: str) -> None:
+    """Wait until the stub has had four model calls, the last of them held by the test."""
+    wait_for(lambda: len(stub.chat_requests) == 4, timeout=90, what=what)
+
+
 def unit_attempts(status: dict[str, Any]) -> dict[str, int]:
     return {key: task["attempts"] for key, task in status["tasks"].items()}
 
@@ -83,11 +88,7 @@ def test_a_supervisor_delegates_to_math_then_writer_then_finishes_across_a_resta
     stub.inject(Fault(), Fault(), Fault(), Fault.held(release))
     supervised(troupe, stub, "inquiry", "Work out six times seven, then have it written up.")
     with troupe.operator():
-        wait_for(
-            lambda: len(stub.chat_requests) == 4,
-            timeout=90,
-            what="the writer's delegation calling the model",
-        )
+        held(stub, "the writer's delegation calling the model")
     release.set()
     with troupe.operator():
         status = troupe.wait_for_phase("inquiry", "Succeeded", "Failed", timeout=120)
@@ -181,11 +182,8 @@ def test_never_more_than_max_concurrent_delegations_run_at_once(
     sampler.start()
     try:
         with troupe.operator():
-            wait_for(
-                lambda: len(stub.chat_requests) == 4,
-                timeout=90,
-                what="three delegations calling the model at once",
-            )
+            held(stub, "three delegations calling the model at once")
+            wait_for(lambda: most == 3, timeout=30, what="three delegation Jobs seen at once")
             release.set()
             status = troupe.wait_for_phase("parallel", "Succeeded", "Failed", timeout=120)
     finally:
