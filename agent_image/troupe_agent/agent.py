@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from opentelemetry.context import Context
 
 from troupe_agent.graph import build_agent_graph, initial_state
-from troupe_agent.llm import ModelClient
+from troupe_agent.llm import ChatReply, ModelClient
 from troupe_agent.prompts import TaskPrompt, task_message
 from troupe_agent.retry import Deadline
 from troupe_agent.structured import check_output, output_tool, reply_json
@@ -81,7 +81,7 @@ class Agent:
             stats = state["stats"]
             telemetry.record_usage(span, stats)
         text = state["answer"]
-        return text, self._result(text, stats)
+        return text, self.result(text, stats)
 
     def run_structured(
         self,
@@ -96,16 +96,30 @@ class Agent:
             SystemMessage(self.spec.effective_system_prompt),
             HumanMessage(task_message(prompt, context)),
         ]
-        telemetry = self.client.telemetry
-        with telemetry.agent_span(self.name, self.client.target, trace_parent) as span:
-            reply = self.client.chat(messages, deadline, tools=[output_tool(schema)])
-            telemetry.record_usage(span, reply.stats)
+        reply = self.call_tools(messages, [output_tool(schema)], deadline, trace_parent)
         value = reply_json(reply.text, reply.tool_calls)
         check_output(value, schema)
         text = json.dumps(value, ensure_ascii=False, indent=2)
-        return value, text, self._result(text, reply.stats)
+        return value, text, self.result(text, reply.stats)
 
-    def _result(self, text: str, stats: CallStats) -> TaskResult:
+    def call_tools(
+        self,
+        messages: list[BaseMessage],
+        tools: Sequence[dict[str, Any]],
+        deadline: Deadline,
+        trace_parent: Context | None = None,
+        parallel: bool = False,
+    ) -> ChatReply:
+        """One model call that must call ``tools`` (one or, ``parallel``, more), in the
+        Agent's span; raises ModelCallError."""
+        telemetry = self.client.telemetry
+        with telemetry.agent_span(self.name, self.client.target, trace_parent) as span:
+            reply = self.client.chat(messages, deadline, tools=tools, parallel=parallel)
+            telemetry.record_usage(span, reply.stats)
+        return reply
+
+    def result(self, text: str, stats: CallStats) -> TaskResult:
+        """What producing ``text`` cost, as a task reports it."""
         return TaskResult(
             model=self.client.model_name,
             scripted=self.client.scripted,

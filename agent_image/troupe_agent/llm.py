@@ -132,10 +132,12 @@ class ModelClient:
         messages: list[BaseMessage],
         deadline: Deadline,
         tools: Sequence[dict[str, Any]] = (),
+        parallel: bool = False,
     ) -> ChatReply:
         """The model's reply, retried as the policy allows; raises :class:`ModelCallError`.
 
-        With ``tools`` (OpenAI function schemas) the model must call exactly one of them."""
+        With ``tools`` (OpenAI function schemas) the model must call one of them, or with
+        ``parallel`` one or more (parallel tool calls)."""
         retries = 0
         while True:
             if deadline.expired():
@@ -143,7 +145,8 @@ class ModelClient:
                     status="deadline", detail="the task deadline passed", retryable=True
                 )
                 raise self._error(failure, attempts=retries, reason="task deadline")
-            outcome = self._call_once(messages, deadline.call_timeout(self._timeout), tools)
+            timeout = deadline.call_timeout(self._timeout)
+            outcome = self._call_once(messages, timeout, tools, parallel)
             if isinstance(outcome, ChatReply):
                 return outcome
             attempts = retries + 1
@@ -166,13 +169,17 @@ class ModelClient:
             retries += 1
 
     def _call_once(
-        self, messages: list[BaseMessage], timeout: float, tools: Sequence[dict[str, Any]]
+        self,
+        messages: list[BaseMessage],
+        timeout: float,
+        tools: Sequence[dict[str, Any]],
+        parallel: bool,
     ) -> ChatReply | CallFailure:
         started = time.monotonic()
         model: Runnable[list[BaseMessage], BaseMessage] = self._chat_model
         if tools:
             model = self._chat_model.bind_tools(
-                tools, tool_choice="required", parallel_tool_calls=False
+                tools, tool_choice="required", parallel_tool_calls=parallel
             )
         with self.telemetry.chat_span(self.target) as span:
             try:

@@ -5,10 +5,12 @@ The steps, each in its own module: read the ``TaskInput`` and the run's spec
 under ``troupe run``, from ``--outputs-dir`` (``output_configmap``,
 ``output_file``); render the prompt within the pod's limits (``task_prompt``);
 run the agent (``agent``; with an ``outputSchema``, one structured call checked against
-it, ``structured``; a judge scores the candidates' outputs, ``judging``); write the
-output (ConfigMap or ``--output-file``); and always end with a ``TaskReport`` in the
-termination log (``task_report``), which carries the fields of a structured output that
-the run's conditions read, and a judge's scores.
+it, ``structured``; a judge scores the candidates' outputs, ``judging``; a unit of a
+``supervise`` task, a supervisor turn or a delegation, ``supervise``); write the output
+(ConfigMap or ``--output-file``); and always end with a ``TaskReport`` in the termination
+log (``task_report``), which carries the fields of a structured output that the run's
+conditions read, the lengths of the lists forEach tasks expand over, a judge's scores, or a
+supervisor turn's decision.
 
 Exit 0 on success. On failure the exit code tells the Job whether another
 attempt can help (``EXIT_RETRYABLE``) or not (``EXIT_PERMANENT``, which its
@@ -33,8 +35,10 @@ from troupe_agent.errors import ModelCallError
 from troupe_agent.failures import TaskFailed
 from troupe_agent.judging import judge_candidates
 from troupe_agent.output_file import OutputFiles, write_output_file
+from troupe_agent.prompts import TaskPrompt
 from troupe_agent.retry import Deadline
 from troupe_agent.structured import condition_fields, list_lengths
+from troupe_agent.supervise import run_supervise_step
 from troupe_agent.task_prompt import build_task_prompt, render_values
 from troupe_agent.task_report import failure_report, success_report, write_report
 from troupe_agent.task_sources import load_task_input, load_task_spec, read_api_key
@@ -121,30 +125,38 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
     upstream: UpstreamOutputs = (
         OutputFiles(options.outputs_dir) if options.outputs_dir is not None else cluster()
     )
-    outputs = {name: upstream.read(name, cm) for name, cm in task_input.upstream.items()}
-    output_lists = {
-        name: [upstream.read(instance_key(name, index), cm) for index, cm in enumerate(maps)]
-        for name, maps in task_input.fan_in.items()
-    }
-    outputs.update({name: join_outputs(name, texts) for name, texts in output_lists.items()})
-    outputs.update(dict.fromkeys(task_input.skipped, ""))
-    values = render_values(spec, outputs, output_lists, task_input.item)
-    prompt = build_task_prompt(task, spec.inputs, values, deadline)
+
+    def prompt() -> TaskPrompt:
+        outputs = {name: upstream.read(name, cm) for name, cm in task_input.upstream.items()}
+        output_lists = {
+            name: [upstream.read(instance_key(name, index), cm) for index, cm in enumerate(maps)]
+            for name, maps in task_input.fan_in.items()
+        }
+        outputs.update({name: join_outputs(name, texts) for name, texts in output_lists.items()})
+        outputs.update(dict.fromkeys(task_input.skipped, ""))
+        values = render_values(spec, outputs, output_lists, task_input.item)
+        return build_task_prompt(task, spec.inputs, values, deadline)
+
     agent_options = AgentOptions(observers=[spent])
-    fields = counts = scores = None
+    fields = counts = scores = decision = None
     try:
-        if task_input.candidates is not None:
+        if task_input.supervise is not None:
+            step = run_supervise_step(
+                task_input, task, prompt, upstream.read, api_key, deadline, agent_options
+            )
+            text, result, decision = step.text, step.result, step.decision
+        elif task_input.candidates is not None:
             answers = {
                 label: upstream.read(label, cm) for label, cm in task_input.candidates.items()
             }
             text, result, scores = judge_candidates(
-                task_input, task, prompt, answers, api_key, deadline, agent_options
+                task_input, task, prompt(), answers, api_key, deadline, agent_options
             )
         elif task.output_schema is None:
-            text, result = run_task(task_input, prompt, api_key, deadline, agent_options)
+            text, result = run_task(task_input, prompt(), api_key, deadline, agent_options)
         else:
             value, text, result = run_structured_task(
-                task_input, prompt, task.output_schema, api_key, deadline, agent_options
+                task_input, prompt(), task.output_schema, api_key, deadline, agent_options
             )
             conditions = [other.when for other in spec.tasks if other.when]
             fields = condition_fields(value, fields_read(conditions, task.name))
@@ -153,7 +165,7 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
         raise TaskFailed(str(exc), EXIT_RETRYABLE if exc.retryable else EXIT_PERMANENT) from exc
     result = spent.completed(result)  # the retried calls' failures too
     check_output_size(text)
-    report = success_report(text, result, fields, counts, scores)
+    report = success_report(text, result, fields, counts, scores, decision)
     write(text, result, report)
     return result, report
 

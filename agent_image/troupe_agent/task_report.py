@@ -16,7 +16,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from troupe_operator.api import TaskReport, TaskResult
+from troupe_operator.api import TaskReport, TaskResult, TurnDecision
 from troupe_operator.api.workflow import PREVIEW_CHARS
 
 
@@ -31,11 +31,13 @@ def success_report(
     fields: dict[str, Any] | None = None,
     counts: dict[str, int] | None = None,
     scores: dict[str, list[float]] | None = None,
+    decision: TurnDecision | None = None,
 ) -> TaskReport:
     """A success's report; ``fields`` are those of a structured output conditions read,
     already bounded by ``MAX_CONDITION_JSON_BYTES``, ``counts`` the lengths of its lists
-    that forEach tasks expand over (at most ``MAX_COUNTED_LISTS`` small numbers), and
-    ``scores`` a judge's (at most 10 x 10 numbers to 4 decimals), so the report still fits."""
+    that forEach tasks expand over (at most ``MAX_COUNTED_LISTS`` small numbers),
+    ``scores`` a judge's (at most 10 x 10 numbers to 4 decimals), and ``decision`` a
+    supervisor turn's (at most five label-sized names), so the report still fits."""
     return TaskReport(
         succeeded=True,
         result=result,
@@ -43,6 +45,7 @@ def success_report(
         fields=fields,
         counts=counts,
         scores=scores,
+        decision=decision,
     )
 
 

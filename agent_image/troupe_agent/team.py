@@ -8,11 +8,12 @@
 
 Each turn the supervisor's model is offered two tools and must call one:
 ``delegate`` (a member, from the Agent's ``members``, and an instruction) or
-``finish`` (the answer): a structured decision, not parsed prose. A reply
-without a tool call is taken as the answer. A delegation is sent to the
-member's Service (``/v1/invoke``) with the caller's own bearer token, so the
-caller needs permission to invoke the members too: the team never lends its
-authority. A member's 429, 5xx and connection failures are retried with
+``finish`` (the answer): a structured decision, not parsed prose, whose schema
+a Workflow's ``supervise`` task shares (``troupe_agent.decisions``). A reply
+without a tool call is taken as the answer; a team delegates one step per turn.
+A delegation is sent to the member's Service (``/v1/invoke``) with the caller's
+own bearer token, so the caller needs permission to invoke the members too: the
+team never lends its authority. A member's 429, 5xx and connection failures are retried with
 backoff within the invocation's deadline; its 401/403 are the caller's
 (passed back as they are), anything else is a 502 naming the member.
 
@@ -35,12 +36,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypedDict
 
 import httpx
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from opentelemetry.context import Context
@@ -55,15 +55,20 @@ from troupe_agent.conversations import (
     Turn,
     shortened,
 )
+from troupe_agent.decisions import (
+    Delegation,
+    Finish,
+    decision_messages,
+    decision_tools,
+    read_decision,
+)
 from troupe_agent.llm import ModelClient
 from troupe_agent.retry import Deadline, RetryPolicy, parse_retry_after
-from troupe_agent.scripted import FINISH_TOOL
 from troupe_agent.telemetry import inject_context
 from troupe_operator.api import AgentSpec, TokenUsage
 
 log = logging.getLogger(__name__)
 
-DELEGATE_TOOL: Final = "delegate"
 MEMBER_POLICY: Final = RetryPolicy(max_retries=3, base_delay=0.5, max_delay=5.0)
 MEMBER_CALL_SECONDS: Final = 300.0
 """Longest single member call; the invocation's deadline cuts it shorter."""
@@ -77,81 +82,6 @@ class TeamError(Exception):
         self.status = status
         self.reason = reason
         self.done = done
-
-
-@dataclass(frozen=True)
-class Delegation:
-    member: str
-    instruction: str
-
-
-@dataclass(frozen=True)
-class Finish:
-    answer: str
-
-
-def decision_tools(members: Sequence[str]) -> list[dict[str, Any]]:
-    """The two tools the supervisor model chooses between, as OpenAI function schemas."""
-
-    def tool(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
-        parameters = {
-            "type": "object",
-            "properties": properties,
-            "required": list(properties),
-            "additionalProperties": False,
-        }
-        return {
-            "type": "function",
-            "function": {"name": name, "description": description, "parameters": parameters},
-        }
-
-    return [
-        tool(
-            DELEGATE_TOOL,
-            "Ask one member of the team to do the next step.",
-            {
-                "member": {"type": "string", "enum": list(members)},
-                "instruction": {"type": "string", "description": "What the member must do."},
-            },
-        ),
-        tool(
-            FINISH_TOOL,
-            "End the conversation with the final answer to the request.",
-            {"answer": {"type": "string", "description": "The final answer."}},
-        ),
-    ]
-
-
-def decision_messages(
-    spec: AgentSpec, members: Sequence[str], checkpoint: Checkpoint
-) -> list[BaseMessage]:
-    turns = "\n".join(
-        f"{number}. {turn.member} was asked: {turn.instruction}\n   and answered: {turn.output}"
-        for number, turn in enumerate(checkpoint.turns, start=1)
-    )
-    return [
-        SystemMessage(
-            f"{spec.effective_system_prompt}\n\nYou lead a team whose members are:"
-            f" {', '.join(members)}. Each turn, call `{DELEGATE_TOOL}` to give one member one"
-            f" step, or `{FINISH_TOOL}` with the final answer once the request is answered."
-        ),
-        HumanMessage(
-            f"## Request\n{checkpoint.prompt}\n\n## Turns so far\n{turns or '(none yet)'}"
-        ),
-    ]
-
-
-def read_decision(tool_calls: Sequence[Mapping[str, Any]], text: str) -> Delegation | Finish:
-    """The model's choice; ValueError when it chose something that is not on offer."""
-    if not tool_calls:
-        return Finish(text)
-    call = tool_calls[0]
-    args = call.get("args") or {}
-    if call.get("name") == FINISH_TOOL:
-        return Finish(str(args.get("answer", "")))
-    if call.get("name") == DELEGATE_TOOL:
-        return Delegation(str(args.get("member", "")), str(args.get("instruction", "")))
-    raise ValueError(f"the supervisor model called an unknown tool {call.get('name')!r}")
 
 
 class MemberFailed(Exception):
@@ -320,14 +250,16 @@ class Team:
                 )
             self._check_deadline(invocation, checkpoint)
             reply = self.client.chat(
-                decision_messages(self.spec, self._names, checkpoint),
+                decision_messages(self.spec, self._names, checkpoint.prompt, checkpoint.turns),
                 invocation.deadline,
                 self._tools,
             )
             try:
-                decision = read_decision(reply.tool_calls, reply.text)
+                decided = read_decision(reply.tool_calls, reply.text)
             except ValueError as error:
                 raise TeamError(502, "InvalidDecision", str(error), checkpoint) from None
+            # One step per turn: parallel tool calls are off; a server sending more gets its first.
+            decision = decided[0] if isinstance(decided, tuple) else decided
             if isinstance(decision, Delegation) and decision.member not in self._names:
                 raise TeamError(
                     502,

@@ -9,7 +9,8 @@ children with, a spec small enough to record, output schemas that are JSON
 Schemas of objects, conditions that parse and read only inputs that exist
 and fields an upstream task's ``outputSchema`` declares, forEach lists that an upstream
 ``outputSchema`` declares as arrays, ``{{ item }}`` only in forEach tasks, a bound on
-all the tasks and instances a run may have, and candidates that can be named and judged.
+all the tasks and instances a run may have, candidates that can be named and judged, and
+supervise tasks whose unit keys fit in a label and whose members are named once.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
 and the CLI can print them, unchanged.
@@ -28,6 +29,7 @@ from jsonschema.exceptions import SchemaError
 from troupe_operator import dag, expressions
 from troupe_operator.api import INSTANCE_SEPARATOR, TaskSpec, WorkflowSpec
 from troupe_operator.api.candidates import JUDGE_SUFFIX
+from troupe_operator.api.supervise import MAX_SUPERVISE_CONCURRENT, MAX_SUPERVISE_ITERATIONS
 from troupe_operator.api.workflow import MAX_TASKS, instance_key
 from troupe_operator.templates import TemplateError, references, renders_nothing
 
@@ -102,12 +104,15 @@ def check_workflow(
             problems += _check_for_each(task, upstream.get(task.name, frozenset()), schemas, fanned)
         problems += _check_agents(task, known_agents)
         problems += _check_candidates(task, known_agents)
+        problems += _check_supervise(task)
     return problems
 
 
 def _check_agents(task: TaskSpec, known_agents: Collection[str] | None) -> list[str]:
     """Exactly one of ``agent`` and ``agentSelector``; fallbacks unique, known, not the agent."""
     where = f"task '{task.name}'"
+    if task.supervise is not None:
+        return _check_named(task, known_agents)  # its Agents are the loop's (_check_supervise)
     if (task.agent is None) == (task.agent_selector is None):
         given = "gives both agent and" if task.agent else "gives neither agent nor"
         return [f"{where} {given} agentSelector: give exactly one"]
@@ -125,13 +130,23 @@ def _check_agents(task: TaskSpec, known_agents: Collection[str] | None) -> list[
     ]
     if task.agent in counts:
         problems.append(f"{where} lists its own agent '{task.agent}' among its fallbackAgents")
-    named = [task.agent] if task.agent else []
     problems += [
         f"{where} uses agent '{name}', which is not defined"
-        for name in [*named, *counts]
+        for name in counts
         if known_agents is not None and name not in known_agents
     ]
-    return problems
+    return problems + _check_named(task, known_agents)
+
+
+def _check_named(task: TaskSpec, known_agents: Collection[str] | None) -> list[str]:
+    """Every Agent the task names exists, when the namespace's Agents are known."""
+    if known_agents is None:
+        return []
+    return [
+        f"task '{task.name}' uses agent '{agent}', which is not defined"
+        for agent in task.named_agents()
+        if agent not in known_agents
+    ]
 
 
 def _check_candidates(task: TaskSpec, known_agents: Collection[str] | None) -> list[str]:
@@ -170,11 +185,6 @@ def _check_candidates(task: TaskSpec, known_agents: Collection[str] | None) -> l
     ]
     if all(criterion.weight == 0 for criterion in criteria):
         problems.append(f"{where}: every judge criterion weighs 0; at least one must be positive")
-    if known_agents is not None:
-        problems += [
-            f"{where} use agent '{agent}', which is not defined"
-            for agent in sorted({*agents, candidates.judge.agent} - set(known_agents))
-        ]
     return problems
 
 
@@ -201,6 +211,37 @@ def _check_template(
             for name in sorted(refs.tasks)
             if name not in upstream.get(task, frozenset())
         ]
+    return problems
+
+
+def _check_supervise(task: TaskSpec) -> list[str]:
+    """A task runs on its agent, or is a supervise loop (which runs its own Agents); a
+    loop's unit keys (``NAME.turn-N.M``) are label values too."""
+    loop = task.supervise
+    if loop is None:
+        return []  # its agent or agentSelector: _check_agents
+    where = f"task '{task.name}'"
+    problems = []
+    if task.agent is not None or task.agent_selector is not None:
+        problems.append(
+            f"{where} has agent or agentSelector and supervise: its turns run on "
+            "supervise.agent, its delegations on the members"
+        )
+    if task.output_schema is not None or task.for_each is not None:
+        problems.append(
+            f"{where}: supervise cannot be combined with outputSchema or forEach (its output "
+            "is the supervisor's final answer, as text)"
+        )
+    repeated = sorted({m for m in loop.members if loop.members.count(m) > 1})
+    if repeated:
+        problems.append(f"{where} supervise.members lists {', '.join(repeated)} more than once")
+    longest = len(f".turn-{MAX_SUPERVISE_ITERATIONS}.{MAX_SUPERVISE_CONCURRENT}")
+    if len(task.name) + longest > LABEL_VALUE_MAX:
+        problems.append(
+            f"{where}: the name of a supervise task is at most {LABEL_VALUE_MAX - longest} "
+            f"characters, as its units' keys ({task.name}.turn-N.M) are label values of at "
+            f"most {LABEL_VALUE_MAX}"
+        )
     return problems
 
 

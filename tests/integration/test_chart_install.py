@@ -71,6 +71,7 @@ NOT_RUN = {
     "triage.yaml": "run by test_local_run.py; its branches by test_workflow_conditions.py",
     "for-each.yaml": "run by test_local_run.py; its fan-out by test_workflow_fan_out.py",
     "best-of-three.yaml": "run by test_local_run.py; its judging by test_workflow_candidates.py",
+    "deep-research.yaml": "run by test_local_run.py; its loop by test_workflow_supervise.py",
 }
 OPERATOR_AGENTS = ("troupe-operator/", "kopf/")
 REFUSAL = re.compile(r"forbidden|(?<![,.])\b403\b", re.IGNORECASE)

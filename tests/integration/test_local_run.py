@@ -104,6 +104,24 @@ def test_the_best_of_three_example_judges_offline_and_the_winner_goes_on(tmp_pat
     assert f"keeping its length: {PLACEHOLDER_BANNER} Role: executor." in published
 
 
+def test_the_deep_research_example_runs_its_supervisor_offline(tmp_path: Path) -> None:
+    finished = troupe_run(str(EXAMPLES / "deep-research.yaml"), "--output-dir", str(tmp_path))
+    assert finished.returncode == 0, finished.stderr
+    status = json.loads((tmp_path / "deep-research" / "status.json").read_text())
+    assert (status["phase"], status["progress"]) == ("Succeeded", "3/3")
+    research = status["tasks"]["research"]
+    assert research["resultOf"] == "research.turn-1"  # the scripted supervisor finishes at once
+    assert research["supervise"] == {
+        "iterations": 1,
+        "turns": [{"unit": "research.turn-1", "delegations": [], "finished": True}],
+    }
+    assert status["tasks"]["research.turn-1"]["decision"] == {"members": [], "finished": True}
+    answer = (tmp_path / "deep-research" / "research.md").read_text()
+    assert "Role: supervisor" in answer
+    report = (tmp_path / "deep-research" / "report.md").read_text()
+    assert "from these research notes: [scripted placeholder" in report  # the answer, rendered
+
+
 def test_an_unreachable_model_fails_the_run(tmp_path: Path) -> None:
     manifest = tmp_path / "unreachable.yaml"
     manifest.write_text(

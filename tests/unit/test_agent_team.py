@@ -18,43 +18,12 @@ from troupe_agent.model_probe import probe_model
 from troupe_agent.retry import Deadline
 from troupe_agent.scripted import PLACEHOLDER_BANNER
 from troupe_agent.serve import BadRequest, parse_team_body
-from troupe_agent.team import (
-    Delegation,
-    Finish,
-    MemberClient,
-    MemberFailed,
-    Team,
-    TeamError,
-    read_decision,
-)
+from troupe_agent.team import MemberClient, MemberFailed, Team, TeamError
 from troupe_agent.telemetry import GenAITelemetry, ModelTarget
 from troupe_agent.usage import CallStats
 from troupe_operator.api import AgentSpec, TokenUsage
 
 ENDPOINT = AgentSpec.model_validate({"model": {"name": "m", "baseURL": "http://llm.test/v1"}})
-
-
-@pytest.mark.parametrize(
-    ("calls", "text", "decision"),
-    [
-        (
-            [{"name": "delegate", "args": {"member": "math", "instruction": "6*7"}}],
-            "",
-            Delegation("math", "6*7"),
-        ),
-        ([{"name": "finish", "args": {"answer": "42"}}], "", Finish("42")),
-        ([], "plain text", Finish("plain text")),
-    ],
-)
-def test_the_decision_is_the_tool_the_model_called(
-    calls: list[dict[str, Any]], text: str, decision: Delegation | Finish
-) -> None:
-    assert read_decision(calls, text) == decision
-
-
-def test_a_tool_not_on_offer_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown tool 'shell'"):
-        read_decision([{"name": "shell", "args": {}}], "")
 
 
 @pytest.mark.parametrize(

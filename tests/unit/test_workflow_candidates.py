@@ -249,8 +249,8 @@ def checked(name: str = "draft", agent: str = "a", **candidates: Any) -> list[st
         ("set exactly one of agents", {}),
         ("candidates.agents lists 'a' twice", {"agents": ["a", "a"]}),
         ("does not list the task's agent 'a'", {"agents": ["b", "judge"]}),
-        ("use agent 'x', which is not defined", {"agents": ["a", "x"]}),
-        ("use agent 'nobody', which is not defined", {"count": 2, "judge": {"agent": "nobody"}}),
+        ("uses agent 'x', which is not defined", {"agents": ["a", "x"]}),
+        ("uses agent 'nobody', which is not defined", {"count": 2, "judge": {"agent": "nobody"}}),
         (
             "judge criterion 'same' is used 2 times",
             {"count": 2, "judge": {"criteria": [{"name": "same", "weight": 1}] * 2}},

@@ -40,6 +40,18 @@ from troupe_operator.api.common import (
 )
 from troupe_operator.api.conversation import ConversationSpec, ConversationTurn
 from troupe_operator.api.selector import AgentSelector
+from troupe_operator.api.supervise import (
+    MAX_SUPERVISE_CONCURRENT,
+    MAX_SUPERVISE_ITERATIONS,
+    InstructionRef,
+    Supervise,
+    SupervisedDelegation,
+    SuperviseInput,
+    SuperviseStatus,
+    SupervisorTurn,
+    TurnDecision,
+    TurnRefs,
+)
 from troupe_operator.api.task_io import (
     ATTEMPT_ANNOTATION,
     EXIT_PERMANENT,
@@ -102,6 +114,8 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "MAX_PROMPT_CHARS",
     "MAX_REPORT_BYTES",
+    "MAX_SUPERVISE_CONCURRENT",
+    "MAX_SUPERVISE_ITERATIONS",
     "OUTPUT_KEY",
     "REPORT_ANNOTATION",
     "REPORT_MESSAGE_CHARS",
@@ -126,6 +140,7 @@ __all__ = [
     "Criterion",
     "DeletionPolicy",
     "ForEach",
+    "InstructionRef",
     "ItemRef",
     "Judge",
     "ModelCalls",
@@ -141,6 +156,11 @@ __all__ = [
     "Role",
     "RoleDefaults",
     "SecretKeyRef",
+    "Supervise",
+    "SuperviseInput",
+    "SuperviseStatus",
+    "SupervisedDelegation",
+    "SupervisorTurn",
     "TaskInput",
     "TaskPhase",
     "TaskReport",
@@ -154,6 +174,8 @@ __all__ = [
     "TenantSpec",
     "TenantStatus",
     "TokenUsage",
+    "TurnDecision",
+    "TurnRefs",
     "WorkflowCounts",
     "WorkflowPhase",
     "WorkflowSpec",

@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError
 from troupe_operator.api.agent import AgentSpec
 from troupe_operator.api.candidates import MAX_CANDIDATES, CriterionScores
 from troupe_operator.api.common import ApiModel, FailedCalls, ModelCalls, TokenUsage
+from troupe_operator.api.supervise import SuperviseInput, TurnDecision
 from troupe_operator.api.workflow import PREVIEW_CHARS, JsonObject
 
 INPUT_ENV: Final = "TROUPE_TASK_INPUT"
@@ -131,6 +132,13 @@ class TaskInput(ApiModel):
             "in order (the candidates that succeeded)."
         ),
     )
+    supervise: SuperviseInput | None = Field(
+        default=None,
+        description=(
+            "For a unit of a supervise task: a turn's earlier turns, or a delegation's "
+            "instruction (agentName is then the supervisor's or the member's)."
+        ),
+    )
     skipped: list[str] = Field(
         default_factory=list,
         description=(
@@ -209,6 +217,10 @@ class TaskReport(ApiModel):
             "On a judge's success, its scores of each candidate (by candidate-I), in the order "
             "of the criteria: at most 10 x 10 numbers, each to 4 decimals."
         ),
+    )
+    decision: TurnDecision | None = Field(
+        default=None,
+        description="On success of a supervisor turn, its decision's shape (members, finished).",
     )
 
     def encode(self) -> str:

@@ -21,6 +21,7 @@ from troupe_operator.api.candidates import (
 )
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
 from troupe_operator.api.selector import MAX_FALLBACK_AGENTS, AgentSelector
+from troupe_operator.api.supervise import Supervise, SuperviseStatus, TurnDecision
 
 MAX_TASKS: Final = 1000
 MAX_RETRIES: Final = 10
@@ -103,7 +104,10 @@ class TaskSpec(ApiModel):
     name: DnsLabel = Field(description="Task name, unique in the Workflow (DNS-1123 label).")
     agent: DnsLabel | None = Field(
         default=None,
-        description="Name of an Agent in the Workflow's namespace; or give agentSelector.",
+        description=(
+            "Name of an Agent in the Workflow's namespace; or give agentSelector (a supervise "
+            "task has none)."
+        ),
     )
     agent_selector: AgentSelector | None = Field(
         default=None,
@@ -174,6 +178,24 @@ class TaskSpec(ApiModel):
             "(NAME.judge) that scores them; the task's output is the best one's."
         ),
     )
+    supervise: Supervise | None = Field(
+        default=None,
+        description=(
+            "Run the task as a supervisor loop instead of on one agent: the supervisor Agent "
+            "delegates steps to member Agents turn by turn until it finishes with the answer, "
+            "which is the task's output."
+        ),
+    )
+
+    def named_agents(self) -> list[str]:
+        """The Agents the spec names for this task: its agent, a supervise task's supervisor
+        and members, a candidates task's candidates' and judge's."""
+        if self.supervise is not None:
+            return [self.supervise.agent, *self.supervise.members]
+        named = [self.agent] if self.agent else []
+        if self.candidates is not None:
+            named += [*(self.candidates.agents or []), self.candidates.judge.agent]
+        return list(dict.fromkeys(named))
 
 
 class WorkflowSpec(ApiModel):
@@ -328,6 +350,17 @@ class TaskStatus(ApiModel):
             "A judge's scores of each candidate it judged (by candidate-I), in the order of "
             "the criteria."
         ),
+    )
+    supervise: SuperviseStatus | None = Field(
+        default=None,
+        description=(
+            "A supervise task's loop, recorded as it goes: the iteration count and each turn "
+            "with its decision (turns and delegations have their own entries in tasks)."
+        ),
+    )
+    decision: TurnDecision | None = Field(
+        default=None,
+        description="A supervisor turn's decision as its report told it (members, finished).",
     )
 
 

@@ -534,11 +534,12 @@ class _Start:
 
 
 def _agents_of(spec: WorkflowSpec | InvalidSpec | None) -> dict[str, str]:
-    """Each task's named Agent: the metrics' ``agent`` label of an attempt status does not
-    record the Agent of (one an operator before ``tasks.T.agents`` started)."""
+    """Each task's named Agent (a supervise task's supervisor): the metrics' ``agent`` label
+    of an attempt status does not record the Agent of (one an operator before
+    ``tasks.T.agents`` started)."""
     if not isinstance(spec, WorkflowSpec):
         return {}
-    return {task.name: task.agent for task in spec.tasks if task.agent is not None}
+    return {task.name: agents[0] for task in spec.tasks if (agents := task.named_agents())}
 
 
 def _run_of(body: Mapping[str, Any]) -> WorkflowRef:

@@ -27,7 +27,7 @@ from troupe_operator.manifests import (
 )
 from troupe_operator.spec_checks import check_workflow
 from troupe_operator.validation import check_manifests
-from troupe_operator.workflow import AgentProfile, candidates, matching
+from troupe_operator.workflow import AgentProfile, matching, possible_agents
 
 FALLBACK_KEY_ENV = "OPENAI_API_KEY"
 """Where an API key comes from when the Secret an Agent names is not in the files."""
@@ -58,7 +58,7 @@ class LocalWorkflow:
     def usable_agents(self) -> list[str]:
         """Every Agent a task of the run may run on."""
         used = set[str]().union(
-            *(candidates(task, self.agents, self.profiles) for task in self.spec.tasks)
+            *(possible_agents(task, self.agents, self.profiles) for task in self.spec.tasks)
         )
         return sorted(used)
 

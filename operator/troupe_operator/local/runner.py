@@ -225,7 +225,8 @@ class _WorkflowRun:
         write_workflow(output_dir, self.workflow.name, outputs, status)
 
     def _output(self, task: str) -> str | None:
-        """A succeeded task's output text, from the file its process wrote."""
+        """A succeeded unit's output text (a parent's: its result's), from the file its
+        process wrote."""
         path = self.jobs.output_file(self.ref.output_config_map(task))
         try:
             text = json.loads(path.read_text(encoding="utf-8")).get(OUTPUT_KEY)

@@ -37,7 +37,7 @@ from troupe_operator.workflow.observation import (
     TenantShare,
 )
 from troupe_operator.workflow.revision import spec_hash
-from troupe_operator.workflow.selection import candidates, matching, ran_on
+from troupe_operator.workflow.selection import matching, possible_agents, ran_on
 from troupe_operator.workflow.summary import status_patch
 from troupe_operator.workflow.timing import format_duration
 from troupe_operator.workflow.units import parent_of
@@ -65,10 +65,10 @@ __all__ = [
     "Refusal",
     "TenantShare",
     "WorkflowRef",
-    "candidates",
     "format_duration",
     "matching",
     "parent_of",
+    "possible_agents",
     "ran_on",
     "reconcile",
     "spec_hash",

@@ -29,16 +29,20 @@ MOST_AGENT_NAME_BYTES: Final = 253 + 3
 MOST_JUDGING_BYTES: Final = 4_608
 """The most a candidates task's list of candidates (10, each with 10 scores) or a judge's
 scores take as JSON; one entry has one or the other."""
+MOST_LOOP_BYTES: Final = 1_024
+"""The most a supervisor turn's decision or one turn of a supervise loop's record takes
+(five delegations of label-sized names; each turn has an entry of its own to count it)."""
 MOST_TASK_BYTES: Final = (
     4_608
     + 3 * MAX_CONDITION_JSON_BYTES
     + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
-    + MOST_JUDGING_BYTES
+    + max(MOST_JUDGING_BYTES, MOST_LOOP_BYTES)
 )
 """The most one task's status can take as JSON: capped message, preview and model, each
 character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
 conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), the
-Agent of each attempt, and candidates or scores."""
+Agent of each attempt, and candidates or scores, or a decision or a turn's record (an entry
+has one of them at most)."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 

@@ -31,7 +31,7 @@ from troupe_operator.api import (
 )
 from troupe_operator.api.workflow import instance_key
 from troupe_operator.spec_checks import check_workflow
-from troupe_operator.workflow import candidates, fan_out, selection
+from troupe_operator.workflow import candidates, fan_out, selection, supervise
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -65,7 +65,7 @@ from troupe_operator.workflow.tasks import (
     settle_task,
 )
 from troupe_operator.workflow.timing import after, format_duration, seconds_until, whole_seconds
-from troupe_operator.workflow.units import Unit, judge_key, parent_of, possible_units
+from troupe_operator.workflow.units import Unit, concurrency, judge_key, parent_of, possible_units
 from troupe_operator.workflow.verdict import Verdict, verdict_conditions, verdict_event
 
 SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
@@ -272,6 +272,8 @@ class _Run:
                 self._settle_fan_out(spec)
             elif spec.candidates is not None:
                 self._settle_candidates(spec)
+            elif spec.supervise is not None:
+                self._settle_supervise(spec)
             else:
                 self._settle_unit(Unit(name, spec), self._upstream(spec))
         # Attempts already under way (retries) go before first attempts.
@@ -310,20 +312,17 @@ class _Run:
         """A forEach task: ready → expanded once (recorded as ``items``), then its instances
         settled as units and summed up in the parent's entry."""
         assert spec.for_each is not None
-        parent = self.previous.tasks.get(spec.name) or TaskStatus()
-        if parent.items is None and parent.phase not in FINISHED:
-            parent, ready = self._ready(spec, parent)
-            if ready:
-                items = fan_out.expand(spec, self.tasks[spec.for_each.list_task])
-                if isinstance(items, str):
-                    parent = fan_out.refused(items, self.now)
-                    message = f"task '{spec.name}' failed: {parent.message}"
-                    self.actions.append(Event(EventType.WARNING, "TaskFailed", message))
-                else:
-                    parent = fan_out.expanded(parent, items, self.now)
-                    message = f"task '{spec.name}' expanded into {items} instance(s)"
-                    self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
-        self.tasks[spec.name] = parent  # listed before its instances
+        parent, ready = self._parent_ready(spec)
+        if ready:
+            items = fan_out.expand(spec, self.tasks[spec.for_each.list_task])
+            if isinstance(items, str):
+                parent = fan_out.refused(items, self.now)
+                message = f"task '{spec.name}' failed: {parent.message}"
+                self.actions.append(Event(EventType.WARNING, "TaskFailed", message))
+            else:
+                parent = fan_out.expanded(parent, items, self.now)
+                message = f"task '{spec.name}' expanded into {items} instance(s)"
+                self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
         instances = {}
         for index in range(parent.items or 0):
             key = instance_key(spec.name, index)
@@ -335,14 +334,12 @@ class _Run:
         """A candidates task: ready → its candidates recorded and settled as units; once all
         finished, its judge of those that succeeded; the parent sums up and names the winner."""
         assert spec.candidates is not None
-        parent = self.previous.tasks.get(spec.name) or TaskStatus()
-        if parent.candidates is None and parent.phase not in FINISHED:
-            parent, ready = self._ready(spec, parent)
-            if ready:
-                parent = candidates.started(parent, spec, self.now)
-                count = len(parent.candidates or ())
-                message = f"task '{spec.name}' runs {count} candidates, then a judge"
-                self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
+        parent, ready = self._parent_ready(spec)
+        if ready:
+            parent = candidates.started(parent, spec, self.now)
+            count = len(parent.candidates or ())
+            message = f"task '{spec.name}' runs {count} candidates, then a judge"
+            self.actions.append(Event(EventType.NORMAL, "TaskExpanded", message))
         units = {
             entry.unit: self._settle_unit(Unit(entry.unit, spec, agent=entry.agent), {}).status
             for entry in parent.candidates or ()
@@ -355,15 +352,42 @@ class _Run:
             judge = self._settle_unit(unit, {}).status
         self._sum_up(spec, parent, candidates.summary(spec, parent, units, judge, self.now))
 
-    def _ready(self, spec: TaskSpec, parent: TaskStatus) -> tuple[TaskStatus, bool]:
-        """A parent not expanded yet, settled as a task: skipped or failed like one, or ready
-        to expand."""
+    def _parent_ready(self, spec: TaskSpec) -> tuple[TaskStatus, bool]:
+        """A parent's status, and whether it became ready to expand now: its dependencies
+        succeeded and its condition held, and it has not expanded, judged or started its
+        loop yet. Its entry is listed before its units'."""
+        parent = self.previous.tasks.get(spec.name) or TaskStatus()
+        started = (parent.items, parent.candidates, parent.supervise) != (None, None, None)
+        if parent.phase in FINISHED or started:
+            self.tasks[spec.name] = parent
+            return parent, False
         outcome = settle_task(
             spec, parent, {}, self._upstream(spec), self.context, partial(self._condition, spec)
         )
         if outcome.event:
             self.actions.append(outcome.event)
+        self.tasks[spec.name] = outcome.status
         return outcome.status, outcome.start_attempt is not None
+
+    def _settle_supervise(self, spec: TaskSpec) -> None:
+        """A supervise task: ready → its first turn; then every turn and delegation its
+        record started settled as a unit, and the loop advanced until nothing new is decided
+        (a restarted operator may find several steps' Jobs done)."""
+        parent, ready = self._parent_ready(spec)
+        if ready:
+            parent = supervise.started(spec, parent, self.now)
+        summed = parent
+        while True:
+            for unit in supervise.units_of(spec, summed, self.workflow):
+                if unit.key not in self.units:
+                    self._settle_unit(unit, {})
+            advanced, event = supervise.advance(spec, summed, self.tasks, self.now)
+            if event:
+                self.actions.append(event)
+            if advanced == summed:
+                break
+            summed = advanced
+        self._sum_up(spec, parent, summed)
 
     def _sum_up(self, spec: TaskSpec, parent: TaskStatus, summed: TaskStatus) -> None:
         """Record a parent's status summed from its units', with an Event once it finishes."""
@@ -516,12 +540,8 @@ class _Run:
             if self.tasks[name].phase in FINISHED:
                 continue  # its Job was refused
             unit = self.units[name]
-            for_each = unit.spec.for_each
-            if len(startable) == capacity or (
-                for_each is not None
-                and for_each.parallelism is not None
-                and running[unit.spec.name] >= for_each.parallelism
-            ):
+            cap = concurrency(unit.spec)
+            if len(startable) == capacity or (cap is not None and running[unit.spec.name] >= cap):
                 self.waiting[name] = PARALLELISM
                 continue
             observed = self.observation

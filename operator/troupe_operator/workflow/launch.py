@@ -2,8 +2,9 @@
 
 What a task needs travels by reference: its Agent's spec, the names of the
 ConfigMaps holding the outputs it reads, where to write its own, for a forEach
-instance which item it runs on, and for a judge the ConfigMaps of the candidates
-it scores. The template and inputs are in the run's recorded spec, which the pod
+instance which item it runs on, for a judge the ConfigMaps of the candidates it
+scores, and for a supervise task's unit the earlier turns or the instruction it
+reads. The template and inputs are in the run's recorded spec, which the pod
 mounts. No prompt is rendered and no output is read here: that happens in the
 pod, inside its own limits.
 """
@@ -77,6 +78,7 @@ def create_task(
             if unit.judged
             else None
         ),
+        supervise=unit.supervise,
         skipped=sorted(reads.skipped),
         api_key_env=API_KEY_ENV if agent.model.api_key_secret_ref else None,
         deadline_seconds=(

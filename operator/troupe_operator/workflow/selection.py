@@ -108,12 +108,13 @@ def fallback_agent(task: TaskSpec, attempt: int) -> str | None:
     return fallbacks[min(attempt - 2, len(fallbacks) - 1)]
 
 
-def candidates(
+def possible_agents(
     task: TaskSpec, agents: Mapping[str, AgentSpec], profiles: Mapping[str, AgentProfile]
 ) -> set[str]:
-    """Every Agent some attempt of ``task`` may run on: its own, its fallbacks, and each one
-    of ``agents`` its selector matches (a shell that must prepare them all, ``troupe run``)."""
-    named = {task.agent} if task.agent else set()
+    """Every Agent some unit of ``task`` may run on: those it names (its own, a supervisor's
+    and members, candidates' and a judge's), its fallbacks, and each one of ``agents`` its
+    selector matches (a shell that must prepare them all, ``troupe run``)."""
+    named = set(task.named_agents())
     if task.agent_selector is not None:
         named.update(matching(task.agent_selector, agents, profiles))
     return named | set(task.fallback_agents)

@@ -243,6 +243,7 @@ def _succeeded(
             "fields": report.fields if report is not None else None,
             "counts": report.counts if report is not None else None,
             "scores": report.scores if report is not None else None,
+            "decision": report.decision if report is not None else None,
             "usage": _usage(previous, job),
             "calls": _calls(previous, job),
         }
