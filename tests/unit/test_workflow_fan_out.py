@@ -293,3 +293,20 @@ def test_random_dags_with_fan_outs_run_dependencies_first_never_twice_and_termin
             assert len(instances) == status.items
         if cluster.status.phase == WorkflowPhase.FAILED:  # only a list over maxItems fails a run
             assert any(t.reason == "TooManyItems" for t in cluster.status.tasks.values())
+
+
+def test_stopping_a_run_cancels_a_running_for_each_and_its_running_instances() -> None:
+    cluster = Cluster(research())
+    cluster.step()
+    cluster.succeed("plan", counts={"topics": 2})
+    cluster.step()
+    cluster.stop_request = "enough"
+    cluster.step()
+    phases = {name: task.phase for name, task in cluster.status.tasks.items()}
+    assert phases == {
+        "plan": TaskPhase.SUCCEEDED,
+        "research": TaskPhase.CANCELLED,
+        "research.0": TaskPhase.CANCELLED,
+        "research.1": TaskPhase.CANCELLED,
+        "join": TaskPhase.SKIPPED,
+    }

@@ -183,11 +183,13 @@ def _stop_jobs(jobs: Iterable[ObservedJob], reason: str) -> Iterable[DeleteJob]:
 
 
 def _cancelled(task: TaskStatus, message: str) -> TaskStatus:
-    """An unfinished task stopped from outside: Cancelled if it ever ran, else Skipped."""
+    """An unfinished task stopped from outside: Cancelled if it ever ran (or a parent its
+    units had started), else Skipped."""
     if task.phase in FINISHED:
         return task
-    phase = TaskPhase.CANCELLED if task.attempts else TaskPhase.SKIPPED
-    text = message if task.attempts else "not run: the run was stopped"
+    ran = bool(task.attempts or task.started_at)
+    phase = TaskPhase.CANCELLED if ran else TaskPhase.SKIPPED
+    text = message if ran else "not run: the run was stopped"
     return task.model_copy(update={"phase": phase, "message": text})
 
 
