@@ -31,6 +31,7 @@ from troupe_operator.api.run_control import RETRY_ANNOTATION, STOP_ANNOTATION, S
 from troupe_operator.remote import exit_codes
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+MANIFEST = EXAMPLES.parent / "deploy" / "operator.yaml"
 SCRIPTS = pathlib.Path(sys.executable).parent
 TASKS = ("research", "plan", "write", "review")
 
@@ -82,9 +83,43 @@ def with_operator(troupe: Troupe) -> Iterator[Troupe]:
         yield troupe
 
 
+def owner_kubeconfig(emulator: EmulatedCluster, path: pathlib.Path) -> pathlib.Path:
+    """A kubeconfig of a ServiceAccount bound, as a Tenant's owner is, to ``troupe-edit`` as
+    deploy/operator.yaml ships it, and nothing else."""
+    for document in yaml.safe_load_all(MANIFEST.read_text()):
+        if document and document["metadata"]["name"] == "troupe-edit":
+            emulator.create(document)
+    emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "owner", "namespace": "default"},
+        }
+    )
+    emulator.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "owner", "namespace": "default"},
+            "subjects": [{"kind": "ServiceAccount", "name": "owner", "namespace": "default"}],
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "troupe-edit",
+            },
+        }
+    )
+    return emulator.write_kubeconfig(path, token=emulator.token_for("default", "owner"))
+
+
 def test_submit_wait_then_output_get_list_and_logs(
-    with_operator: Troupe, openai_stub: OpenAIStub, kubeconfig: pathlib.Path, tmp_path: pathlib.Path
+    with_operator: Troupe,
+    emulator: EmulatedCluster,
+    openai_stub: OpenAIStub,
+    tmp_path: pathlib.Path,
 ) -> None:
+    """The whole tour as a Tenant's owner, who holds troupe-edit and nothing else."""
+    kubeconfig = owner_kubeconfig(emulator, tmp_path / "owner")
     manifest = pipeline_on(openai_stub, tmp_path / "pipeline.yaml")
     submitted = troupe_cli(kubeconfig, "submit", str(manifest), "--wait")
     assert submitted.returncode == exit_codes.OK, submitted.stderr
@@ -397,3 +432,51 @@ def test_logs_follow_a_run_from_its_first_task_to_its_end(
     assert any("task pair/a attempt 1" in line for line in lines)
     assert any(line.startswith("b[1]: ") and "task pair/b attempt 1" in line for line in lines)
     assert with_operator.status("pair")["phase"] == "Succeeded"
+
+
+def test_submit_places_objects_and_names_as_asked(
+    emulator: EmulatedCluster,
+    kube_api: kubernetes.client.ApiClient,
+    kubeconfig: pathlib.Path,
+    tmp_path: pathlib.Path,
+) -> None:
+    emulator.create_namespace("team")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "key"},
+        "stringData": {"k": "v"},
+    }
+    documents = [
+        secret,
+        agent("worker", "http://127.0.0.1:9/v1"),
+        workflow("pair", [dict(t) for t in TWO_TASKS]),
+    ]
+    for document in documents:
+        document["metadata"].pop("namespace", None)
+    manifest = tmp_path / "pair.yaml"
+    manifest.write_text(yaml.safe_dump_all(documents))
+    submitted = troupe_cli(
+        kubeconfig, "submit", str(manifest), "-n", "team", "--generate-name", "-o", "name"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    name = submitted.stdout.strip()
+    assert re.fullmatch(r"pair-[a-z0-9]{5}", name), submitted.stdout
+    assert submitted.stderr.splitlines() == [
+        f"{manifest}: Secret/key: not submitted (troupe submit creates Workflows and their Agents; "
+        "use kubectl apply for the rest)",
+        "agent/worker created",
+        f"workflow/{name} created",
+    ]
+    custom = kubernetes.client.CustomObjectsApi(kube_api)
+    assert custom.get_namespaced_custom_object(GROUP, VERSION, "team", "workflows", name)
+    assert custom.get_namespaced_custom_object(GROUP, VERSION, "team", "agents", "worker")
+    assert kubernetes.client.CoreV1Api(kube_api).list_namespaced_secret("team").items == []
+
+    documents[2]["metadata"]["namespace"] = "default"
+    manifest.write_text(yaml.safe_dump_all(documents[2:]))
+    code, line = refused(troupe_cli(kubeconfig, "submit", str(manifest), "-n", "team"))
+    assert code == exit_codes.USAGE
+    assert (
+        line == "troupe: Workflow/pair: its namespace 'default' does not match --namespace 'team'"
+    )
