@@ -47,7 +47,8 @@ class Kube:
         return self._json("GET", path, what, query=query)
 
     def create(self, path: str, body: Body, what: str) -> Body:
-        return self._json("POST", path, what, body=body)
+        """Create, refusing unknown fields as ``kubectl create`` does (not dropping them)."""
+        return self._json("POST", path, what, body=body, query={"fieldValidation": "Strict"})
 
     def merge_patch(self, path: str, patch: Body, what: str) -> Body:
         return self._json("PATCH", path, what, body=patch, content_type=MERGE_PATCH)

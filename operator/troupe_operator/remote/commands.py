@@ -8,6 +8,7 @@ with 130, and a closed pipe (``troupe logs NAME | head``) ends quietly.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -121,6 +122,9 @@ VERBS: Final[dict[str, Callable[[Troupe, Namespace], int]]] = {
 
 def run_verb(args: Namespace, prog: str) -> int:
     """Run ``args.command`` against the cluster the flags name; the exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot show a symbol shows "?"
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     try:
         with Troupe.connect(
             args.kubeconfig, args.context, args.namespace, args.request_timeout

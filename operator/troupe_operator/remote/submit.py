@@ -63,35 +63,36 @@ def _file_objects(args: Namespace, target: str) -> tuple[list[Body], list[Body]]
         raise InvalidRequest(str(error)) from None
     for line in warning_lines(manifests):
         print(line, file=sys.stderr)
-    workflows, others = [], []
+    runs: list[Manifest] = []
+    others: list[Manifest] = []
+    rest: list[Manifest] = []
     for manifest in manifests:
         kind = KINDS_BY_NAME.get(manifest.kind) if manifest.is_troupe else None
-        if manifest.kind == "Workflow" and manifest.is_troupe:
-            workflows.append(_namespaced(manifest.body, args.namespace, target))
-        elif kind is not None and kind.namespaced:
-            others.append(_namespaced(manifest.body, args.namespace, target))
-        else:
+        if kind is None or not kind.namespaced:
+            rest.append(manifest)
             print(
                 f"{manifest.source}: {manifest.label}: not submitted (troupe submit creates "
                 "Workflows and their Agents; use kubectl apply for the rest)",
                 file=sys.stderr,
             )
-    if not workflows:
+        else:
+            body = _namespaced(manifest.body, args.namespace, target)
+            chosen = runs if manifest.kind == "Workflow" else others
+            chosen.append(dataclasses.replace(manifest, body=body))
+    if not runs:
         raise InvalidRequest(f"{args.file}: no Workflow to submit")
-    workflows = _named(with_inputs(workflows, parse_params(args.parameters)), args)
-    checked = [
+    workflows = _named(with_inputs([m.body for m in runs], parse_params(args.parameters)), args)
+    runs = [
         dataclasses.replace(manifest, body=as_generated(body))
-        for manifest, body in zip(
-            [m for m in manifests if m.kind == "Workflow" and m.is_troupe], workflows, strict=True
-        )
-    ] + [Manifest(args.file, body) for body in others]
-    problems = check_manifests(checked)
+        for manifest, body in zip(runs, workflows, strict=True)
+    ]
+    problems = check_manifests([*runs, *others, *rest])
     if problems:
         for manifest, message in problems:
             print(f"{manifest.source}: {manifest.label}: {message}", file=sys.stderr)
         invalid = len({id(manifest) for manifest, _ in problems})
         raise InvalidRequest(f"{args.file}: {invalid} objects invalid; nothing submitted")
-    return workflows, others
+    return workflows, [manifest.body for manifest in others]
 
 
 def _named(workflows: list[Body], args: Namespace) -> list[Body]:
