@@ -412,26 +412,44 @@ def test_wait_survives_cut_watches_and_server_errors(
     assert out == "busy Failed (0/2 tasks, 0s, 0 tokens)\n" and err == ""
 
 
-def test_logs_follow_a_run_from_its_first_task_to_its_end(
-    with_operator: Troupe, kubeconfig: pathlib.Path
+def test_submit_watch_and_logs_follow_a_run_from_its_first_task_to_its_end(
+    with_operator: Troupe, kubeconfig: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     release = threading.Event()
+    manifest = tmp_path / "pair.yaml"
     with OpenAIStub() as stub:
         stub.inject(Fault.held(release))  # the first task waits for its model
-        with_operator.apply(
-            agent("worker", stub.base_url), workflow("pair", [dict(t) for t in TWO_TASKS])
-        )
+        documents = [agent("worker", stub.base_url), workflow("pair", [dict(t) for t in TWO_TASKS])]
+        manifest.write_text(yaml.safe_dump_all(documents))
+        watching = troupe_started(kubeconfig, "submit", str(manifest), "--watch")
+        assert watching.stdout is not None
+        created = [watching.stdout.readline(), watching.stdout.readline()]
+        assert created == ["agent/worker created\n", "workflow/pair created\n"]
         following = troupe_started(kubeconfig, "logs", "pair", "-f")
         assert following.stdout is not None
         first = following.stdout.readline()
         assert first.startswith("a[1]: "), first
         release.set()
         out, err = following.communicate(timeout=90)
+        watched, watch_err = watching.communicate(timeout=90)
     assert following.returncode == 0, err
     lines = [first, *out.splitlines(keepends=True)]
     assert any("task pair/a attempt 1" in line for line in lines)
     assert any(line.startswith("b[1]: ") and "task pair/b attempt 1" in line for line in lines)
-    assert with_operator.status("pair")["phase"] == "Succeeded"
+    assert watching.returncode == 0, watch_err
+    shown = watched.splitlines()
+    for change in (
+        "pair Running",
+        "  a Running",
+        "  a Succeeded",
+        "  b Succeeded",
+        "pair Succeeded",
+    ):
+        assert change in shown, watched
+    assert (
+        shown.index("  a Succeeded") < shown.index("  b Succeeded") < shown.index("pair Succeeded")
+    )
+    assert shown[-1].startswith("pair Succeeded (2/2 tasks, ")
 
 
 def test_submit_places_objects_and_names_as_asked(

@@ -19,6 +19,7 @@ import yaml
 from troupe.kube import Body
 from troupe.runs import (
     annotations_of,
+    finished,
     metadata,
     name,
     phase,
@@ -198,17 +199,19 @@ def summary_line(workflow: Body, now: datetime | None = None) -> str:
 
 
 def changes(before: Body | None, after: Body) -> list[str]:
-    """What changed between two versions of a run, one line per run or unit phase change."""
+    """What changed between two versions of a run, one line per run or unit phase change;
+    the run's own line first, or last when it has just finished (after its last tasks)."""
     old = unit_statuses(before or {})
-    lines = []
-    if before is None or phase(before) != phase(after):
-        lines.append(f"{name(after)} {phase(after)}")
+    units = []
     for key, entry in unit_statuses(after).items():
         state = entry.get("phase") or "Pending"
         if (old.get(key) or {}).get("phase") != state:
             detail = _message(entry)
-            lines.append(f"  {key} {state}" + (f": {detail}" if detail else ""))
-    return lines
+            units.append(f"  {key} {state}" + (f": {detail}" if detail else ""))
+    if before is not None and phase(before) == phase(after):
+        return units
+    run = f"{name(after)} {phase(after)}"
+    return [*units, run] if finished(after) else [run, *units]
 
 
 def as_data(objects: Sequence[Body], form: str, single: bool) -> str:
