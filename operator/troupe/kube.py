@@ -51,7 +51,7 @@ class Kube:
         return self._json("POST", path, what, body=body, query={"fieldValidation": "Strict"})
 
     def merge_patch(self, path: str, patch: Body, what: str) -> Body:
-        return self._json("PATCH", path, what, body=patch, content_type=MERGE_PATCH)
+        return self._json("PATCH", path, what, body=patch, ctype=MERGE_PATCH)
 
     def list(self, path: str, what: str, label_selector: str = "") -> list[Body]:
         """Every item, page by page (the server's ``continue`` token), in the server's order."""
@@ -84,17 +84,9 @@ class Kube:
         with self._send("GET", path, what, query=query, timeout=timeout, preload=False) as raw:
             yield _lines(raw, what)
 
-    def _json(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Body | None = None,
-        content_type: str = "application/json",
-    ) -> Body:
-        with self._send(method, path, what, query=query, body=body, ctype=content_type) as answer:
+    def _json(self, method: str, path: str, what: str, **options: Any) -> Body:
+        """The JSON object answered; ``options`` are ``_send``'s."""
+        with self._send(method, path, what, **options) as answer:
             try:
                 decoded = json.loads(answer.data or b"{}")
             except ValueError:
