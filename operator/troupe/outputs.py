@@ -38,6 +38,8 @@ def run_tasks(kube: Kube, workflow: Body) -> list[Body]:
     tasks = spec_tasks(workflow)
     if tasks:
         return tasks
+    if not unit_statuses(workflow):
+        raise WrongPhase(f"workflow {name(workflow)!r} has not started: it has no output yet")
     ref = _ref(workflow)
     path = resource_path("v1", "configmaps", ref.namespace, ref.spec_config_map())
     recorded = kube.get(path, f"the recorded spec of workflow {ref.name!r}")

@@ -329,6 +329,9 @@ def test_a_task_without_output_says_why() -> None:
         outputs.output_units(workflow, "a")
     with pytest.raises(NotFound, match=r"workflow 'r' has no task 'b' \(tasks: a\)"):
         outputs.output_units(workflow, "b")
+    from_template = {**with_tasks(), "spec": {"workflowTemplateRef": {"name": "t"}}}
+    with pytest.raises(WrongPhase, match="workflow 'r' has not started: it has no output yet"):
+        outputs.outputs(cast(Kube, FakeKube()), from_template)
 
 
 # Views.
