@@ -48,7 +48,7 @@ images: $(VENV)/.dev-installed tools
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy operator/troupe_operator agent_image/troupe_agent
+	$(BIN)/mypy operator/troupe operator/troupe_operator agent_image/troupe_agent
 
 ## crds: regenerate crds/ and the chart's charts/troupe/crds/ from the API models
 crds: $(VENV)/.agent-installed

@@ -1,9 +1,11 @@
-"""The ``troupe`` command: check manifests before they reach a cluster, or run them here.
+"""The ``troupe`` command: check manifests, run them here, or drive runs on a cluster.
 
 ``validate``: every problem is one line, ``FILE: Kind/name: message``; exit
 codes are 0 (all valid), 1 (something invalid) and 2 (a file unreadable or
 not YAML), so the command slots into CI and pre-commit hooks.
 ``run``: see :mod:`troupe_operator.local.command`.
+``submit``, ``list``, ``get``, ``logs``, ``output``, ``wait``, ``retry``, ``stop``,
+``suspend``, ``resume``: see :mod:`troupe_operator.remote` and ``docs/cli.md``.
 
 Installed twice: as ``troupe`` and as ``kubectl-troupe``, which kubectl's
 plugin mechanism runs as ``kubectl troupe`` (its usage lines say so).
@@ -14,8 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from troupe_operator.manifests import ManifestError, load, warning_lines
+from troupe_operator.remote.arguments import CLUSTER_VERBS, add_cluster_verbs
 from troupe_operator.validation import check_manifests
 
 EXIT_OK = 0
@@ -47,8 +51,15 @@ PROGRAM = "troupe"
 PLUGIN_PROGRAM = "kubectl troupe"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying a usage error in one line (the usage itself is in ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_UNREADABLE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog: str = PROGRAM) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog, description="Multi-agent LLM workflows as Kubernetes custom resources."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,6 +93,7 @@ def build_parser(prog: str = PROGRAM) -> argparse.ArgumentParser:
         help="most task processes at once, across all Workflows "
         "(default: min(CPUs, available memory / 128 MiB))",
     )
+    add_cluster_verbs(commands)
     return parser
 
 
@@ -110,4 +122,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROGRAM) -> int:
         except KeyboardInterrupt:  # before the run's own signal handling is in place
             print("interrupted before any task started", file=sys.stderr)
             return 130
+    if args.command in CLUSTER_VERBS:
+        from troupe_operator.remote.commands import run_verb
+
+        return run_verb(args, prog)
     raise AssertionError(f"unhandled command {args.command}")

@@ -40,7 +40,8 @@ needs from a real API server and kmock leaves out, following kube-apiserver 1.32
 - `kube.patches`: JSON merge patch (`null` deletes), strategic merge (built-ins), JSON patch;
 - `kube.watches`: watch resumption from `resourceVersion`, 410 for versions too old,
   bookmarks, `timeoutSeconds`, per-selector ADDED/DELETED;
-- `kube.tables`: `Table` output with CRD printer columns, so `kubectl get workflows` works.
+- `kube.tables`: `Table` output with CRD printer columns, so `kubectl get workflows` works;
+- `kube.pod_logs`: Pods' `log` subresource, from the Job runner's record of their output.
 
 A request without credentials is unrestricted (cluster admin); one with a token from
 `token_for` is what that ServiceAccount may do, and no more.
@@ -48,10 +49,11 @@ A request without credentials is unrestricted (cluster admin); one with a token 
 kubectl works for `get` (tables, `-o yaml/json`, `-l`, `--field-selector`), `create -f`,
 `apply -f` with validation (server-side field validation: `--validate=strict` (the default),
 `warn`, `false`; a `kind: List` too), `delete`, `patch`, `label`/`annotate`, `wait`,
-`explain` for custom resources, `version`. It does not work for: `get -w` (no watch in
-`Table` form), `apply --server-side` (no server-side apply), `explain` for built-in kinds
-(no schemas published for them), generator forms such as `create namespace x` (they send
-protobuf), `logs`, `exec`, `port-forward`, `scale`, `top`, `--dry-run=server`.
+`explain` for custom resources, `version`, `logs` (of Pods the Job runner ran:
+`kube.pod_logs`). It does not work for: `get -w` (no watch in `Table` form),
+`apply --server-side` (no server-side apply), `explain` for built-in kinds (no schemas
+published for them), generator forms such as `create namespace x` (they send protobuf),
+`exec`, `port-forward`, `scale`, `top`, `--dry-run=server`.
 """
 
 from __future__ import annotations

@@ -76,9 +76,12 @@ def kube_api_as(emulator: EmulatedCluster) -> Iterator[ClientAs]:
 
 @pytest.fixture
 def job_runner(emulator: EmulatedCluster, tmp_path: pathlib.Path) -> Iterator[JobRunner]:
-    """Runs the emulator's Jobs as local processes (see `tests.support.jobrunner`)."""
+    """Runs the emulator's Jobs as local processes (see `tests.support.jobrunner`); the
+    emulator serves their Pods' logs from what the processes wrote."""
     with JobRunner(emulator.url, tmp_path / "pods") as runner:
+        emulator.handler.pod_logs.source = runner.log_file
         yield runner
+        emulator.handler.pod_logs.source = None
 
 
 @pytest.fixture

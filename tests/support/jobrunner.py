@@ -129,9 +129,13 @@ class JobRunner(BackgroundService):
         """How many Jobs have a live attempt loop (their processes die with them)."""
         return len(self._running)
 
+    def log_file(self, namespace: str, pod_name: str) -> pathlib.Path:
+        """Where one Pod's process writes its output (stdout and stderr)."""
+        return self._workdir / namespace / pod_name / "log"
+
     def log_of(self, namespace: str, pod_name: str) -> str:
         """The output (stdout and stderr) of one Pod's process."""
-        return (self._workdir / namespace / pod_name / "log").read_text(errors="replace")
+        return self.log_file(namespace, pod_name).read_text(errors="replace")
 
     async def _start(self) -> None:
         self._api = KubeHttp(self._api_url, user_agent=USER_AGENT)

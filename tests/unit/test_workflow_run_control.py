@@ -117,9 +117,10 @@ def test_a_suspended_run_starts_nothing_new_lets_running_tasks_finish_and_resume
 def test_annotations_read_as_requests_and_the_retry_patch_lifts_a_stop() -> None:
     assert RunRequests.of(None) == RunRequests()
     requests = RunRequests.of(
-        {"troupe.dev/stop": " ", "troupe.dev/suspend": "True", "troupe.dev/retry": "n" * 300}
+        {"troupe.dev/stop": " ", "troupe.dev/suspend": "true", "troupe.dev/retry": "n" * 300}
     )
-    assert requests == RunRequests(stop="stopped", suspended=True, retry="n" * 127 + "…")
+    assert requests == RunRequests(stop="stopped by request", suspended=True, retry="n" * 127 + "…")
+    assert not RunRequests.of({"troupe.dev/suspend": "yes"}).suspended
     assert retry_patch("n1") == {
         "metadata": {"annotations": {"troupe.dev/retry": "n1", "troupe.dev/stop": None}}
     }

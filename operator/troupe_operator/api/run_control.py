@@ -1,40 +1,93 @@
-"""Requests to a running Workflow: stop, suspend, resume and retry, as annotations.
+"""Run control: how a person asks a running Workflow to stop, pause, resume or retry.
 
-A Workflow's spec is frozen once its run starts (later changes are refused), so what a
-person asks of a run goes in annotations, which change no generation: the operator
-honours them and status says what became of them. Writing them needs ``patch`` on
-``workflows``, so RBAC decides who may stop or retry a run. The CLI and the operator
-both take the names and the patches from here, so they cannot drift. This module only
-names and builds requests; what each does is the reconcile core's
-(``troupe_operator.workflow.run_control``).
+Requests are annotations on the Workflow, written with a JSON merge patch: Kubernetes RBAC
+already guards ``patch`` on workflows, they survive an operator restart, and writing one
+never touches spec or status. ``troupe stop``, ``suspend``, ``resume`` and ``retry`` (and
+``kubectl annotate``) write them; the operator reads them. Both import this module, so the
+names and the shape of each patch cannot drift apart:
+
+- stop: ``troupe.dev/stop: "<why>"``; the run ends ``Failed`` with reason ``Stopped``;
+- suspend: ``troupe.dev/suspend: "true"``; resume removes it (``null`` in a merge patch);
+- retry: ``troupe.dev/retry: "<nonce>"`` set to a fresh value, with ``troupe.dev/stop``
+  removed in the same patch, so a stopped run can be retried in one write; the operator
+  acts once per nonce it has not seen.
+
+It builds patches and reads annotations; it refuses nothing about phases (whether a run may
+be stopped or retried is the client's check and the operator's decision: the reconcile core,
+``troupe_operator.workflow.run_control``) and does no I/O.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 STOP_ANNOTATION: Final = "troupe.dev/stop"
-"""Stop the run: delete its running Jobs, start nothing more, end it Failed, reason Stopped.
-The value is a message saying why (it goes into the Workflow's message)."""
-
+"""Set: stop the run; its value says why (it ends up in the run's message)."""
 SUSPEND_ANNOTATION: Final = "troupe.dev/suspend"
-"""While ``"true"``, nothing new starts; running tasks finish. Removing it resumes the run."""
-
+"""``"true"``: start nothing new until it is removed; running tasks finish."""
 RETRY_ANNOTATION: Final = "troupe.dev/retry"
-"""Retry a Failed run in place once per distinct value (a nonce): its failed, cancelled and
-skipped tasks run again; succeeded tasks keep their outputs."""
+"""A new value asks a Failed run to run its Failed, Cancelled and Skipped tasks again."""
 
-MAX_STOP_MESSAGE: Final = 256
-"""Longest stop message kept (the rest is cut with an ellipsis)."""
-MAX_RETRY_NONCE: Final = 128
-"""Longest retry nonce kept: status records the last one answered."""
+SUSPENDED: Final = "true"
+DEFAULT_STOP_MESSAGE: Final = "stopped by request"
+MAX_STOP_MESSAGE_CHARS: Final = 1024
+"""Longest stop message: it is carried into the run's status message and its Event."""
+MAX_RETRY_NONCE_CHARS: Final = 128
+"""Longest retry nonce the operator keeps: status records the last one it answered."""
+
+Patch = dict[str, Any]
+
+
+def _annotations(values: Mapping[str, str | None]) -> Patch:
+    return {"metadata": {"annotations": dict(values)}}
+
+
+def stop_patch(message: str = DEFAULT_STOP_MESSAGE) -> Patch:
+    """Ask the run to stop, saying why in one line; ValueError for an unusable message."""
+    line = " ".join(message.split())
+    if not line:
+        raise ValueError("the stop message is empty")
+    if len(line) > MAX_STOP_MESSAGE_CHARS:
+        raise ValueError(
+            f"the stop message has {len(line)} characters; at most {MAX_STOP_MESSAGE_CHARS}"
+        )
+    return _annotations({STOP_ANNOTATION: line})
+
+
+def suspend_patch() -> Patch:
+    return _annotations({SUSPEND_ANNOTATION: SUSPENDED})
+
+
+def resume_patch() -> Patch:
+    return _annotations({SUSPEND_ANNOTATION: None})
+
+
+def retry_patch(nonce: str) -> Patch:
+    """Ask for one more retry of a Failed (or stopped) run: a new nonce, the stop withdrawn."""
+    return _annotations({RETRY_ANNOTATION: nonce, STOP_ANNOTATION: None})
+
+
+def new_retry_nonce(now: datetime) -> str:
+    """A value no earlier request had: the time (RFC 3339, UTC) and 32 random bits."""
+    return f"{now.strftime('%Y-%m-%dT%H:%M:%SZ')}-{secrets.token_hex(4)}"
+
+
+def is_suspended(annotations: Mapping[str, str] | None) -> bool:
+    return (annotations or {}).get(SUSPEND_ANNOTATION) == SUSPENDED
+
+
+def stop_requested(annotations: Mapping[str, str] | None) -> str | None:
+    """Why the run was asked to stop, or None when it was not."""
+    return (annotations or {}).get(STOP_ANNOTATION)
 
 
 @dataclass(frozen=True)
 class RunRequests:
-    """What the annotations of one Workflow ask of its run."""
+    """What the annotations of one Workflow ask of its run, as the operator reads them."""
 
     stop: str | None = None
     suspended: bool = False
@@ -42,37 +95,16 @@ class RunRequests:
 
     @classmethod
     def of(cls, annotations: Mapping[str, str] | None) -> RunRequests:
-        found = annotations or {}
-        stop = found.get(STOP_ANNOTATION)
-        retry = found.get(RETRY_ANNOTATION)
+        stop = stop_requested(annotations)
+        retry = (annotations or {}).get(RETRY_ANNOTATION)
         return cls(
-            stop=None if stop is None else _cut(stop.strip() or "stopped", MAX_STOP_MESSAGE),
-            suspended=found.get(SUSPEND_ANNOTATION, "").strip().lower() == "true",
-            retry=None if not retry else _cut(retry, MAX_RETRY_NONCE),
+            stop=None if stop is None else _line(stop, MAX_STOP_MESSAGE_CHARS),
+            suspended=is_suspended(annotations),
+            retry=_line(retry, MAX_RETRY_NONCE_CHARS) if retry else None,
         )
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _annotations(values: dict[str, str | None]) -> dict[str, Any]:
-    return {"metadata": {"annotations": values}}
-
-
-def stop_patch(message: str) -> dict[str, Any]:
-    """The merge patch asking a run to stop, saying why."""
-    return _annotations({STOP_ANNOTATION: message or "stopped"})
-
-
-def suspend_patch() -> dict[str, Any]:
-    return _annotations({SUSPEND_ANNOTATION: "true"})
-
-
-def resume_patch() -> dict[str, Any]:
-    return _annotations({SUSPEND_ANNOTATION: None})
-
-
-def retry_patch(nonce: str) -> dict[str, Any]:
-    """The merge patch asking a Failed run to retry; it lifts a stop in the same write."""
-    return _annotations({RETRY_ANNOTATION: nonce, STOP_ANNOTATION: None})
+def _line(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters (a blank stop message: the default)."""
+    line = " ".join(text.split()) or DEFAULT_STOP_MESSAGE
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -27,8 +27,11 @@ rendered as kube-apiserver renders its `Status` (empty `reason` and `details` le
 `request_log_limit` requests (the older ones are dropped, so slices such as `[:3]` count
 from there).
 
+Pods' `log` subresource comes from `kube.pod_logs` (`pod_logs.source` says where each Pod's
+output is; the Job runner's fixture sets it).
+
 Not emulated: `limit`/`continue` paging (everything comes in one page), `dryRun`, server-side
-apply, `scale`/`log`/`exec`/`eviction` subresources, protobuf request bodies (415), watch in
+apply, `scale`/`exec`/`eviction` subresources, protobuf request bodies (415), watch in
 `Table` form (`kubectl get -w`).
 """
 
@@ -63,6 +66,7 @@ from tests.support.kube.errors import (
 from tests.support.kube.faults import FaultInjector, WatchPlan
 from tests.support.kube.patches import apply_patch, media_type
 from tests.support.kube.paths import ApiPath
+from tests.support.kube.pod_logs import PodLogs, is_pod_log
 from tests.support.kube.rbac import Authorizer
 from tests.support.kube.request_info import is_watch
 from tests.support.kube.resources import BUILTIN_TYPES, KubeObject, ResourceRegistry, ResourceType
@@ -75,6 +79,7 @@ from tests.support.kube.watches import Watcher, WatchHub
 _TABLE_HEADERS = {"Content-Type": "application/json;as=Table;v=v1;g=meta.k8s.io"}
 _METADATA_HEADERS = {"Content-Type": "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"}
 _JSON_HEADERS = {"Content-Type": "application/json"}
+_TEXT_HEADERS = {"Content-Type": "text/plain"}
 _PROTOBUF_V2_HEADERS = {"Content-Type": openapi.V2_PROTOBUF}
 SERVER_VERSION = {
     "major": "1",
@@ -246,6 +251,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
     auth_api: auth_api.AuthApi = attrs.field(init=False)
     faults: FaultInjector = attrs.field(init=False)
     openapi: openapi.OpenApi = attrs.field(init=False)
+    pod_logs: PodLogs = attrs.field(init=False)
     _order: PriorityOrder = attrs.field(init=False, factory=PriorityOrder)
 
     def __attrs_post_init__(self) -> None:
@@ -261,6 +267,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         self.auth_api = auth_api.AuthApi(self.store, self.registry, self.tokens, self.authorizer)
         self.faults = FaultInjector(self.fault_seed)
         self.openapi = openapi.OpenApi(self.registry, SERVER_VERSION["gitVersion"])
+        self.pod_logs = PodLogs(self._pod)
         auth_api.register_discovery(self.resources)
         self.override << self.access.check
         self[Predicate(self.faults.targets)] << self.faults.intercept
@@ -269,6 +276,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         api[_IS_TOKEN_REVIEW] << 201 << self._serve_token_review
         api[_IS_ACCESS_REVIEW] << 201 << self._serve_access_review
         api[_IS_SELF_ACCESS_REVIEW] << 201 << self._serve_self_access_review
+        api[Predicate(is_pod_log)] << _TEXT_HEADERS << self.pod_logs.serve
         api[_is_watch] << _JSON_HEADERS << self._serve_watch
         api[_is_create] << 201 << self._serve_create
         api[_wants_table] << _TABLE_HEADERS << self._serve_table
@@ -376,6 +384,11 @@ class KubeEmulator(kmock.KubernetesScaffold):
         return document
 
     # Resources.
+
+    def _pod(self, namespace: str, name: str) -> KubeObject:
+        rtype = self.registry.find("", "v1", "pods")
+        assert rtype is not None  # a built-in type
+        return self.store.get(rtype, namespace, name)
 
     def _resolved(self, request: kmock.Request) -> tuple[ResourceType, ApiPath, bool]:
         """The type and path of a resource URL, and whether it is the `status` subresource."""
