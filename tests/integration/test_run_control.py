@@ -1,9 +1,10 @@
 """Retry and stop end to end: the real operator, Job runner, task processes and the OpenAI
-stub, with the requests written as ``troupe retry`` and ``troupe stop`` write them
-(``api.run_control``'s patches on the Workflow)."""
+stub, with the requests made by ``troupe retry`` and ``troupe stop`` (real processes, as a
+Tenant's owner who holds troupe-edit and nothing else)."""
 
 from __future__ import annotations
 
+import pathlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -11,11 +12,13 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.integration.troupe_driver import GROUP, VERSION, Troupe, agent, reply_naming_the_task
+from tests.integration.test_cli_cluster import owner_kubeconfig, troupe_cli
+from tests.integration.troupe_driver import Troupe, agent, reply_naming_the_task
 from tests.integration.troupe_driver import workflow as workflow_of
+from tests.support.emulator import EmulatedCluster
 from tests.support.openai_stub import Fault, OpenAIStub
 from tests.support.waiting import wait_for
-from troupe_operator.api.run_control import retry_patch, stop_patch
+from troupe_operator.remote import exit_codes
 
 
 def chain(*agents: str) -> list[dict[str, Any]]:
@@ -31,10 +34,9 @@ def chain(*agents: str) -> list[dict[str, Any]]:
     ]
 
 
-def ask(troupe: Troupe, name: str, patch: dict[str, Any]) -> None:
-    troupe.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, "default", "workflows", name, patch
-    )
+def ask(kubeconfig: pathlib.Path, *verb: str) -> None:
+    done = troupe_cli(kubeconfig, *verb)
+    assert done.returncode == exit_codes.OK, done.stderr
 
 
 def asked_for(stub: OpenAIStub, task: str) -> int:
@@ -58,9 +60,13 @@ def stubs() -> Iterator[tuple[OpenAIStub, OpenAIStub]]:
 
 
 def test_a_run_failed_by_a_wrong_key_finishes_on_retry_without_repaying_its_first_tasks(
-    troupe: Troupe, stubs: tuple[OpenAIStub, OpenAIStub]
+    troupe: Troupe,
+    stubs: tuple[OpenAIStub, OpenAIStub],
+    emulator: EmulatedCluster,
+    tmp_path: pathlib.Path,
 ) -> None:
     open_endpoint, keyed = stubs
+    kubeconfig = owner_kubeconfig(emulator, tmp_path / "owner")
     writer = agent("writer", keyed.base_url)
     writer["spec"]["model"]["apiKeySecretRef"] = {"name": "llm-key", "key": "api-key"}
     troupe.core.create_namespaced_secret("default", key_secret("wrong"))
@@ -76,7 +82,7 @@ def test_a_run_failed_by_a_wrong_key_finishes_on_retry_without_repaying_its_firs
         assert "401" in failed["tasks"]["t3"]["message"]
         assert failed["tasks"]["t4"]["phase"] == "Skipped"
         troupe.core.patch_namespaced_secret("llm-key", "default", key_secret("right"))
-        ask(troupe, "keyed", retry_patch("after-fixing-the-key"))
+        ask(kubeconfig, "retry", "keyed")
         status = troupe.wait_for_phase("keyed", "Succeeded", timeout=90)
     assert status["retries"] == 1 and status["progress"] == "4/4"
     assert status["tasks"]["t3"]["attempts"] == 2
@@ -86,9 +92,13 @@ def test_a_run_failed_by_a_wrong_key_finishes_on_retry_without_repaying_its_firs
 
 
 def test_a_stopped_chain_loses_its_job_at_once_and_a_retry_finishes_it(
-    troupe: Troupe, stubs: tuple[OpenAIStub, OpenAIStub]
+    troupe: Troupe,
+    stubs: tuple[OpenAIStub, OpenAIStub],
+    emulator: EmulatedCluster,
+    tmp_path: pathlib.Path,
 ) -> None:
     open_endpoint, _ = stubs
+    kubeconfig = owner_kubeconfig(emulator, tmp_path / "owner")
     release = threading.Event()
     open_endpoint.inject(Fault(), Fault.held(release))  # t1 answers, t2 waits
     troupe.apply(
@@ -103,7 +113,7 @@ def test_a_stopped_chain_loses_its_job_at_once_and_a_retry_finishes_it(
             ) == 1
 
         wait_for(t2_held, timeout=60, what="t2 to be running, held by the stub")
-        ask(troupe, "stopped", stop_patch("wrong topic"))
+        ask(kubeconfig, "stop", "stopped", "--message", "wrong topic")
         status = troupe.wait_for_phase("stopped", "Failed", timeout=30)
         wait_for(
             lambda: (
@@ -122,7 +132,7 @@ def test_a_stopped_chain_loses_its_job_at_once_and_a_retry_finishes_it(
             "t3": "Skipped",
         }
         release.set()
-        ask(troupe, "stopped", retry_patch("go-on"))
+        ask(kubeconfig, "retry", "stopped")
         status = troupe.wait_for_phase("stopped", "Succeeded", timeout=90)
     assert status["tasks"]["t2"]["attempts"] == 2
     assert asked_for(open_endpoint, "t1") == 1
