@@ -6,7 +6,8 @@ cycle, templates that render to something and only read inputs that exist and
 tasks that are upstream, agents that exist, a name short enough to label
 children with, a spec small enough to record, output schemas that are JSON
 Schemas of objects, and conditions that parse and read only inputs that exist
-and fields an upstream task's ``outputSchema`` declares, forEach lists that an upstream
+and fields an upstream task's ``outputSchema`` declares (never an input from a Secret, whose
+value the operator never holds), forEach lists that an upstream
 ``outputSchema`` declares as arrays, ``{{ item }}`` only in forEach tasks, and a bound on
 all the tasks and instances a run may have.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
@@ -55,7 +56,17 @@ def check_workflow(
     ``known_agents`` are the Agents in the Workflow's namespace; None skips that
     check (the Agents may be applied later or live only in the cluster).
     """
-    problems = check_name(name)
+    return check_name(name) + check_spec(spec, known_agents)
+
+
+def check_spec(spec: WorkflowSpec, known_agents: Collection[str] | None = None) -> list[str]:
+    """Every semantic problem of a spec of tasks (a Workflow's, resolved, or a template's)."""
+    if spec.workflow_template_ref is not None:
+        return [
+            f"the spec names WorkflowTemplate '{spec.workflow_template_ref.name}': its tasks "
+            "are checked once it is resolved (troupe_operator.resolution)"
+        ]
+    problems = []
     size = len(spec.model_dump_json(by_alias=True, exclude_none=True).encode())
     if size > MAX_SPEC_BYTES:
         problems.append(
@@ -90,13 +101,15 @@ def check_workflow(
             f"the run may have {units} tasks and forEach instances (forEach.maxItems counts "
             f"each instance); at most {MAX_TASKS}"
         )
+    inputs = spec.inputs.keys() | {source.name for source in spec.inputs_from}
+    secret = {source.name for source in spec.inputs_from if source.secret_key_ref is not None}
     for task in spec.tasks:
-        problems += _check_template(task.name, task.prompt, spec.inputs.keys(), upstream)
+        problems += _check_template(task.name, task.prompt, inputs, upstream)
         problems += _check_schema(task)
         problems += _check_item(task)
         if upstream is not None:
             problems += _check_json_reads(task, upstream.get(task.name, frozenset()), schemas)
-            problems += _check_when(task, spec.inputs.keys(), upstream, schemas, fanned)
+            problems += _check_when(task, inputs, secret, upstream, schemas, fanned)
             problems += _check_for_each(task, upstream.get(task.name, frozenset()), schemas, fanned)
         if known_agents is not None and task.agent not in known_agents:
             problems.append(f"task '{task.name}' uses agent '{task.agent}', which is not defined")
@@ -212,6 +225,7 @@ def _check_for_each(
 def _check_when(
     task: TaskSpec,
     inputs: Collection[str],
+    secret: Collection[str],
     upstream: Mapping[str, frozenset[str]],
     schemas: Mapping[str, Any],
     fanned: Collection[str],
@@ -227,7 +241,12 @@ def _check_when(
     problems = []
     for ref in expressions.references(expression):
         if isinstance(ref, expressions.InputRef):
-            if ref.name not in inputs:
+            if ref.name in secret:
+                problems.append(
+                    f"{where} reads input '{ref.name}', which comes from a Secret: the operator "
+                    "decides conditions and never holds a Secret's value"
+                )
+            elif ref.name not in inputs:
                 problems.append(f"{where} uses unknown input '{ref.name}'")
             continue
         shown = ".".join(("tasks", ref.task, "json", *ref.path))

@@ -1,9 +1,9 @@
 """The Troupe API (group ``troupe.dev``, version ``v1alpha1``) as typed models.
 
-This package is the one place the shapes of Agent, Workflow, Tenant and
-Conversation are defined. The CRDs are generated from it, the validator and the operator parse
-with it, and the agent runtime reads its Agent spec through it; nothing else
-redefines these shapes.
+This package is the one place the shapes of Agent, Workflow, WorkflowTemplate,
+Tenant and Conversation are defined. The CRDs are generated from it, the
+validator and the operator parse with it, and the agent runtime reads its
+Agent spec through it; nothing else redefines these shapes.
 """
 
 from troupe_operator.api.agent import (
@@ -31,6 +31,14 @@ from troupe_operator.api.common import (
     count_failures,
 )
 from troupe_operator.api.conversation import ConversationSpec, ConversationTurn
+from troupe_operator.api.sources import (
+    InputFrom,
+    KeyRef,
+    ResolvedFrom,
+    TemplatePin,
+    WorkflowTemplateRef,
+    secret_inputs,
+)
 from troupe_operator.api.task_io import (
     ATTEMPT_ANNOTATION,
     EXIT_PERMANENT,
@@ -79,6 +87,7 @@ from troupe_operator.api.workflow import (
     WorkflowStatus,
     counted_lists,
 )
+from troupe_operator.api.workflow_template import WorkflowTemplateSpec
 
 __all__ = [
     "API_VERSION",
@@ -111,7 +120,9 @@ __all__ = [
     "ConversationTurn",
     "DeletionPolicy",
     "ForEach",
+    "InputFrom",
     "ItemRef",
+    "KeyRef",
     "ModelCalls",
     "ModelSpec",
     "NamespaceState",
@@ -121,6 +132,7 @@ __all__ = [
     "Owner",
     "OwnerKind",
     "PodSecurityLevel",
+    "ResolvedFrom",
     "ResourceRequirements",
     "Role",
     "RoleDefaults",
@@ -131,6 +143,7 @@ __all__ = [
     "TaskResult",
     "TaskSpec",
     "TaskStatus",
+    "TemplatePin",
     "TenantLimits",
     "TenantNamespace",
     "TenantPhase",
@@ -142,7 +155,10 @@ __all__ = [
     "WorkflowPhase",
     "WorkflowSpec",
     "WorkflowStatus",
+    "WorkflowTemplateRef",
+    "WorkflowTemplateSpec",
     "call_status",
     "count_failures",
     "counted_lists",
+    "secret_inputs",
 ]

@@ -33,6 +33,7 @@ from troupe_operator.workflow.observation import (
     PodProblem,
     Refusal,
     TenantShare,
+    UnresolvedSpec,
 )
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.summary import status_patch
@@ -59,6 +60,7 @@ __all__ = [
     "PrepareRun",
     "Refusal",
     "TenantShare",
+    "UnresolvedSpec",
     "WorkflowRef",
     "format_duration",
     "parent_of",
