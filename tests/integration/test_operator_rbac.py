@@ -9,7 +9,8 @@ evaluation, and one the ClusterRole does not grant is answered 403, as kube-apis
 Under that identity, without one 403 or "forbidden" in the operator's log or Events:
 
 - a two-task Workflow succeeds, and one whose task pod cannot start fails and has its Job
-  deleted;
+  deleted; one that runs a WorkflowTemplate (watched and indexed) with inputs from a
+  ConfigMap and a Secret (read by name) succeeds;
 - an Agent with ``replicas: 1`` waits for its missing Secret, then gets its ServiceAccount,
   Role, RoleBinding, ClusterRoleBinding, Service and Deployment; a repeated Event is counted
   on the first; a change of its pods' spec replaces the Deployment; scaled to 0 it loses
@@ -51,6 +52,7 @@ from tests.integration.test_agent_serve import (
     wait_status,
 )
 from tests.integration.test_workflow_faults import ENDED
+from tests.integration.test_workflow_templates import templated
 from tests.integration.troupe_driver import (
     STEADY_LEASES,
     OperatorProcess,
@@ -272,6 +274,22 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
     job_runner.unpullable_images = lambda image: image == UNPULLABLE
     two_tasks = [{"name": "draft"}, {"name": "edit", "dependsOn": ["draft"]}]
     stuck = workflow("cannot-start", [{"name": "only", "agent": "puller"}])
+    inputs_from = [
+        {"name": "tone", "configMapKeyRef": {"name": "style", "key": "tone"}},
+        {"name": "codename", "secretKeyRef": {"name": "project", "key": "codename"}},
+    ]
+    template = {
+        **workflow(
+            "two-tasks", [dict(task) for task in two_tasks], inputs={"tone": "", "codename": ""}
+        ),
+        "kind": "WorkflowTemplate",
+    }
+    troupe.core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "style"}, "data": {"tone": "dry"}}
+    )
+    troupe.core.create_namespaced_secret(
+        "default", {"metadata": {"name": "project"}, "stringData": {"codename": "c"}}
+    )
 
     with OpenAIStub(reply=reply_naming_the_task) as stub:
         puller = agent("puller", stub.base_url)
@@ -281,6 +299,8 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
             puller,
             workflow("least-privilege", two_tasks),
             stuck,
+            template,
+            templated("from-template", "two-tasks", inputsFrom=inputs_from),
             serving_agent("writer", replicas=1),  # its Secret comes later
         )
         operator = operator_process(kubeconfig, tmp_path)
@@ -299,6 +319,14 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
                 "draft": 1,
                 "edit": 1,
             }
+            # A WorkflowTemplate from kopf's index, a ConfigMap and a Secret's keys read.
+            resolved = until(
+                troupe,
+                operator,
+                lambda: (s := troupe.status("from-template")).get("phase") in ENDED and s,
+                "the templated Workflow to end",
+            )
+            assert resolved["phase"] == "Succeeded", resolved.get("message")
             # A pod that cannot start: its Job is deleted.
             failed = until(
                 troupe,
@@ -381,7 +409,7 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
     # What the emulator does not check: the operator grants and binds only what it holds.
     rules: Rules = the("ClusterRole")["rules"]
     granted = {(role["metadata"]["namespace"], role["metadata"]["name"]) for role in roles}
-    assert len(granted) == 3 and ("default", "writer") in granted, granted  # 2 runs, 1 Agent
+    assert len(granted) == 4 and ("default", "writer") in granted, granted  # 3 runs, 1 Agent
     for role in roles:
         assert not_held(rules, role["rules"], role["metadata"]["namespace"]) == [], role
     bound = [b["roleRef"] for b in cluster_role_bindings if b["metadata"]["name"] != ACCOUNT]

@@ -7,8 +7,10 @@ memory cannot answer: the pods of a Job that just finished (their
 termination reports), the run's Jobs once per resync period (so a missed
 watch event costs at most that), a Job status says exists but nobody has
 seen, the pods of a Job that does not start, the recorded spec after the
-spec changed. It executes the core's actions in order, the run's identity
-and spec before any Job. An action the API server refuses for good goes back
+spec changed, and, until a run starts, the ConfigMaps and Secret keys its
+inputs name (``resolving``; a WorkflowTemplate comes from kopf's index). It
+executes the core's actions in order, the run's identity and spec before any
+Job. An action the API server refuses for good goes back
 to the core at once (which fails the task or the run with the server's
 words); any other failure raises, and the worker retries the whole reconcile
 with backoff: every action is idempotent, and status and Events are written
@@ -31,6 +33,7 @@ from typing import Any, Final, assert_never
 
 from pydantic import ValidationError
 
+from troupe_operator import resolution
 from troupe_operator.api import (
     SPEC_KEY,
     AgentSpec,
@@ -40,7 +43,7 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
-from troupe_operator.controller import children, observe, run_metrics, tenancy
+from troupe_operator.controller import children, observe, resolving, run_metrics, tenancy
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
@@ -62,6 +65,7 @@ from troupe_operator.workflow import (
     ObservedJob,
     PrepareRun,
     Refusal,
+    UnresolvedSpec,
     WorkflowRef,
     parent_of,
     reconcile,
@@ -106,6 +110,7 @@ class WorkflowReconciler:
         config: OperatorConfig,
         jobs: JobSource,
         agents: AgentSource,
+        templates: resolving.Templates,
         runs: Runs | None = None,
         clock: Clock = _utcnow,
         refusal: tenancy.Refusal = tenancy.admitted,
@@ -115,6 +120,7 @@ class WorkflowReconciler:
     ) -> None:
         self.tracer = tracer
         self.kube = kube
+        self.resolver = resolving.SpecResolver(kube, templates)
         self.metrics = metrics
         self.refusal = refusal
         self.gate = gate
@@ -202,7 +208,8 @@ class WorkflowReconciler:
 
     async def _observe(self, run: WorkflowRef, memory: RunMemory) -> Observation:
         body = memory.body
-        status, spec = memory.status(), memory.spec()
+        status = memory.status()
+        spec, resolved_from = await self._resolved(run, memory, status)
         return Observation(
             namespace=run.namespace,
             name=run.name,
@@ -216,9 +223,25 @@ class WorkflowReconciler:
             recorded_spec=await self._recorded_spec(run, memory, spec, status),
             refusals=memory.refusals,
             tenancy_refusal=self.refusal(run.namespace),
+            resolved_from=resolved_from,
             # Last, after every await of this observation: see _decide.
             tenant=self.gate.share((run.namespace, run.name)) if self.gate else None,
         )
+
+    async def _resolved(
+        self, run: WorkflowRef, memory: RunMemory, status: WorkflowStatus
+    ) -> resolving.Resolved:
+        """The spec for the core: the Workflow's own, or resolved from what it names; once
+        the run has started from the Workflow's spec as it is, the spec the run recorded."""
+        own = memory.spec()
+        if isinstance(own, InvalidSpec) or not resolution.needs_resolution(own):
+            return own, None
+        if resolving.pinned(own, status):
+            recorded = await self._recorded_spec(run, memory, None, status)
+            if recorded is not None:
+                return recorded, status.resolved_from
+        spec, resolved_from = await self.resolver.resolve(run.namespace, own)
+        return spec, status.resolved_from if status.spec_hash else resolved_from
 
     def _records(self, run: WorkflowRef, memory: RunMemory) -> dict[str, JobRecord]:
         """The run's Jobs as known: the watch's, unless a later listing says more."""
@@ -295,7 +318,7 @@ class WorkflowReconciler:
         self,
         run: WorkflowRef,
         memory: RunMemory,
-        spec: WorkflowSpec | InvalidSpec,
+        spec: WorkflowSpec | InvalidSpec | UnresolvedSpec | None,
         status: WorkflowStatus,
     ) -> WorkflowSpec | None:
         """The spec the run was prepared with; read back only if the spec has changed since."""
@@ -444,6 +467,8 @@ class WorkflowReconciler:
         refused: list[Refusal],
         started: _Start,
     ) -> None:
+        recorded = memory.recorded
+        assert recorded is not None  # PrepareRun ran before any CreateTask, or was read back
         try:
             fresh = await self._create(
                 run,
@@ -453,6 +478,7 @@ class WorkflowReconciler:
                     action,
                     self.config,
                     self.tracer.task_environment(run, action.task, action.attempt),
+                    recorded.inputs_from,
                 ),
             )
         except _Refused as refusal:
@@ -523,7 +549,7 @@ class _Start:
         return self._tasks.get(parent_of(name))
 
 
-def _agents_of(spec: WorkflowSpec | InvalidSpec | None) -> dict[str, str]:
+def _agents_of(spec: WorkflowSpec | InvalidSpec | UnresolvedSpec | None) -> dict[str, str]:
     """Each task's Agent, for the metrics' ``agent`` label."""
     return {task.name: task.agent for task in spec.tasks} if isinstance(spec, WorkflowSpec) else {}
 
