@@ -5,7 +5,8 @@ task pods are the agent runtime's, calling the OpenAI stub); the template and th
 are edited, and the template deleted, while the run is under way, and the run finishes with
 the tasks and prompts it started with (the stub's recorded prompts say so). A Workflow whose
 template or ConfigMap does not exist yet waits, Pending with a reason and a Warning Event,
-and starts once it does; one that gives an input its template does not have is an Error.
+and starts once it does; one that gives an input its template does not have is an Error,
+until the template is fixed.
 A Secret input reaches the model and nothing else: not status, not Events, not the recorded
 spec, not the Job (which names the Secret).
 """
@@ -201,10 +202,18 @@ def test_a_run_waits_for_its_template_and_config_map_then_starts(
             status = troupe.wait_for_phase(name, "Succeeded", "Failed", timeout=90)
             assert status["phase"] == "Succeeded", status.get("message")
         assert troupe.status("wrong-input")["phase"] == "Error"
+        assert error["message"] == (
+            "invalid spec: input 'colour' is not an input of WorkflowTemplate 'brief' "
+            "(its inputs: codename, tone, topic)"
+        )
+        assert condition(error, "Failed")["reason"] == "InvalidSpec"
+        assert troupe.event_reasons("wrong-input") == ["InvalidSpec"]
 
-    assert error["message"] == (
-        "invalid spec: input 'colour' is not an input of WorkflowTemplate 'brief' "
-        "(its inputs: codename, tone, topic)"
-    )
-    assert condition(error, "Failed")["reason"] == "InvalidSpec"
-    assert troupe.event_reasons("wrong-input") == ["InvalidSpec"]
+        # Fixing the template (it declares the input now) starts the run in Error.
+        fixed = template("brief", "v1")["spec"]
+        fixed["inputs"]["colour"] = "blue"
+        troupe.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "default", "workflowtemplates", "brief", {"spec": fixed}
+        )
+        status = troupe.wait_for_phase("wrong-input", "Succeeded", "Failed", timeout=90)
+        assert status["phase"] == "Succeeded", status.get("message")
