@@ -6,7 +6,8 @@ are edited, and the template deleted, while the run is under way, and the run fi
 the tasks and prompts it started with (the stub's recorded prompts say so). A Workflow whose
 template or ConfigMap does not exist yet waits, Pending with a reason and a Warning Event,
 and starts once it does; one that gives an input its template does not have is an Error,
-until the template is fixed.
+until the template is fixed. Editing the Workflow's own inputs mid-run is refused
+(``SpecChangeRefused``) and the run goes on with what it started with.
 A Secret input reaches the model and nothing else: not status, not Events, not the recorded
 spec, not the Job (which names the Secret).
 """
@@ -217,3 +218,37 @@ def test_a_run_waits_for_its_template_and_config_map_then_starts(
         )
         status = troupe.wait_for_phase("wrong-input", "Succeeded", "Failed", timeout=90)
         assert status["phase"] == "Succeeded", status.get("message")
+
+
+def test_editing_the_workflow_s_own_inputs_mid_run_is_refused(
+    troupe: Troupe, stub: OpenAIStub
+) -> None:
+    release = threading.Event()
+    stub.inject(Fault.held(release))
+    troupe.apply(
+        agent("worker", stub.base_url),
+        template("brief", "v1"),
+        templated("tea", "brief", inputs={"topic": "green tea"}),
+    )
+    with troupe.operator():
+        wait_for(
+            lambda: stub.chat_requests and troupe.status("tea").get("resolvedFrom"),
+            timeout=60,
+            what="the first task's model call",
+        )
+        troupe.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "default", "workflows", "tea", {"spec": {"inputs": {"topic": "oolong"}}}
+        )
+        wait_for(
+            lambda: any(
+                c["type"] == "SpecChangeRefused" for c in troupe.status("tea").get("conditions", [])
+            ),
+            timeout=60,
+            what="the edit refused",
+        )
+        release.set()
+        status = troupe.wait_for_phase("tea", "Succeeded", "Failed", timeout=90)
+    assert status["phase"] == "Succeeded", status.get("message")
+    prompts = prompts_by_task(stub)
+    assert prompts["research"].startswith("TASK=research v1 on green tea")
+    assert "SpecChangeRefused" in troupe.event_reasons("tea")

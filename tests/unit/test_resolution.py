@@ -25,6 +25,7 @@ from troupe_operator.api import (
     WorkflowTemplateSpec,
     secret_inputs,
 )
+from troupe_operator.controller import resolving
 from troupe_operator.manifests import Manifest, parse_spec
 from troupe_operator.spec_checks import check_spec, check_workflow
 from troupe_operator.workflow import (
@@ -360,3 +361,36 @@ def test_what_the_run_was_resolved_from_is_recorded_once_it_starts() -> None:
     assert decision.status.to_wire()["resolvedFrom"]["workflowTemplate"]["resourceVersion"] == "7"
     held = reconcile(observe(spec, resolved_from=source))  # its Agent missing: not started
     assert held.status.resolved_from is None
+
+
+# -- the shell: which spec the core gets -------------------------------------------------
+
+
+def test_a_template_object_is_parsed_once_with_its_version_or_why_not() -> None:
+    body = {
+        "metadata": {"name": "brief", "uid": "t-1", "resourceVersion": "7", "generation": 2},
+        "spec": {"tasks": TASKS},
+    }
+    read = resolving.template_of(body)
+    assert read.pin == PIN and read.spec is not None and not read.problems
+    broken = resolving.template_of({**body, "spec": {"inputs": {}}})
+    assert broken.spec is None and broken.problems == ["spec.tasks: Field required"]
+
+
+@pytest.mark.parametrize(
+    ("spec_hash_set", "own", "pinned"),
+    [
+        (True, workflow(inputs={"topic": "caches"}), True),
+        (True, workflow(inputs={"topic": "queues"}), False),  # the Workflow was edited
+        (False, workflow(inputs={"topic": "caches"}), False),  # not started: resolve again
+    ],
+)
+def test_a_started_run_follows_its_record_while_its_own_spec_is_unchanged(
+    spec_hash_set: bool, own: WorkflowSpec, pinned: bool
+) -> None:
+    started = merged(workflow(inputs={"topic": "caches"}))
+    status = WorkflowStatus(
+        spec_hash=spec_hash(started.spec) if spec_hash_set else None,
+        resolved_from=started.resolved_from,
+    )
+    assert resolving.pinned(own, status) is pinned
