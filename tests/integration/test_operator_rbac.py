@@ -307,33 +307,27 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
         operator.start()
         try:
             holder = until(troupe, operator, lambda: lease_holder(troupe), "a Lease holder")
-            # (a) Workflows: Jobs, their pods, the run's identity and outputs, status, Events.
-            status = until(
-                troupe,
-                operator,
-                lambda: (s := troupe.status("least-privilege")).get("phase") in ENDED and s,
-                "the Workflow to end",
-            )
+            # (a) Workflows: Jobs, their pods, the run's identity and outputs, status, Events;
+            # a WorkflowTemplate from kopf's index, a ConfigMap and a Secret's keys read.
+            ended = {
+                name: until(
+                    troupe,
+                    operator,
+                    lambda name=name: (s := troupe.status(name)).get("phase") in ENDED and s,
+                    f"Workflow {name} to end",
+                )
+                for name in ("least-privilege", "from-template", "cannot-start")
+            }
+            status = ended["least-privilege"]
             assert status["phase"] == "Succeeded", status.get("message")
             assert {task: s["attempts"] for task, s in status["tasks"].items()} == {
                 "draft": 1,
                 "edit": 1,
             }
-            # A WorkflowTemplate from kopf's index, a ConfigMap and a Secret's keys read.
-            resolved = until(
-                troupe,
-                operator,
-                lambda: (s := troupe.status("from-template")).get("phase") in ENDED and s,
-                "the templated Workflow to end",
-            )
+            resolved = ended["from-template"]
             assert resolved["phase"] == "Succeeded", resolved.get("message")
             # A pod that cannot start: its Job is deleted.
-            failed = until(
-                troupe,
-                operator,
-                lambda: (s := troupe.status("cannot-start")).get("phase") in ENDED and s,
-                "the unstartable Workflow to end",
-            )
+            failed = ended["cannot-start"]
             assert failed["phase"] == "Failed" and "cannot start" in failed["message"], failed
             until(troupe, operator, lambda: not troupe.jobs("cannot-start"), "its Job deleted")
 
