@@ -232,9 +232,10 @@ class WorkflowReconciler:
         self, run: WorkflowRef, memory: RunMemory, status: WorkflowStatus
     ) -> resolving.Resolved:
         """The spec for the core: the Workflow's own, or resolved from what it names; once
-        the run has started from the Workflow's spec as it is, the spec the run recorded."""
+        the run has started from the Workflow's spec as it is, the spec the run recorded. A
+        finished run reads nothing: the core looks at its spec no more."""
         own = memory.spec()
-        if isinstance(own, InvalidSpec) or not resolution.needs_resolution(own):
+        if isinstance(own, InvalidSpec) or _ended(status) or not resolution.needs_resolution(own):
             return own, None
         if resolving.pinned(own, status):
             recorded = await self._recorded_spec(run, memory, None, status)
