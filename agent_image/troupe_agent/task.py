@@ -41,7 +41,7 @@ from troupe_agent.structured import condition_fields, list_lengths
 from troupe_agent.supervise import run_supervise_step
 from troupe_agent.task_prompt import build_task_prompt, render_values
 from troupe_agent.task_report import failure_report, success_report, write_report
-from troupe_agent.task_sources import load_task_input, load_task_spec, read_api_key
+from troupe_agent.task_sources import load_task_input, load_task_spec, read_api_key, read_inputs
 from troupe_agent.usage import UsageTally
 from troupe_operator.api import (
     EXIT_PERMANENT,
@@ -135,7 +135,7 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
         outputs.update({name: join_outputs(name, texts) for name, texts in output_lists.items()})
         outputs.update(dict.fromkeys(task_input.skipped, ""))
         values = render_values(spec, outputs, output_lists, task_input.item)
-        return build_task_prompt(task, spec.inputs, values, deadline)
+        return build_task_prompt(task, read_inputs(spec), values, deadline)
 
     agent_options = AgentOptions(observers=[spent])
     fields = counts = scores = decision = None

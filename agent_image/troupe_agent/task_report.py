@@ -16,13 +16,16 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from troupe_agent.scrub import scrub
 from troupe_operator.api import TaskReport, TaskResult, TurnDecision
 from troupe_operator.api.workflow import PREVIEW_CHARS
 
 
 def preview_of(text: str) -> str:
-    """The output's first ``PREVIEW_CHARS`` characters, with whitespace folded to single spaces."""
-    return " ".join(text.split())[:PREVIEW_CHARS]
+    """The output's first ``PREVIEW_CHARS`` characters, with whitespace folded to single spaces
+    and every secret the task was given scrubbed (a model may repeat an input from a Secret,
+    and the preview goes to status)."""
+    return " ".join(scrub(text).split())[:PREVIEW_CHARS]
 
 
 def success_report(

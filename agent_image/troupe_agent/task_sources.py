@@ -1,4 +1,5 @@
-"""What a task pod is told: its ``TaskInput``, the run's ``WorkflowSpec``, and its API key.
+"""What a task pod is told: its ``TaskInput``, the run's ``WorkflowSpec``, its API key and
+the run's inputs (those from Secrets included).
 
 The operator passes the ``TaskInput`` as JSON in an environment variable
 (``INPUT_ENV``) and mounts the spec the run started with as a file; ``troupe
@@ -7,7 +8,10 @@ dependencies come from that spec, never from the input, so the operator never
 copies task data. Anything missing or malformed here is a permanent failure
 with one line saying what and where: no retry mends a bad input. The key is
 taken only from the variable the input names; this module refuses to read it
-from anywhere else or to let it into a message.
+from anywhere else or to let it into a message. The same holds for an input
+the run takes from a Secret: its value comes only from the variable the kubelet
+set from the Secret (``api.sources.secret_inputs``), and is scrubbed from every
+message, report and preview like a key.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from troupe_agent.failures import TaskFailed
 from troupe_agent.scrub import register_secret
-from troupe_operator.api import EXIT_PERMANENT, TaskInput, TaskSpec, WorkflowSpec
+from troupe_operator.api import EXIT_PERMANENT, TaskInput, TaskSpec, WorkflowSpec, secret_inputs
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -64,6 +68,22 @@ def read_api_key(task_input: TaskInput) -> str | None:
     return api_key
 
 
+def read_inputs(spec: WorkflowSpec) -> dict[str, str]:
+    """The run's inputs: the spec's values, and each Secret input from its variable."""
+    inputs = dict(spec.inputs)
+    for name, source in secret_inputs(spec.inputs_from):
+        value = os.environ.get(name)
+        if value is None:
+            raise TaskFailed(
+                f"input '{source.name}' comes from a Secret, but the variable {name} that "
+                "carries it is not set",
+                EXIT_PERMANENT,
+            )
+        register_secret(value)
+        inputs[source.name] = value
+    return inputs
+
+
 def _read_file(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -79,7 +99,8 @@ def _parse(model: type[Model], text: str, source: str) -> Model:
         raise TaskFailed(f"{source} is not JSON: {exc}", EXIT_PERMANENT) from exc
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: "
+            + (str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"])
             for error in exc.errors()
         )
         raise TaskFailed(f"{source} is invalid: {problems}", EXIT_PERMANENT) from exc

@@ -245,6 +245,13 @@ def _sentence(error: ValidationError) -> str:
         case "minimum" | "maximum":
             bound = "at least" if error.validator == "minimum" else "at most"
             return f"{path}: must be {bound} {rule}, not {_shown(value)}"
+        case "oneOf" if all(list(branch) == ["required"] for branch in rule):
+            names = [field for branch in rule for field in branch["required"]]
+            given = [field for field in names if field in value]
+            choice = " or ".join(names)
+            if not given:
+                return f"{path}: must give {choice}"
+            return f"{path}: must give {choice}, not both {' and '.join(given)}"
         case "format":
             return f"{path}: must be a {rule.upper()} such as 10.0.0.0/8, not {_shown(value)}"
         case _:

@@ -1,6 +1,7 @@
 """Reading Troupe objects from YAML files, as ``kubectl apply -f`` would take them.
 
-Files may mix Agents, Workflows, Tenants, Secrets and ``List`` documents
+Files may mix Agents, Workflows, WorkflowTemplates, Tenants, Secrets, ConfigMaps and ``List``
+documents
 (unpacked, as kubectl unpacks them). Reading is :mod:`troupe_operator.documents`
 (bounded, JSON-faithful); judging an object as the API server would is
 :mod:`troupe_operator.admission`; this module puts them together and turns
@@ -21,13 +22,21 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from troupe_operator.admission import object_problems, served_kind, without_nulls
-from troupe_operator.api import AgentSpec, ApiModel, ConversationSpec, TenantSpec, WorkflowSpec
+from troupe_operator.api import (
+    AgentSpec,
+    ApiModel,
+    ConversationSpec,
+    TenantSpec,
+    WorkflowSpec,
+    WorkflowTemplateSpec,
+)
 from troupe_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, GROUP
 from troupe_operator.documents import Document, DocumentError, read_documents
 
 SPEC_MODELS: dict[str, type[ApiModel]] = {
     "Agent": AgentSpec,
     "Workflow": WorkflowSpec,
+    "WorkflowTemplate": WorkflowTemplateSpec,
     "Tenant": TenantSpec,
     "Conversation": ConversationSpec,
 }
@@ -144,6 +153,8 @@ def schema_messages(error: ValidationError, prefix: str = "spec") -> list[str]:
 
 
 def _readable(detail: ErrorDetails) -> str:
+    if detail["type"] == "value_error":
+        return str(detail["ctx"]["error"])  # a model's own rule, said in its own words
     if detail["type"] == "string_pattern_mismatch" and detail["ctx"]["pattern"] in NAME_PATTERNS:
         return (
             f"{detail['input']!r} is not a valid name: use lowercase letters, digits and '-', "
@@ -178,11 +189,39 @@ def parse_spec(manifest: Manifest) -> tuple[ApiModel | None, list[str]]:
         return None, schema_messages(error)
 
 
+def find(manifests: Sequence[Manifest], kind: str, namespace: str, name: str) -> Manifest | None:
+    """The object of that kind, namespace and name among the files' objects, if given."""
+    for manifest in manifests:
+        if (manifest.kind, manifest.name, manifest.namespace) == (kind, name, namespace):
+            return manifest
+    return None
+
+
+def config_map_data(
+    manifests: Sequence[Manifest], namespace: str, name: str
+) -> dict[str, str] | None:
+    """The ``data`` of a ConfigMap given in the files (None: not given)."""
+    manifest = find(manifests, "ConfigMap", namespace, name)
+    if manifest is None:
+        return None
+    data = manifest.body.get("data") or {}
+    return {key: value for key, value in data.items() if isinstance(value, str)}
+
+
+def secret_keys(manifests: Sequence[Manifest], namespace: str, name: str) -> frozenset[str] | None:
+    """The keys of a Secret given in the files (None: not given)."""
+    manifest = find(manifests, "Secret", namespace, name)
+    if manifest is None:
+        return None
+    return frozenset(manifest.body.get("data") or {}) | frozenset(
+        manifest.body.get("stringData") or {}
+    )
+
+
 def secret_value(manifests: Sequence[Manifest], namespace: str, name: str, key: str) -> str | None:
     """A value of a Secret given in the files (``stringData`` or base64 ``data``)."""
-    for manifest in manifests:
-        if (manifest.kind, manifest.name, manifest.namespace) != ("Secret", name, namespace):
-            continue
+    manifest = find(manifests, "Secret", namespace, name)
+    if manifest is not None:
         string_data = manifest.body.get("stringData") or {}
         if key in string_data:
             return str(string_data[key])

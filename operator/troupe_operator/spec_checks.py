@@ -7,10 +7,11 @@ tasks that are upstream, exactly one of ``agent`` and ``agentSelector``,
 fallback Agents listed once, agents that exist, a name short enough to label
 children with, a spec small enough to record, output schemas that are JSON
 Schemas of objects, conditions that parse and read only inputs that exist
-and fields an upstream task's ``outputSchema`` declares, forEach lists that an upstream
-``outputSchema`` declares as arrays, ``{{ item }}`` only in forEach tasks, a bound on
-all the tasks and instances a run may have, candidates that can be named and judged, and
-supervise tasks whose unit keys fit in a label and whose members are named once.
+and fields an upstream task's ``outputSchema`` declares (never an input from a Secret, whose
+value the operator never holds), forEach lists that an upstream ``outputSchema`` declares
+as arrays, ``{{ item }}`` only in forEach tasks, a bound on all the tasks and instances a
+run may have, candidates that can be named and judged, and supervise tasks whose unit keys
+fit in a label and whose members are named once.
 Pure and free of YAML and the cluster, so the reconcile core runs them; each
 check returns plain sentences, so the operator can put them in a condition
 and the CLI can print them, unchanged.
@@ -59,7 +60,17 @@ def check_workflow(
     ``known_agents`` are the Agents in the Workflow's namespace; None skips that
     check (the Agents may be applied later or live only in the cluster).
     """
-    problems = check_name(name)
+    return check_name(name) + check_spec(spec, known_agents)
+
+
+def check_spec(spec: WorkflowSpec, known_agents: Collection[str] | None = None) -> list[str]:
+    """Every semantic problem of a spec of tasks (a Workflow's, resolved, or a template's)."""
+    if spec.workflow_template_ref is not None:
+        return [
+            f"the spec names WorkflowTemplate '{spec.workflow_template_ref.name}': its tasks "
+            "are checked once it is resolved (troupe_operator.resolution)"
+        ]
+    problems = []
     size = len(spec.model_dump_json(by_alias=True, exclude_none=True).encode())
     if size > MAX_SPEC_BYTES:
         problems.append(
@@ -94,13 +105,15 @@ def check_workflow(
             f"the run may have {units} tasks and forEach instances (forEach.maxItems counts "
             f"each instance); at most {MAX_TASKS}"
         )
+    inputs = spec.inputs.keys() | {source.name for source in spec.inputs_from}
+    secret = {source.name for source in spec.inputs_from if source.secret_key_ref is not None}
     for task in spec.tasks:
-        problems += _check_template(task.name, task.prompt, spec.inputs.keys(), upstream)
+        problems += _check_template(task.name, task.prompt, inputs, upstream)
         problems += _check_schema(task)
         problems += _check_item(task)
         if upstream is not None:
             problems += _check_json_reads(task, upstream.get(task.name, frozenset()), schemas)
-            problems += _check_when(task, spec.inputs.keys(), upstream, schemas, fanned)
+            problems += _check_when(task, inputs, secret, upstream, schemas, fanned)
             problems += _check_for_each(task, upstream.get(task.name, frozenset()), schemas, fanned)
         problems += _check_agents(task, known_agents)
         problems += _check_candidates(task, known_agents)
@@ -328,6 +341,7 @@ def _check_for_each(
 def _check_when(
     task: TaskSpec,
     inputs: Collection[str],
+    secret: Collection[str],
     upstream: Mapping[str, frozenset[str]],
     schemas: Mapping[str, Any],
     fanned: Collection[str],
@@ -343,7 +357,12 @@ def _check_when(
     problems = []
     for ref in expressions.references(expression):
         if isinstance(ref, expressions.InputRef):
-            if ref.name not in inputs:
+            if ref.name in secret:
+                problems.append(
+                    f"{where} reads input '{ref.name}', which comes from a Secret: the operator "
+                    "decides conditions and never holds a Secret's value"
+                )
+            elif ref.name not in inputs:
                 problems.append(f"{where} uses unknown input '{ref.name}'")
             continue
         shown = ".".join(("tasks", ref.task, "json", *ref.path))

@@ -16,12 +16,12 @@ again (the Deployment's restart).
 
 The README's flow, under the chart's defaults (``untenantedNamespaces: Refuse``): ``helm
 test``'s Pod (its command, against a replica's metrics port as the Service would route) passes;
-the Tenant of ``examples/tenant.yaml`` becomes Ready; three examples run in its namespace
-``research-dev`` (and ``examples/team.yaml``'s Agents get their Deployments, Services,
-identities and bindings), and the leading replica is killed (SIGKILL) once the first task has
-succeeded: the standby takes the Lease and every Workflow Succeeds, each task in one attempt,
-with no 403 in any replica's log and every request of theirs carrying a chart ServiceAccount's
-token.
+the Tenant of ``examples/tenant.yaml`` becomes Ready; four examples (one a WorkflowTemplate
+and the Workflow that runs it) run in its namespace ``research-dev`` (and
+``examples/team.yaml``'s Agents get their Deployments, Services, identities and bindings),
+and the leading replica is killed (SIGKILL) once the first task has succeeded: the standby
+takes the Lease and every Workflow Succeeds, each task in one attempt, with no 403 in any
+replica's log and every request of theirs carrying a chart ServiceAccount's token.
 
 The values the test sets are timings (4 s leases, a 2 s resync), the metrics address
 (loopback), and the task command: the Job runner runs task pods as local processes of this
@@ -61,6 +61,7 @@ EXAMPLES = {
     "serial-pipeline.yaml": "launch-brief",
     "fan-out-fan-in.yaml": "vendor-assessment",
     "hybrid-report.yaml": "quarterly-report",
+    "workflow-template.yaml": "acme-brief",
 }
 """The examples that run on the offline scripted model, and the Workflow each holds."""
 SERVING = {"team.yaml": ("market-scout", "briefer", "launch-team")}

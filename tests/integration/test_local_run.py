@@ -210,3 +210,66 @@ spec:
     status = json.loads((tmp_path / "out" / "chooser" / "status.json").read_text())
     assert status["tasks"]["only"]["agents"] == ["c"]
     assert [r.body["model"] for r in openai_stub.chat_requests if r.body] == ["model-c"]
+
+
+def test_a_workflow_runs_its_template_with_inputs_from_the_files_and_set(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    """The template of the files resolved; a ConfigMap input pinned in the recorded spec, a
+    Secret input only in the task process's environment, ``--set`` over both."""
+    secret = "s3cr3t-codename-41"
+    manifest = tmp_path / "templated.yaml"
+    manifest.write_text(
+        """
+apiVersion: troupe.dev/v1alpha1
+kind: Agent
+metadata: {name: llm}
+spec:
+  model: {name: stub-model, baseURL: "BASE_URL", maxRetries: 0}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: style}
+data: {tone: dry}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: project}
+stringData: {codename: SECRET}
+---
+apiVersion: troupe.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: brief}
+spec:
+  inputs: {topic: tea, tone: warm, audience: everyone, codename: unnamed}
+  tasks:
+    - {name: draft, agent: llm, prompt: "Draft {{ inputs.topic }} for {{ inputs.audience }}"}
+    - name: polish
+      agent: llm
+      dependsOn: [draft]
+      prompt: "Polish, {{ inputs.tone }}, for {{ inputs.codename }}: {{ tasks.draft.output }}"
+---
+apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {name: coffee-brief}
+spec:
+  workflowTemplateRef: {name: brief}
+  inputs: {topic: coffee}
+  inputsFrom:
+    - {name: tone, configMapKeyRef: {name: style, key: tone}}
+    - {name: codename, secretKeyRef: {name: project, key: codename}}
+""".replace("BASE_URL", openai_stub.base_url).replace("SECRET", secret)
+    )
+    out = tmp_path / "out"
+    finished = troupe_run(str(manifest), "--output-dir", str(out), "--set", "audience=baristas")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    prompts = [
+        str(request.body["messages"][-1]["content"]) for request in openai_stub.chat_requests
+    ]
+    assert prompts[0] == "Draft coffee for baristas"
+    assert prompts[1].startswith(f"Polish, dry, for {secret}: ")
+    status_text = (out / "coffee-brief" / "status.json").read_text()
+    status = json.loads(status_text)
+    assert (status["phase"], status["progress"]) == ("Succeeded", "2/2")
+    assert status["resolvedFrom"]["workflowTemplate"] == {"name": "brief"}
+    assert secret not in status_text + finished.stdout + finished.stderr

@@ -9,7 +9,8 @@ evaluation, and one the ClusterRole does not grant is answered 403, as kube-apis
 Under that identity, without one 403 or "forbidden" in the operator's log or Events:
 
 - a two-task Workflow succeeds, and one whose task pod cannot start fails and has its Job
-  deleted;
+  deleted; one that runs a WorkflowTemplate (watched and indexed) with inputs from a
+  ConfigMap and a Secret (read by name) succeeds;
 - an Agent with ``replicas: 1`` waits for its missing Secret, then gets its ServiceAccount,
   Role, RoleBinding, ClusterRoleBinding, Service and Deployment; a repeated Event is counted
   on the first; a change of its pods' spec replaces the Deployment; scaled to 0 it loses
@@ -51,6 +52,7 @@ from tests.integration.test_agent_serve import (
     wait_status,
 )
 from tests.integration.test_workflow_faults import ENDED
+from tests.integration.test_workflow_templates import templated
 from tests.integration.troupe_driver import (
     STEADY_LEASES,
     OperatorProcess,
@@ -272,6 +274,22 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
     job_runner.unpullable_images = lambda image: image == UNPULLABLE
     two_tasks = [{"name": "draft"}, {"name": "edit", "dependsOn": ["draft"]}]
     stuck = workflow("cannot-start", [{"name": "only", "agent": "puller"}])
+    inputs_from = [
+        {"name": "tone", "configMapKeyRef": {"name": "style", "key": "tone"}},
+        {"name": "codename", "secretKeyRef": {"name": "project", "key": "codename"}},
+    ]
+    template = {
+        **workflow(
+            "two-tasks", [dict(task) for task in two_tasks], inputs={"tone": "", "codename": ""}
+        ),
+        "kind": "WorkflowTemplate",
+    }
+    troupe.core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "style"}, "data": {"tone": "dry"}}
+    )
+    troupe.core.create_namespaced_secret(
+        "default", {"metadata": {"name": "project"}, "stringData": {"codename": "c"}}
+    )
 
     with OpenAIStub(reply=reply_naming_the_task) as stub:
         puller = agent("puller", stub.base_url)
@@ -281,31 +299,35 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
             puller,
             workflow("least-privilege", two_tasks),
             stuck,
+            template,
+            templated("from-template", "two-tasks", inputsFrom=inputs_from),
             serving_agent("writer", replicas=1),  # its Secret comes later
         )
         operator = operator_process(kubeconfig, tmp_path)
         operator.start()
         try:
             holder = until(troupe, operator, lambda: lease_holder(troupe), "a Lease holder")
-            # (a) Workflows: Jobs, their pods, the run's identity and outputs, status, Events.
-            status = until(
-                troupe,
-                operator,
-                lambda: (s := troupe.status("least-privilege")).get("phase") in ENDED and s,
-                "the Workflow to end",
-            )
+            # (a) Workflows: Jobs, their pods, the run's identity and outputs, status, Events;
+            # a WorkflowTemplate from kopf's index, a ConfigMap and a Secret's keys read.
+            ended = {
+                name: until(
+                    troupe,
+                    operator,
+                    lambda name=name: (s := troupe.status(name)).get("phase") in ENDED and s,
+                    f"Workflow {name} to end",
+                )
+                for name in ("least-privilege", "from-template", "cannot-start")
+            }
+            status = ended["least-privilege"]
             assert status["phase"] == "Succeeded", status.get("message")
             assert {task: s["attempts"] for task, s in status["tasks"].items()} == {
                 "draft": 1,
                 "edit": 1,
             }
+            resolved = ended["from-template"]
+            assert resolved["phase"] == "Succeeded", resolved.get("message")
             # A pod that cannot start: its Job is deleted.
-            failed = until(
-                troupe,
-                operator,
-                lambda: (s := troupe.status("cannot-start")).get("phase") in ENDED and s,
-                "the unstartable Workflow to end",
-            )
+            failed = ended["cannot-start"]
             assert failed["phase"] == "Failed" and "cannot start" in failed["message"], failed
             until(troupe, operator, lambda: not troupe.jobs("cannot-start"), "its Job deleted")
 
@@ -381,7 +403,7 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
     # What the emulator does not check: the operator grants and binds only what it holds.
     rules: Rules = the("ClusterRole")["rules"]
     granted = {(role["metadata"]["namespace"], role["metadata"]["name"]) for role in roles}
-    assert len(granted) == 3 and ("default", "writer") in granted, granted  # 2 runs, 1 Agent
+    assert len(granted) == 4 and ("default", "writer") in granted, granted  # 3 runs, 1 Agent
     for role in roles:
         assert not_held(rules, role["rules"], role["metadata"]["namespace"]) == [], role
     bound = [b["roleRef"] for b in cluster_role_bindings if b["metadata"]["name"] != ACCOUNT]

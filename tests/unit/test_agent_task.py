@@ -121,6 +121,38 @@ def test_a_task_renders_its_template_and_reports_success(tmp_path: Path) -> None
     assert outcome.preview == " ".join(text.split())[:200]
 
 
+def test_a_secret_input_comes_from_its_variable_and_never_reaches_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = {
+        **workflow_spec("Sign with {{ inputs.signature }} about {{ inputs.topic }}"),
+        "inputsFrom": [{"name": "signature", "secretKeyRef": {"name": "s", "key": "k"}}],
+    }
+    options = prepare(tmp_path, spec=spec)
+    monkeypatch.setenv("TROUPE_SECRET_INPUT_0", "hunter2-secret")
+    assert run_task_mode(options) == 0
+    text = json.loads((tmp_path / "out.json").read_text())["output"]
+    assert "Sign with hunter2-secret about tides" in text  # the scripted model repeats its prompt
+    outcome = report(options)
+    assert outcome.preview is not None and "[REDACTED]" in outcome.preview
+    assert "hunter2-secret" not in options.termination_log.read_text()
+
+
+def test_a_secret_input_without_its_variable_fails_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TROUPE_SECRET_INPUT_0", raising=False)
+    spec = {
+        **workflow_spec(),
+        "inputsFrom": [{"name": "signature", "secretKeyRef": {"name": "s", "key": "k"}}],
+    }
+    outcome = failure(prepare(tmp_path, spec=spec), EXIT_PERMANENT)
+    assert outcome.message == (
+        "input 'signature' comes from a Secret, but the variable TROUPE_SECRET_INPUT_0 that "
+        "carries it is not set"
+    )
+
+
 def test_the_input_comes_from_the_environment_unless_a_file_is_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,7 +173,7 @@ def test_the_input_comes_from_the_environment_unless_a_file_is_given(
         (task_input(attempt=0), None, "is invalid: attempt"),
         ({**task_input(), "surprise": 1}, None, "surprise"),
         (task_input(task="absent"), None, "has no task 'absent'"),
-        (None, {"tasks": []}, "is invalid: tasks"),
+        (None, {"tasks": []}, "is invalid: (root): tasks: give at least one task"),
         (task_input(apiKeyEnv="TROUPE_UNSET_KEY"), None, "TROUPE_UNSET_KEY is not set"),
         (task_input(upstream={"plan": "wf-plan"}), None, "output of upstream task 'plan' (file"),
         (None, workflow_spec("{{ tasks.plan.output }}"), "no output ConfigMap for upstream"),

@@ -170,3 +170,70 @@ def test_console_script_never_prints_a_traceback(write: Writer) -> None:
 def test_every_example_is_valid(capsys: Capture) -> None:
     examples = sorted(str(p) for p in (Path(__file__).parents[2] / "examples").glob("*.yaml"))
     assert main(["validate", *examples]) == 0, capsys.readouterr().out
+
+
+TEMPLATE = """
+---
+apiVersion: troupe.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: tpl}
+spec:
+  inputs: {topic: t}
+  tasks: TASKS
+"""
+RUN = """
+---
+apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {name: wf}
+spec: SPEC
+"""
+TASKS = "[{name: a, agent: writer, prompt: '{{ inputs.topic }}'}]"
+TEMPLATE_CASES = {
+    "unknown-input": (
+        TEMPLATE + RUN.replace("SPEC", "{workflowTemplateRef: {name: tpl}, inputs: {tone: x}}"),
+        ["Workflow/wf: input 'tone' is not an input of WorkflowTemplate 'tpl' (its inputs: topic)"],
+    ),
+    "bad-template": (
+        TEMPLATE.replace("TASKS", "[{name: a, agent: ghost, prompt: x}]")
+        + RUN.replace("SPEC", "{workflowTemplateRef: {name: tpl}}"),
+        [
+            "WorkflowTemplate/tpl: task 'a' uses agent 'ghost', which is not defined",
+            "Workflow/wf: task 'a' uses agent 'ghost', which is not defined",
+        ],
+    ),
+    "missing-template": (
+        TEMPLATE + RUN.replace("SPEC", "{workflowTemplateRef: {name: ghost}}"),
+        ["Workflow/wf: uses WorkflowTemplate 'ghost', which is not defined"],
+    ),
+    "both": (
+        TEMPLATE + RUN.replace("SPEC", f"{{workflowTemplateRef: {{name: tpl}}, tasks: {TASKS}}}"),
+        ["Workflow/wf: spec: must give tasks or workflowTemplateRef, not both"],
+    ),
+    "secret-in-condition": (
+        RUN.replace(
+            "SPEC",
+            "{inputsFrom: [{name: k, secretKeyRef: {name: s, key: k}}], "
+            "tasks: [{name: a, agent: writer, prompt: x, when: 'inputs.k == \"y\"'}]}",
+        ),
+        ["Workflow/wf: task 'a' when reads input 'k', which comes from a Secret"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TEMPLATE_CASES))
+def test_a_workflow_is_checked_as_resolved_with_its_template(
+    write: Writer, capsys: Capture, case: str
+) -> None:
+    text, expected = TEMPLATE_CASES[case]
+    path = write(AGENT + text.replace("TASKS", TASKS))
+    assert main(["validate", path]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(expected), out
+    for line, wanted in zip(out, expected, strict=True):
+        assert line.startswith(f"{path}: {wanted}")
+
+
+def test_a_template_not_in_the_files_may_be_in_the_cluster(write: Writer, capsys: Capture) -> None:
+    path = write(AGENT + RUN.replace("SPEC", "{workflowTemplateRef: {name: elsewhere}}"))
+    assert main(["validate", path]) == 0, capsys.readouterr().out

@@ -61,6 +61,31 @@ def test_job_runs_the_task_locked_down_with_references_and_a_key_only_from_the_s
     assert pod["volumes"][0]["configMap"]["name"] == RUN.spec_config_map()
 
 
+def test_secret_inputs_reach_the_pod_only_from_their_secrets() -> None:
+    spec = WorkflowSpec.model_validate(
+        {
+            **SPEC.to_wire(),
+            "inputsFrom": [
+                {"name": "token", "secretKeyRef": {"name": "creds", "key": "token"}},
+                {"name": "pin", "secretKeyRef": {"name": "creds", "key": "pin"}},
+            ],
+        }
+    )
+    action = create_task(RUN, Unit(spec.tasks[0].name, spec.tasks[0]), 1, AgentSpec())
+    job = children.task_job(RUN, action, OperatorConfig(), inputs_from=spec.inputs_from)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["env"][1:] == [
+        {
+            "name": "TROUPE_SECRET_INPUT_0",
+            "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}},
+        },
+        {
+            "name": "TROUPE_SECRET_INPUT_1",
+            "valueFrom": {"secretKeyRef": {"name": "creds", "key": "pin"}},
+        },
+    ]
+
+
 def test_the_recorded_spec_is_immutable_and_owned_by_the_run() -> None:
     config_map = children.spec_config_map(RUN, PREPARE)
     assert config_map["immutable"] is True

@@ -75,7 +75,7 @@ def test_crd_passes_kubernetes_validate(kind: Kind) -> None:
     kubernetes_validate.validate(yaml.safe_load(committed(kind)), KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("kind", ["Agent", "Workflow", "Tenant", "Conversation"])
+@pytest.mark.parametrize("kind", [kind.kind for kind in KINDS])
 def test_schema_is_structural_and_explained(kind: str) -> None:
     for path, node in nodes(schema_of(kind)):
         assert "$ref" not in node, path
@@ -95,7 +95,8 @@ def test_printer_columns_scope_and_category() -> None:
         ]
         for kind in KINDS
     }
-    assert columns["Workflow"] == ["PHASE", "PROGRESS", "TOKENS", "AGE", "DURATION"]
+    assert columns["Workflow"] == ["PHASE", "PROGRESS", "TOKENS", "TEMPLATE", "AGE", "DURATION"]
+    assert columns["WorkflowTemplate"] == ["PARALLELISM", "TIMEOUT", "AGE"]
     assert columns["Agent"] == ["ROLE", "MODEL", "READY", "SUPERVISOR", "AGE"]
     assert columns["Tenant"] == ["NAMESPACES", "RUNNING", "TOKENS", "AGE"]
     assert columns["Conversation"] == ["AGENT", "AGE"]
@@ -105,12 +106,13 @@ def test_printer_columns_scope_and_category() -> None:
         "Workflow": "Namespaced",
         "Tenant": "Cluster",
         "Conversation": "Namespaced",
+        "WorkflowTemplate": "Namespaced",
     }
     for kind in KINDS:
         version = crdgen.crd(kind)["spec"]["versions"][0]
         has_status = "status" in version["schema"]["openAPIV3Schema"]["properties"]
         assert version.get("subresources") == ({"status": {}} if has_status else None)
-        assert has_status == (kind.kind != "Conversation")
+        assert has_status == (kind.kind not in ("Conversation", "WorkflowTemplate"))
         assert "troupe" in crdgen.crd(kind)["spec"]["names"]["categories"]
 
 

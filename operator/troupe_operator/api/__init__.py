@@ -1,9 +1,9 @@
 """The Troupe API (group ``troupe.dev``, version ``v1alpha1``) as typed models.
 
-This package is the one place the shapes of Agent, Workflow, Tenant and
-Conversation are defined. The CRDs are generated from it, the validator and the operator parse
-with it, and the agent runtime reads its Agent spec through it; nothing else
-redefines these shapes.
+This package is the one place the shapes of Agent, Workflow, WorkflowTemplate,
+Tenant and Conversation are defined. The CRDs are generated from it, the
+validator and the operator parse with it, and the agent runtime reads its
+Agent spec through it; nothing else redefines these shapes.
 """
 
 from troupe_operator.api.agent import (
@@ -40,6 +40,14 @@ from troupe_operator.api.common import (
 )
 from troupe_operator.api.conversation import ConversationSpec, ConversationTurn
 from troupe_operator.api.selector import AgentSelector
+from troupe_operator.api.sources import (
+    InputFrom,
+    KeyRef,
+    ResolvedFrom,
+    TemplatePin,
+    WorkflowTemplateRef,
+    secret_inputs,
+)
 from troupe_operator.api.supervise import (
     MAX_SUPERVISE_CONCURRENT,
     MAX_SUPERVISE_ITERATIONS,
@@ -100,6 +108,7 @@ from troupe_operator.api.workflow import (
     WorkflowStatus,
     counted_lists,
 )
+from troupe_operator.api.workflow_template import WorkflowTemplateSpec
 
 __all__ = [
     "API_VERSION",
@@ -140,9 +149,11 @@ __all__ = [
     "Criterion",
     "DeletionPolicy",
     "ForEach",
+    "InputFrom",
     "InstructionRef",
     "ItemRef",
     "Judge",
+    "KeyRef",
     "ModelCalls",
     "ModelSpec",
     "NamespaceState",
@@ -152,6 +163,7 @@ __all__ = [
     "Owner",
     "OwnerKind",
     "PodSecurityLevel",
+    "ResolvedFrom",
     "ResourceRequirements",
     "Role",
     "RoleDefaults",
@@ -167,6 +179,7 @@ __all__ = [
     "TaskResult",
     "TaskSpec",
     "TaskStatus",
+    "TemplatePin",
     "TenantLimits",
     "TenantNamespace",
     "TenantPhase",
@@ -180,7 +193,10 @@ __all__ = [
     "WorkflowPhase",
     "WorkflowSpec",
     "WorkflowStatus",
+    "WorkflowTemplateRef",
+    "WorkflowTemplateSpec",
     "call_status",
     "count_failures",
     "counted_lists",
+    "secret_inputs",
 ]

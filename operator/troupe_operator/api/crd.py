@@ -4,7 +4,7 @@ The models are the single source of truth; this module turns pydantic's JSON
 Schema into the *structural* OpenAPI v3 schema Kubernetes demands (no
 ``$ref``, no nullable ``anyOf``, no ``additionalProperties: false``) and adds
 what only a CRD has: scope, names, printer columns and the status subresource
-(for the kinds that have a status: a Conversation is all spec).
+(for the kinds that have a status: a Conversation and a WorkflowTemplate are all spec).
 It lives beside the models so that every reader of objects (``troupe
 validate``, ``troupe run``) judges them by the very schema the cluster has;
 writing the YAML files is :mod:`troupe_operator.crdgen`'s job.
@@ -22,6 +22,7 @@ from troupe_operator.api.common import GROUP, VERSION
 from troupe_operator.api.conversation import ConversationSpec
 from troupe_operator.api.tenant import TenantSpec, TenantStatus
 from troupe_operator.api.workflow import WorkflowSpec, WorkflowStatus
+from troupe_operator.api.workflow_template import WorkflowTemplateSpec
 
 JsonSchema = dict[str, Any]
 
@@ -72,6 +73,25 @@ KINDS = [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
             {"name": "Tokens", "type": "integer", "jsonPath": ".status.usage.totalTokens"},
+            {
+                "name": "Template",
+                "type": "string",
+                "jsonPath": ".spec.workflowTemplateRef.name",
+                "priority": 1,
+            },
+        ],
+    ),
+    Kind(
+        kind="WorkflowTemplate",
+        plural="workflowtemplates",
+        short_names=["wftmpl"],
+        namespaced=True,
+        spec=WorkflowTemplateSpec,
+        status=None,
+        description="Tasks, default inputs and settings that Workflows run by workflowTemplateRef.",
+        columns=[
+            {"name": "Parallelism", "type": "integer", "jsonPath": ".spec.parallelism"},
+            {"name": "Timeout", "type": "integer", "jsonPath": ".spec.timeoutSeconds"},
         ],
     ),
     Kind(
@@ -105,6 +125,7 @@ TRAILING_COLUMNS = {
         AGE_COLUMN,
         {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
     ],
+    "WorkflowTemplate": [AGE_COLUMN],
     "Tenant": [AGE_COLUMN],
     "Conversation": [AGE_COLUMN],
 }

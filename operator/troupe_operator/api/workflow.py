@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Self
 
-from pydantic import Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
 from troupe_operator.api.candidates import (
     MAX_CANDIDATES,
@@ -21,6 +21,12 @@ from troupe_operator.api.candidates import (
 )
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
 from troupe_operator.api.selector import MAX_FALLBACK_AGENTS, AgentSelector
+from troupe_operator.api.sources import (
+    MAX_INPUTS_FROM,
+    InputFrom,
+    ResolvedFrom,
+    WorkflowTemplateRef,
+)
 from troupe_operator.api.supervise import Supervise, SuperviseStatus, TurnDecision
 
 MAX_TASKS: Final = 1000
@@ -199,13 +205,39 @@ class TaskSpec(ApiModel):
 
 
 class WorkflowSpec(ApiModel):
-    """A DAG of tasks, its inputs and how it is run."""
+    """A DAG of tasks, its inputs and how it is run; or a WorkflowTemplate to take them from.
 
+    The operator runs only resolved specs: tasks, no ``workflowTemplateRef``, and
+    ``inputsFrom`` reduced to Secret inputs (``troupe_operator.resolution``).
+    """
+
+    model_config = ConfigDict(
+        # Exactly one of tasks and workflowTemplateRef, in the CRD's schema as in the model.
+        json_schema_extra={
+            "oneOf": [{"required": ["tasks"]}, {"required": ["workflowTemplateRef"]}]
+        }
+    )
+
+    workflow_template_ref: WorkflowTemplateRef | None = Field(
+        default=None,
+        description=(
+            "Run the tasks of this WorkflowTemplate (instead of giving tasks), resolved once "
+            "when the run starts; inputs override the template's defaults."
+        ),
+    )
     inputs: dict[str, str] = Field(
         default_factory=dict, description="Named values the prompts use as {{ inputs.NAME }}."
     )
+    inputs_from: list[InputFrom] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS_FROM,
+        description="Inputs whose values are keys of ConfigMaps or Secrets in the namespace.",
+    )
     tasks: list[TaskSpec] = Field(
-        min_length=1, max_length=MAX_TASKS, description="The tasks; order does not matter."
+        default_factory=list,
+        max_length=MAX_TASKS,
+        json_schema_extra={"minItems": 1},  # when given; checked below, as the default is []
+        description="The tasks; order does not matter. Required unless workflowTemplateRef.",
     )
     parallelism: int | None = Field(
         default=None,
@@ -229,6 +261,18 @@ class WorkflowSpec(ApiModel):
         le=3600,
         description="Wait before a retry; doubles for each further attempt, up to 10 min.",
     )
+
+    @model_validator(mode="after")
+    def _tasks_or_template(self) -> Self:
+        if "tasks" in self.model_fields_set and not self.tasks:
+            raise ValueError("tasks: give at least one task (or a workflowTemplateRef instead)")
+        if self.workflow_template_ref is None and not self.tasks:
+            raise ValueError("give tasks, or a workflowTemplateRef to take them from")
+        if self.workflow_template_ref is not None and self.tasks:
+            raise ValueError(
+                "give tasks or a workflowTemplateRef, not both: the template's tasks are the run's"
+            )
+        return self
 
 
 def counted_lists(spec: WorkflowSpec, task: str) -> dict[str, tuple[str, ...]]:
@@ -386,6 +430,13 @@ class WorkflowStatus(ApiModel):
         default=None,
         max_length=64,
         description="Hash of the spec the run started with; later spec changes are refused.",
+    )
+    resolved_from: ResolvedFrom | None = Field(
+        default=None,
+        description=(
+            "What the run's spec was resolved from when it started (a WorkflowTemplate, "
+            "inputs from ConfigMaps or Secrets); later changes to those change nothing."
+        ),
     )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Succeeded, Failed and SpecChangeRefused."

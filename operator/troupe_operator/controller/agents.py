@@ -102,11 +102,6 @@ class AgentKube(Kube):
         patch = {"metadata": {"resourceVersion": resource_version}, "status": status}
         return await self._call("patch", resource, patch, content_type=MERGE_PATCH)
 
-    async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """The keys of a Secret (None: no such Secret); its values are dropped unread."""
-        secret = await self._read(path("v1", "secrets", namespace, name))
-        return None if secret is None else frozenset(secret.get("data") or {})
-
     async def read_child(self, child: Child, namespace: str, name: str) -> Body | None:
         return await self._read(_child_path(child, namespace, name))
 

@@ -7,7 +7,8 @@ get, update and patch exactly the ConfigMaps that hold this run's outputs
 name; a squatted name is replaced by its rightful writer, which may update
 it). Nothing else: no Secrets, no list or watch, no other run's objects.
 The API key reaches a pod only as an environment variable taken from the
-Agent's Secret by the kubelet. Task pods are locked down the way a restricted
+Agent's Secret by the kubelet, and so does each input the run takes from a
+Secret (``api.sources.secret_inputs``). Task pods are locked down the way a restricted
 Pod Security namespace demands; a failure no retry can cure (exit code
 EXIT_PERMANENT) fails the Job at once through its podFailurePolicy. When the
 operator traces, a task pod's environment also names the trace its attempt
@@ -16,10 +17,17 @@ belongs to (``TRACEPARENT``) and where to export (``controller.tracing``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from troupe_operator.api import EXIT_PERMANENT, INPUT_ENV, SPEC_KEY, SPEC_MOUNT
+from troupe_operator.api import (
+    EXIT_PERMANENT,
+    INPUT_ENV,
+    SPEC_KEY,
+    SPEC_MOUNT,
+    InputFrom,
+    secret_inputs,
+)
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.workflow import ATTEMPT_AGENT_ANNOTATION, CreateTask, PrepareRun, WorkflowRef
 
@@ -92,18 +100,22 @@ def role_binding(run: WorkflowRef, action: PrepareRun) -> Body:
     }
 
 
-def _environment(action: CreateTask, telemetry: Mapping[str, str]) -> list[Body]:
+def _from_secret(name: str, secret: str, key: str) -> Body:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _environment(
+    action: CreateTask, telemetry: Mapping[str, str], inputs_from: Sequence[InputFrom]
+) -> list[Body]:
     env: list[Body] = [
         {"name": INPUT_ENV, "value": action.task_input.model_dump_json(by_alias=True)}
     ]
     secret = action.task_input.agent.model.api_key_secret_ref
     if secret is not None and action.task_input.api_key_env:
-        env.append(
-            {
-                "name": action.task_input.api_key_env,
-                "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
-            }
-        )
+        env.append(_from_secret(action.task_input.api_key_env, secret.name, secret.key))
+    for name, source in secret_inputs(inputs_from):
+        assert source.secret_key_ref is not None  # secret_inputs yields only those
+        env.append(_from_secret(name, source.secret_key_ref.name, source.secret_key_ref.key))
     env.extend({"name": name, "value": value} for name, value in telemetry.items())
     return env
 
@@ -113,10 +125,12 @@ def task_job(
     action: CreateTask,
     config: OperatorConfig,
     telemetry: Mapping[str, str] | None = None,
+    inputs_from: Sequence[InputFrom] = (),
 ) -> Body:
     """The Job that runs one attempt of a task in the agent image's task mode.
 
-    ``telemetry`` is the trace environment of the attempt (``RunTracer.task_environment``).
+    ``telemetry`` is the trace environment of the attempt (``RunTracer.task_environment``);
+    ``inputs_from`` are the Secret inputs of the run's recorded spec.
     """
     container = {
         "name": CONTAINER,
@@ -131,7 +145,7 @@ def task_job(
             "--termination-log",
             TERMINATION_LOG,
         ],
-        "env": _environment(action, telemetry or {}),
+        "env": _environment(action, telemetry or {}, inputs_from),
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}],
         "resources": action.task_input.agent.resources.to_wire(),
         "terminationMessagePath": TERMINATION_LOG,

@@ -1,7 +1,8 @@
 """The Workflow controller on kopf: indexes, event handlers, and the workers behind them.
 
-kopf does what it does well: it lists and watches Workflows, their Jobs and
-Agents, keeps the Jobs and Agents in its indexes (``@kopf.index``), and calls
+kopf does what it does well: it lists and watches Workflows, their Jobs,
+Agents and WorkflowTemplates, keeps the Jobs, Agents and templates in its
+indexes (``@kopf.index``), and calls
 no handler before those indexes are filled, so nothing is decided about a
 run before its Jobs are known. Its event handlers only note what changed and
 put the Workflow's key on the work queue; the workers reconcile. Only event
@@ -34,6 +35,7 @@ from troupe_operator.controller import (
     kopf_settings,
     metrics,
     observe,
+    resolving,
     tenancy,
     tenant_limits,
     tenants,
@@ -45,6 +47,7 @@ from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.reconciler import WorkflowReconciler
 from troupe_operator.controller.runs import Runs, WorkflowKey
 from troupe_operator.controller.workers import Workers
+from troupe_operator.resolution import Template
 from troupe_operator.workflow import LABEL_WORKFLOW, AgentProfile
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class Controller:
         api: client.ApiClient,
         jobs: kopf.Index[WorkflowKey, JobRecord],
         agents: kopf.Index[str, AgentEntry],
+        templates: kopf.Index[tuple[str, str], Template],
         namespaces: kopf.Index[str, str | None],
         tenant_indexes: tenant_limits.Indexes,
     ) -> None:
@@ -93,6 +97,7 @@ class Controller:
             jobs=lambda key: jobs.get(key, ()),
             agents=agents_of,
             agent_profiles=profiles_of,
+            templates=resolving.from_index(templates),
             runs=self.runs,
             refusal=tenancy.refusal(config, namespaces, "Workflows"),
             gate=self.gate,
@@ -128,6 +133,7 @@ def register(
     """Add the Workflow, Agent and Tenant controllers' indexes and handlers to ``registry``."""
     controller = Controller()
     tenancy.register_index(registry)
+    resolving.register_index(registry)
     tenant_limits.register_indexes(registry)
     inventory.register_indexes(registry)
     agents.register(registry, load_config, connect)
@@ -153,6 +159,7 @@ def register(
             await connect(),
             indices[JOB_INDEX],
             indices[AGENT_INDEX],
+            indices[resolving.TEMPLATE_INDEX],
             indices[tenancy.NAMESPACES_INDEX],
             tenant_limits.Indexes(
                 tenant_of=indices[tenancy.NAMESPACES_INDEX],
@@ -216,6 +223,13 @@ def register(
     async def agent_event(namespace: str | None, name: str, **_: Any) -> None:
         """Runs waiting for this Agent, or for any Agent a selector may match, look again."""
         for key in controller.runs.waiting_for(str(namespace), name):
+            controller.enqueue(key)
+
+    @kopf.on.event(GROUP, VERSION, "workflowtemplates", registry=registry)
+    async def template_event(namespace: str | None, name: str, **_: Any) -> None:
+        """A WorkflowTemplate appeared or changed: the runs that name it and have not started
+        resolve it again (a started run keeps what it recorded)."""
+        for key in controller.runs.naming_template(str(namespace), name):
             controller.enqueue(key)
 
     @kopf.on.event(GROUP, VERSION, "tenants", id="workflow-tenant", registry=registry)

@@ -241,6 +241,11 @@ class Kube:
             path("v1", "configmaps", namespace, name), header_params={"Accept": METADATA_ONLY}
         )
 
+    async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The keys of a Secret (None: no such Secret); its values are dropped unread."""
+        secret = await self._read(path("v1", "secrets", namespace, name))
+        return None if secret is None else frozenset(secret.get("data") or {})
+
     async def create_service_account(self, namespace: str, body: Body) -> Body | None:
         return await self._create(path("v1", "serviceaccounts", namespace), body)
 

@@ -7,8 +7,10 @@ memory cannot answer: the pods of a Job that just finished (their
 termination reports), the run's Jobs once per resync period (so a missed
 watch event costs at most that), a Job status says exists but nobody has
 seen, the pods of a Job that does not start, the recorded spec after the
-spec changed. It executes the core's actions in order, the run's identity
-and spec before any Job. An action the API server refuses for good goes back
+spec changed, and, until a run starts, the ConfigMaps and Secret keys its
+inputs name (``resolving``; a WorkflowTemplate comes from kopf's index). It
+executes the core's actions in order, the run's identity and spec before any
+Job. An action the API server refuses for good goes back
 to the core at once (which fails the task or the run with the server's
 words); any other failure raises, and the worker retries the whole reconcile
 with backoff: every action is idempotent, and status and Events are written
@@ -31,6 +33,7 @@ from typing import Any, Final, assert_never
 
 from pydantic import ValidationError
 
+from troupe_operator import resolution
 from troupe_operator.api import (
     SPEC_KEY,
     AgentSpec,
@@ -41,7 +44,7 @@ from troupe_operator.api import (
     WorkflowStatus,
 )
 from troupe_operator.api.run_control import RunRequests
-from troupe_operator.controller import children, observe, run_metrics, tenancy
+from troupe_operator.controller import children, observe, resolving, run_metrics, tenancy
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
@@ -64,6 +67,7 @@ from troupe_operator.workflow import (
     ObservedJob,
     PrepareRun,
     Refusal,
+    UnresolvedSpec,
     WorkflowRef,
     parent_of,
     reconcile,
@@ -109,6 +113,7 @@ class WorkflowReconciler:
         config: OperatorConfig,
         jobs: JobSource,
         agents: AgentSource,
+        templates: resolving.Templates,
         runs: Runs | None = None,
         agent_profiles: ProfileSource = lambda namespace: {},
         clock: Clock = _utcnow,
@@ -119,6 +124,7 @@ class WorkflowReconciler:
     ) -> None:
         self.tracer = tracer
         self.kube = kube
+        self.resolver = resolving.SpecResolver(kube, templates)
         self.metrics = metrics
         self.refusal = refusal
         self.gate = gate
@@ -207,7 +213,8 @@ class WorkflowReconciler:
 
     async def _observe(self, run: WorkflowRef, memory: RunMemory) -> Observation:
         body = memory.body
-        status, spec = memory.status(), memory.spec()
+        status = memory.status()
+        spec, resolved_from = await self._resolved(run, memory, status)
         requests = RunRequests.of(body["metadata"].get("annotations"))
         return Observation(
             namespace=run.namespace,
@@ -226,9 +233,26 @@ class WorkflowReconciler:
             stop_request=requests.stop,
             suspended=requests.suspended,
             retry_request=requests.retry,
+            resolved_from=resolved_from,
             # Last, after every await of this observation: see _decide.
             tenant=self.gate.share((run.namespace, run.name)) if self.gate else None,
         )
+
+    async def _resolved(
+        self, run: WorkflowRef, memory: RunMemory, status: WorkflowStatus
+    ) -> resolving.Resolved:
+        """The spec for the core: the Workflow's own, or resolved from what it names; once
+        the run has started from the Workflow's spec as it is, the spec the run recorded. A
+        finished run reads nothing: the core looks at its spec no more."""
+        own = memory.spec()
+        if isinstance(own, InvalidSpec) or _ended(status) or not resolution.needs_resolution(own):
+            return own, None
+        if resolving.pinned(own, status):
+            recorded = await self._recorded_spec(run, memory, None, status)
+            if recorded is not None:
+                return recorded, status.resolved_from
+        spec, resolved_from = await self.resolver.resolve(run.namespace, own)
+        return spec, status.resolved_from if status.spec_hash else resolved_from
 
     def _records(self, run: WorkflowRef, memory: RunMemory) -> dict[str, JobRecord]:
         """The run's Jobs as known: the watch's, unless a later listing says more."""
@@ -305,7 +329,7 @@ class WorkflowReconciler:
         self,
         run: WorkflowRef,
         memory: RunMemory,
-        spec: WorkflowSpec | InvalidSpec,
+        spec: WorkflowSpec | InvalidSpec | UnresolvedSpec | None,
         status: WorkflowStatus,
     ) -> WorkflowSpec | None:
         """The spec the run was prepared with; read back only if the spec has changed since."""
@@ -454,6 +478,8 @@ class WorkflowReconciler:
         refused: list[Refusal],
         started: _Start,
     ) -> None:
+        recorded = memory.recorded
+        assert recorded is not None  # PrepareRun ran before any CreateTask, or was read back
         try:
             fresh = await self._create(
                 run,
@@ -463,6 +489,7 @@ class WorkflowReconciler:
                     action,
                     self.config,
                     self.tracer.task_environment(run, action.task, action.attempt),
+                    recorded.inputs_from,
                 ),
             )
         except _Refused as refusal:
@@ -533,7 +560,7 @@ class _Start:
         return self._tasks.get(parent_of(name))
 
 
-def _agents_of(spec: WorkflowSpec | InvalidSpec | None) -> dict[str, str]:
+def _agents_of(spec: WorkflowSpec | InvalidSpec | UnresolvedSpec | None) -> dict[str, str]:
     """Each task's named Agent (a supervise task's supervisor): the metrics' ``agent`` label
     of an attempt status does not record the Agent of (one an operator before
     ``tasks.T.agents`` started)."""

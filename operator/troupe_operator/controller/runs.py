@@ -210,6 +210,18 @@ class Runs:
             if key[0] == namespace and memory.created
         }
 
+    def naming_template(self, namespace: str, template: str) -> list[WorkflowKey]:
+        """The live runs of a namespace that name this WorkflowTemplate and have not started."""
+        return [
+            key
+            for key, memory in self._runs.items()
+            if key[0] == namespace
+            and memory.status().spec_hash is None
+            and isinstance(spec := memory.spec(), WorkflowSpec)
+            and spec.workflow_template_ref is not None
+            and spec.workflow_template_ref.name == template
+        ]
+
     def waiting_for(self, namespace: str, agent: str) -> set[WorkflowKey]:
         """The runs a change of this Agent may let go on: those waiting for it, or for any."""
         named = self._waiting.get((namespace, agent), set())

@@ -1,13 +1,15 @@
 """What ``troupe run`` will run, checked before anything starts.
 
 Reads the files, refuses what ``troupe validate`` would refuse (with the
-same lines), picks the Workflows, applies ``--set`` and finds each
-Workflow's Agents (every Agent of its namespace in the files, with its
-labels, for ``agentSelector``) and API keys in the same files. Every problem
-here is bad input (exit 2) and is said in one line, never as a traceback; an
-Agent whose key is nowhere is one, and so is a selector no Agent in the files
-matches (nothing could ever be applied to end the wait): each is said before
-any task starts rather than by each task.
+same lines), picks the Workflows, resolves each against the WorkflowTemplate,
+ConfigMaps and Secrets its spec names (which must be in the same files, as the
+cluster would hold them), applies ``--set`` and finds each Workflow's Agents
+(every Agent of its namespace in the files, with its labels, for
+``agentSelector``) and API keys in the same files. Every problem here is bad
+input (exit 2) and is said in one line, never as a traceback; an Agent whose
+key is nowhere is one, and so is a selector no Agent in the files matches
+(nothing could ever be applied to end the wait): each is said before any task
+starts rather than by each task.
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from troupe_operator.api import AgentSpec, WorkflowSpec
+from troupe_operator import resolution
+from troupe_operator.api import AgentSpec, ResolvedFrom, WorkflowSpec, secret_inputs
 from troupe_operator.manifests import (
     Manifest,
     ManifestError,
+    config_map_data,
     load,
     parse_spec,
+    secret_keys,
     secret_value,
     warning_lines,
 )
 from troupe_operator.spec_checks import check_workflow
-from troupe_operator.validation import check_manifests
-from troupe_operator.workflow import AgentProfile, matching, possible_agents
+from troupe_operator.validation import check_manifests, merge_in_files
+from troupe_operator.workflow import AgentProfile, UnresolvedSpec, matching, possible_agents
 
 FALLBACK_KEY_ENV = "OPENAI_API_KEY"
 """Where an API key comes from when the Secret an Agent names is not in the files."""
@@ -51,6 +56,10 @@ class LocalWorkflow:
     agents: dict[str, AgentSpec]
     api_keys: dict[str, str] = field(default_factory=dict, repr=False)
     """Agent name → API key, for the Agents that name a Secret and have a key."""
+    secret_inputs: dict[str, str] = field(default_factory=dict, repr=False)
+    """The variables that carry the run's inputs from Secrets to each task, with their values."""
+    resolved_from: ResolvedFrom | None = None
+    """What the spec was resolved from (a WorkflowTemplate of the files, inputs' sources)."""
     profiles: dict[str, AgentProfile] = field(default_factory=dict)
     """The labels of the Agents, which ``agentSelector`` reads."""
 
@@ -108,8 +117,12 @@ def _parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
     return values
 
 
+def _input_names(spec: WorkflowSpec) -> set[str]:
+    return set(spec.inputs) | {source.name for source in spec.inputs_from}
+
+
 def _check_overrides_used(values: Mapping[str, str], workflows: Sequence[LocalWorkflow]) -> None:
-    known = {name for workflow in workflows for name in workflow.spec.inputs}
+    known = {name for workflow in workflows for name in _input_names(workflow.spec)}
     unknown = sorted(set(values) - known)
     if unknown:
         names = ", ".join(sorted(known)) or "none"
@@ -129,9 +142,9 @@ def _local_workflow(
 ) -> LocalWorkflow:
     spec, _ = parse_spec(manifest)
     assert isinstance(spec, WorkflowSpec)  # check_manifests found no problem
-    inputs = {**spec.inputs, **{k: v for k, v in values.items() if k in spec.inputs}}
-    spec = spec.model_copy(update={"inputs": inputs})
     namespace = manifest.namespace or "default"
+    resolved, resolved_from = _resolve(manifest, spec, manifests, namespace)
+    spec = _override(resolved, values)
     found = _agents(manifests, namespace)
     agents = {name: agent for name, (agent, _) in found.items()}
     profiles = {name: AgentProfile(labels=source.labels) for name, (_, source) in found.items()}
@@ -161,7 +174,48 @@ def _local_workflow(
             )
     if missing:
         raise RunInputError(missing)
-    return replace(local, api_keys=keys)
+    inputs = {
+        name: secret_value(
+            manifests, namespace, source.secret_key_ref.name, source.secret_key_ref.key
+        )
+        or ""
+        for name, source in secret_inputs(spec.inputs_from)
+        if source.secret_key_ref is not None
+    }
+    return replace(local, api_keys=keys, secret_inputs=inputs, resolved_from=resolved_from)
+
+
+def _resolve(
+    manifest: Manifest, spec: WorkflowSpec, manifests: Sequence[Manifest], namespace: str
+) -> tuple[WorkflowSpec, ResolvedFrom | None]:
+    """The spec resolved with the WorkflowTemplate, ConfigMaps and Secrets of the files."""
+    if not resolution.needs_resolution(spec):
+        return spec, None
+    merged = merge_in_files(manifest, spec, manifests)
+    if isinstance(merged, resolution.Merged):
+        config_maps = {
+            name: config_map_data(manifests, namespace, name)
+            for name in resolution.config_map_names(merged.spec)
+        }
+        secrets = {
+            name: secret_keys(manifests, namespace, name)
+            for name in resolution.secret_names(merged.spec)
+        }
+        resolved = resolution.finish(merged, config_maps, secrets)
+        if isinstance(resolved, WorkflowSpec):
+            return resolved, merged.resolved_from
+        merged = resolved
+    where = f"{manifest.source}: {manifest.label}"
+    if isinstance(merged, UnresolvedSpec):
+        raise RunInputError([f"{where}: {merged.message} in the files given"])
+    raise RunInputError([f"{where}: {problem}" for problem in merged.problems])
+
+
+def _override(spec: WorkflowSpec, values: Mapping[str, str]) -> WorkflowSpec:
+    """``--set`` values replace inputs of the spec, those from Secrets included."""
+    chosen = {name: value for name, value in values.items() if name in _input_names(spec)}
+    sources = [source for source in spec.inputs_from if source.name not in chosen]
+    return spec.model_copy(update={"inputs": spec.inputs | chosen, "inputs_from": sources})
 
 
 def _agents(manifests: Sequence[Manifest], namespace: str) -> dict[str, tuple[AgentSpec, Manifest]]:

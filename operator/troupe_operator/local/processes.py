@@ -7,7 +7,8 @@ ConfigMaps, which the task reads and writes itself), kills it at its active
 deadline or on request, and reports each attempt as an ObservedJob with the
 report the task left in its termination log, EXIT_PERMANENT making a failure
 permanent. Nothing here reads a task's output: only ``troupe run``'s final
-write-out does. API keys reach a process only as the variable its input names.
+write-out does. API keys reach a process only as the variable its input names, and
+inputs from Secrets only as the variables ``api.sources.secret_inputs`` names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from troupe_operator.api import EXIT_PERMANENT, TaskReport
+from troupe_operator.api.sources import SECRET_INPUT_ENV_PREFIX
 from troupe_operator.workflow import CreateTask, JobState, ObservedJob
 
 INPUT_FILE: Final = "input.json"
@@ -61,12 +63,14 @@ class LocalJobs:
         api_keys: Mapping[str, str],
         on_change: Callable[[], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        secret_inputs: Mapping[str, str] | None = None,
     ) -> None:
         self.command = list(command)
         self.scratch = scratch
         self.spec_file = spec_file
         self.outputs = outputs
         self.api_keys = api_keys
+        self.secret_inputs = secret_inputs or {}
         self.on_change = on_change
         self.clock = clock
         self.attempts: dict[str, _Attempt] = {}
@@ -151,7 +155,12 @@ class LocalJobs:
         self.on_change()
 
     def _environment(self, action: CreateTask) -> dict[str, str]:
-        environment = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in SCRUBBED_ENV and not k.startswith(SECRET_INPUT_ENV_PREFIX)
+        }
+        environment.update(self.secret_inputs)
         name = action.task_input.api_key_env
         if name:
             environment.pop(name, None)

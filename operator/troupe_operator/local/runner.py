@@ -142,6 +142,7 @@ class _WorkflowRun:
             workflow.api_keys,
             shared.wake_all,
             clock,
+            workflow.secret_inputs,
         )
         self.recorded: WorkflowSpec | None = None
 
@@ -180,6 +181,7 @@ class _WorkflowRun:
             recorded_spec=self.recorded,
             free_slots=self.shared.free_slots(),
             stop=self.shared.stop_reason,
+            resolved_from=self.workflow.resolved_from,
         )
 
     def _execute(self, actions: Sequence[Action]) -> list[Event]:

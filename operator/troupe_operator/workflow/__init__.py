@@ -35,6 +35,7 @@ from troupe_operator.workflow.observation import (
     PodProblem,
     Refusal,
     TenantShare,
+    UnresolvedSpec,
 )
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.selection import matching, possible_agents, ran_on
@@ -64,6 +65,7 @@ __all__ = [
     "PrepareRun",
     "Refusal",
     "TenantShare",
+    "UnresolvedSpec",
     "WorkflowRef",
     "format_duration",
     "matching",

@@ -52,6 +52,7 @@ from troupe_operator.workflow.observation import (
     Observation,
     ObservedJob,
     TenantShare,
+    UnresolvedSpec,
 )
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.run_control import answer_retry
@@ -113,6 +114,10 @@ def _reconcile(observation: Observation) -> Decision:
     )
     bound = status.spec_hash or recorded_hash
     if bound is None:
+        if isinstance(spec, UnresolvedSpec):
+            message = brief(f"waiting: {spec.message} (the run starts once it does)")
+            waiting = Verdict(WorkflowPhase.PENDING, spec.reason, message, blocked=True)
+            return _not_started(observation, waiting)
         problems = (
             list(spec.problems)
             if isinstance(spec, InvalidSpec)
@@ -130,11 +135,17 @@ def _reconcile(observation: Observation) -> Decision:
 
 def _invalid(observation: Observation, problems: list[str]) -> Decision:
     """An invalid spec: phase Error and one Warning Event, until the spec is fixed."""
-    previous = observation.status
     message = brief("invalid spec: " + "; ".join(problems))
-    verdict = Verdict(WorkflowPhase.ERROR, "InvalidSpec", message)
+    return _not_started(observation, Verdict(WorkflowPhase.ERROR, "InvalidSpec", message))
+
+
+def _not_started(observation: Observation, verdict: Verdict) -> Decision:
+    """A run that cannot start (its spec invalid or unresolved): the verdict in status, and a
+    Warning Event each time it says something new."""
+    previous = observation.status
+    message = verdict.message
     status = WorkflowStatus(
-        phase=WorkflowPhase.ERROR,
+        phase=verdict.phase,
         message=message,
         observed_generation=observation.generation,
         conditions=verdict_conditions(
@@ -142,8 +153,8 @@ def _invalid(observation: Observation, problems: list[str]) -> Decision:
         ),
     )
     actions: list[Action] = []
-    if previous.phase != WorkflowPhase.ERROR or previous.message != message:
-        actions.append(Event(EventType.WARNING, "InvalidSpec", message))
+    if previous.phase != verdict.phase or previous.message != message:
+        actions.append(Event(EventType.WARNING, verdict.reason, message))
     return Decision(status=status, actions=actions)
 
 
@@ -709,6 +720,9 @@ class _Run:
             usage=total_usage(self.tasks.values()),
             observed_generation=self.observation.generation,
             spec_hash=self.spec_hash if started_at or verdict.finished else None,
+            resolved_from=(
+                self.observation.resolved_from if started_at or verdict.finished else None
+            ),
             conditions=conditions,
             retries=self.previous.retries,
             retry_request=self.previous.retry_request,

@@ -16,6 +16,7 @@ from enum import StrEnum
 from troupe_operator.api import (
     AgentCallStats,
     AgentSpec,
+    ResolvedFrom,
     TaskReport,
     WorkflowSpec,
     WorkflowStatus,
@@ -91,6 +92,15 @@ class InvalidSpec:
 
 
 @dataclass(frozen=True)
+class UnresolvedSpec:
+    """A spec that cannot be resolved yet (its WorkflowTemplate, or an input's ConfigMap or
+    Secret key, does not exist): the run waits, Pending, with this reason and message."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Refusal:
     """An action the API server refused for good (a 4xx no retry can cure), with its message."""
 
@@ -158,13 +168,16 @@ class Observation:
     ``tenant`` is what the namespace's Tenant allows (None: no Tenant, or one
     without limits): attempts beyond it wait, with reason
     TenantConcurrencyLimit or TokenBudgetExceeded.
+
+    ``spec`` is resolved by the shell (a WorkflowTemplate's tasks, inputs from ConfigMaps);
+    ``resolved_from`` says from what, and status records it once the run has started.
     """
 
     namespace: str
     name: str
     uid: str
     generation: int
-    spec: WorkflowSpec | InvalidSpec
+    spec: WorkflowSpec | InvalidSpec | UnresolvedSpec
     status: WorkflowStatus
     now: datetime
     jobs: Sequence[ObservedJob] = ()
@@ -179,3 +192,4 @@ class Observation:
     stop_request: str | None = None
     suspended: bool = False
     retry_request: str | None = None
+    resolved_from: ResolvedFrom | None = None
