@@ -195,3 +195,15 @@ def test_a_template_gives_no_deadline() -> None:
     assert WorkflowTemplateSpec.model_validate(base).priority == 3
     with pytest.raises(ValidationError, match="deadline"):
         WorkflowTemplateSpec.model_validate({**base, "deadline": "2030-01-01T00:00:00Z"})
+
+
+def test_a_run_retried_after_its_deadline_fails_again_at_once() -> None:
+    cluster = Cluster(workflow({"name": "a"}, deadline=DEADLINE.isoformat()))
+    cluster.step()
+    cluster.advance(60)
+    cluster.step()
+    cluster.retry_request = "r1"
+    decision = cluster.step()
+    assert created_tasks(decision) == []
+    assert cluster.condition("Failed").reason == "DeadlineExceeded"
+    assert [e.reason for e in decision.of_type(Event)] == ["WorkflowRetried", "WorkflowFailed"]
