@@ -10,8 +10,8 @@ bound on task processes across all of them (the core is told each run's
 share of the free slots, shared as a Tenant's are, by ``tenants.slots``:
 higher ``spec.priority`` first, aged while a run waits, then fewest running,
 then longest waiting; a task waiting for one stays Pending; any attempt
-ending wakes every Workflow) and SIGINT/SIGTERM, on which each run is stopped by the core
-(reason Interrupted), every process killed and waited for, and what was
+ending wakes every Workflow) and SIGINT/SIGTERM, on which each run is
+stopped by the core (reason Interrupted), every process killed and waited for, and what was
 decided written out before the scratch directory goes.
 """
 
@@ -24,7 +24,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, assert_never
@@ -108,8 +108,7 @@ class _Shared:
         """How many attempts ``asking`` may start now: its share of the free slots."""
         now = self.clock().timestamp()
         claims = {run.key: run.claim(now) for run in self.runs if run is not asking}
-        since = asking.held_since if asking.held_since is not None else now
-        claims[asking.key] = Claim(asking.jobs.live(), self.parallelism, since, asking.priority)
+        claims[asking.key] = replace(asking.claim(now), wants=self.parallelism)
         return share(self.parallelism, claims, now).get(asking.key, 0)
 
     def wake_all(self) -> None:
