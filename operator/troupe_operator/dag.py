@@ -38,3 +38,16 @@ def ancestors(dependencies: Dependencies) -> dict[str, frozenset[str]]:
             upstream |= result.get(dependency, frozenset())
         result[task] = frozenset(upstream)
     return result
+
+
+def remaining_path(dependencies: Dependencies) -> dict[str, int]:
+    """For each task, how many tasks the longest path from it to a task nothing depends on
+    holds, itself included: the work that still follows it, at the least."""
+    dependents: dict[str, list[str]] = {task: [] for task in dependencies}
+    for task, upstream in dependencies.items():
+        for dependency in upstream:
+            dependents.setdefault(dependency, []).append(task)
+    result: dict[str, int] = {}
+    for task in reversed(topological_order(dependencies)):
+        result[task] = 1 + max((result[after] for after in dependents.get(task, ())), default=0)
+    return result

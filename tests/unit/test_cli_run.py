@@ -404,3 +404,48 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+PRIORITIES = """
+apiVersion: troupe.dev/v1alpha1
+kind: Agent
+metadata: {name: worker}
+spec: {}
+---
+apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {name: low}
+spec:
+  tasks:
+    - {name: low-a, agent: worker, prompt: go}
+    - {name: low-b, agent: worker, prompt: go}
+---
+apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {name: high}
+spec:
+  priority: 5
+  tasks:
+    - {name: high-1, agent: worker, prompt: go, priority: 1}
+    - {name: high-5, agent: worker, prompt: go}
+    - {name: high-3, agent: worker, prompt: go, priority: 3}
+"""
+
+
+def test_the_runs_slots_go_by_priority_across_and_within_workflows(
+    tmp_path: Path, fake_command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--parallelism 1: low starts first, alone; every slot that frees goes to high, its
+    tasks by priority (high-5 has the Workflow's 5), before low's second task."""
+    manifest, record = tmp_path / "priorities.yaml", tmp_path / "record.jsonl"
+    manifest.write_text(PRIORITIES)
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    code = run_command(
+        [str(manifest)],
+        output_dir=str(tmp_path / "out"),
+        task_command=fake_command,
+        parallelism=1,
+    )
+    assert code == 0
+    started = [entry["task"] for entry in _records(record)]
+    assert started == ["low-a", "high-5", "high-3", "high-1", "low-b"]

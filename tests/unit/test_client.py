@@ -389,6 +389,13 @@ def test_get_shows_the_run_then_its_tasks_as_a_tree() -> None:
     )
 
 
+def test_get_says_what_holds_a_ready_task_back_and_at_what_priority() -> None:
+    held = {"phase": "Pending", "waiting": {"reason": "Parallelism", "priority": 5}}
+    waiting = {**RUN, "status": {**RUN["status"], "tasks": {"review": held}}}
+    shown = run_view(waiting, NOW).splitlines()
+    assert shown[-1].endswith("research, topics   waits: Parallelism (priority 5)")
+
+
 def test_get_names_the_template_and_pending_requests() -> None:
     requested = {
         **RUN,

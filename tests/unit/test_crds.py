@@ -95,7 +95,8 @@ def test_printer_columns_scope_and_category() -> None:
         ]
         for kind in KINDS
     }
-    assert columns["Workflow"] == ["PHASE", "PROGRESS", "TOKENS", "TEMPLATE", "AGE", "DURATION"]
+    workflow = ["PHASE", "PROGRESS", "TOKENS", "TEMPLATE", "PRIORITY", "AGE", "DURATION"]
+    assert columns["Workflow"] == workflow
     assert columns["WorkflowTemplate"] == ["PARALLELISM", "TIMEOUT", "AGE"]
     assert columns["Agent"] == ["ROLE", "MODEL", "READY", "SUPERVISOR", "AGE"]
     assert columns["Tenant"] == ["NAMESPACES", "RUNNING", "TOKENS", "AGE"]

@@ -10,7 +10,7 @@ import pytest
 
 from troupe_operator.api import TenantLimits, WorkflowStatus
 from troupe_operator.controller.tenant_limits import Indexes, TenantGate
-from troupe_operator.tenants.slots import Claim, share
+from troupe_operator.tenants.slots import AGING_SECONDS, Claim, effective_priority, share
 from troupe_operator.workflow import Decision
 
 A, B, C = ("a-dev", "a"), ("a-dev", "b"), ("a-prod", "c")
@@ -30,12 +30,56 @@ A, B, C = ("a-dev", "a"), ("a-dev", "b"), ("a-prod", "c")
         (4, {A: Claim(0, 1, 1.0), B: Claim(0, 5, 2.0)}, {A: 1, B: 3}),
         (2, {A: Claim(2, 5, 1.0), B: Claim(0, 5, 2.0)}, {}),
         (2, {A: Claim(3, 0, math.inf), B: Claim(0, 5, 2.0)}, {}),
+        # Higher priority first, whoever runs more or waited longer; then fairly again.
+        (2, {A: Claim(0, 5, 1.0), B: Claim(0, 5, 2.0, priority=3)}, {B: 2}),
+        (3, {A: Claim(0, 5, 1.0), B: Claim(1, 1, 2.0, priority=3)}, {B: 1, A: 1}),
+        (3, {A: Claim(0, 5, 1.0, -1), B: Claim(0, 5, 2.0, -1)}, {A: 2, B: 1}),
     ],
 )
-def test_free_slots_go_to_who_runs_fewest_then_who_waited_longest(
+def test_free_slots_go_by_priority_then_to_who_runs_fewest_then_who_waited_longest(
     limit: int, claims: dict[tuple[str, str], Claim], expected: dict[tuple[str, str], int]
 ) -> None:
-    assert share(limit, claims) == expected
+    assert share(limit, claims, now=3.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("priority", "since", "now", "effective"),
+    [
+        (0, 0.0, 14.9, 0),
+        (0, 0.0, 15.0, 1),
+        (5, 100.0, 100.0 + 10 * AGING_SECONDS, 15),
+        (-1000, 0.0, 10**9, 1000),  # never beyond the highest priority
+        (1000, 0.0, 10**9, 1000),
+        (7, math.inf, 50.0, 7),  # a claim that does not wait does not age
+    ],
+)
+def test_a_waiting_workflow_gains_one_point_of_priority_per_aging_step(
+    priority: int, since: float, now: float, effective: int
+) -> None:
+    assert effective_priority(Claim(0, 1, since, priority), now) == effective
+
+
+@pytest.mark.parametrize("arrivals_per_slot", [1, 2])
+def test_a_low_priority_run_gets_a_slot_under_a_steady_stream_of_high_priority_runs(
+    arrivals_per_slot: int,
+) -> None:
+    """Limit 1, a slot frees every 10 s and 1 or 2 new priority-10 runs arrive with it; the
+    priority-0 run goes before every one that came more than (10 - 0) x 15 s after it."""
+    low, period, gap = ("ns", "low"), 10.0, 10
+    claims: dict[tuple[str, str], Claim] = {low: Claim(0, 1, 0.0, 0)}
+    served_at = None
+    for step in range(1, 200):
+        now = step * period
+        for n in range(arrivals_per_slot):
+            claims[("ns", f"high-{step}-{n}")] = Claim(0, 1, now, gap)
+        (chosen,) = share(1, claims, now)
+        del claims[chosen]
+        if chosen == low:
+            served_at = now
+            break
+    arrived_before_it = arrivals_per_slot * (gap * AGING_SECONDS // period + 1)
+    assert served_at is not None
+    assert gap * AGING_SECONDS <= served_at <= (arrived_before_it + 1) * period
 
 
 def held(by: str | None, count: int = 0) -> Decision:
@@ -127,3 +171,18 @@ def test_tokens_elsewhere_are_the_tenants_other_workflows_and_a_raised_budget_wa
     gate.limits["team-a"] = [("team-a", TenantLimits(token_budget=500))]
     gate.gate.tenant_changed("team-a")
     assert gate.woken == [A]
+
+
+def test_the_gate_shares_by_the_runs_priority_and_remembers_it_while_they_wait() -> None:
+    gate = Gate(maxConcurrentTasks=1)
+    gate.jobs["a-dev"].append(("c", "c-1"))
+    assert free_slots(gate, A) == 0
+    gate.gate.decided(A, held("TenantConcurrencyLimit", 3))
+    assert gate.gate.share(B, priority=5) is not None
+    gate.gate.decided(B, held("TenantConcurrencyLimit", 3))
+    gate.jobs["a-dev"].clear()
+    gate.gate.slots_freed("a-dev")
+    assert gate.woken == [B]  # a waited longer, b's priority is higher
+    assert free_slots(gate, A) == 0
+    found = gate.gate.share(B, priority=5)
+    assert found is not None and found.free_slots == 1

@@ -39,6 +39,7 @@ from troupe_operator.api.common import (
     count_failures,
 )
 from troupe_operator.api.conversation import ConversationSpec, ConversationTurn
+from troupe_operator.api.scheduling import MAX_PRIORITY, MIN_PRIORITY, TaskWaiting
 from troupe_operator.api.selector import AgentSelector
 from troupe_operator.api.sources import (
     InputFrom,
@@ -121,10 +122,12 @@ __all__ = [
     "MAX_CANDIDATES",
     "MAX_CRITERIA",
     "MAX_OUTPUT_BYTES",
+    "MAX_PRIORITY",
     "MAX_PROMPT_CHARS",
     "MAX_REPORT_BYTES",
     "MAX_SUPERVISE_CONCURRENT",
     "MAX_SUPERVISE_ITERATIONS",
+    "MIN_PRIORITY",
     "OUTPUT_KEY",
     "REPORT_ANNOTATION",
     "REPORT_MESSAGE_CHARS",
@@ -179,6 +182,7 @@ __all__ = [
     "TaskResult",
     "TaskSpec",
     "TaskStatus",
+    "TaskWaiting",
     "TemplatePin",
     "TenantLimits",
     "TenantNamespace",

@@ -79,6 +79,7 @@ KINDS = [
                 "jsonPath": ".spec.workflowTemplateRef.name",
                 "priority": 1,
             },
+            {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority", "priority": 1},
         ],
     ),
     Kind(

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Self
 
-from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, WithJsonSchema, model_validator
 
 from troupe_operator.api.candidates import (
     MAX_CANDIDATES,
@@ -20,6 +20,7 @@ from troupe_operator.api.candidates import (
     CriterionScores,
 )
 from troupe_operator.api.common import ApiModel, Condition, DnsLabel, ModelCalls, TokenUsage
+from troupe_operator.api.scheduling import Priority, TaskWaiting
 from troupe_operator.api.selector import MAX_FALLBACK_AGENTS, AgentSelector
 from troupe_operator.api.sources import (
     MAX_INPUTS_FROM,
@@ -192,6 +193,13 @@ class TaskSpec(ApiModel):
             "which is the task's output."
         ),
     )
+    priority: Priority | None = Field(
+        default=None,
+        description=(
+            "Among ready tasks held back by a limit, higher starts first (-1000 to 1000); "
+            "the Workflow's priority if unset."
+        ),
+    )
 
     def named_agents(self) -> list[str]:
         """The Agents the spec names for this task: its agent, a supervise task's supervisor
@@ -260,6 +268,22 @@ class WorkflowSpec(ApiModel):
         ge=0,
         le=3600,
         description="Wait before a retry; doubles for each further attempt, up to 10 min.",
+    )
+    priority: Priority | None = Field(
+        # None, not 0: a default would enter the hash of every spec that gives none, and a
+        # run started before this field existed would no longer match its recorded spec.
+        default=None,
+        description=(
+            "Higher first (-1000 to 1000; 0 if unset): the default of its tasks' priority, and "
+            "its place among the Workflows waiting for a Tenant's free slots."
+        ),
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "An absolute time (RFC 3339): once passed, the run fails with reason "
+            "DeadlineExceeded and its running tasks are stopped."
+        ),
     )
 
     @model_validator(mode="after")
@@ -405,6 +429,10 @@ class TaskStatus(ApiModel):
     decision: TurnDecision | None = Field(
         default=None,
         description="A supervisor turn's decision as its report told it (members, finished).",
+    )
+    waiting: TaskWaiting | None = Field(
+        default=None,
+        description="Set while the task is ready but held back: why, since when, its priority.",
     )
 
 

@@ -4,7 +4,9 @@ A template has the task schema of a Workflow's spec, every rule of it included (
 ``WorkflowSpec``, checked by the same ``check_workflow``); its ``inputs`` are defaults that
 a Workflow naming it (``workflowTemplateRef``) overrides by name. It has no status and the
 operator never writes it: a template is only read, when a run that names it starts. It
-refuses to name another template (no chains to resolve) and to have no tasks.
+refuses to name another template (no chains to resolve), to have no tasks, and a
+``deadline`` (an absolute time would fail every run started after it; each Workflow gives
+its own).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class WorkflowTemplateSpec(WorkflowSpec):
 
     model_config = ConfigDict(json_schema_extra=None)  # tasks are required: no choice to make
     workflow_template_ref: SkipJsonSchema[None] = None  # a template names no other template
+    deadline: SkipJsonSchema[None] = None  # an absolute time is one run's, never a template's
     inputs: dict[str, str] = Field(
         default_factory=dict,
         description=(

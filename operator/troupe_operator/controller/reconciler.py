@@ -216,6 +216,8 @@ class WorkflowReconciler:
         status = memory.status()
         spec, resolved_from = await self._resolved(run, memory, status)
         requests = RunRequests.of(body["metadata"].get("annotations"))
+        recorded = await self._recorded_spec(run, memory, spec, status)
+        priority = _priority(recorded or spec)
         return Observation(
             namespace=run.namespace,
             name=run.name,
@@ -227,7 +229,7 @@ class WorkflowReconciler:
             jobs=await self._observed_jobs(run, memory, status),
             agents=self.agents(run.namespace),
             agent_profiles=self.agent_profiles(run.namespace),
-            recorded_spec=await self._recorded_spec(run, memory, spec, status),
+            recorded_spec=recorded,
             refusals=memory.refusals,
             tenancy_refusal=self.refusal(run.namespace),
             stop_request=requests.stop,
@@ -235,7 +237,7 @@ class WorkflowReconciler:
             retry_request=requests.retry,
             resolved_from=resolved_from,
             # Last, after every await of this observation: see _decide.
-            tenant=self.gate.share((run.namespace, run.name)) if self.gate else None,
+            tenant=self.gate.share((run.namespace, run.name), priority) if self.gate else None,
         )
 
     async def _resolved(
@@ -567,6 +569,11 @@ def _agents_of(spec: WorkflowSpec | InvalidSpec | UnresolvedSpec | None) -> dict
     if not isinstance(spec, WorkflowSpec):
         return {}
     return {task.name: agents[0] for task in spec.tasks if (agents := task.named_agents())}
+
+
+def _priority(spec: WorkflowSpec | InvalidSpec | UnresolvedSpec) -> int:
+    """The run's ``spec.priority``, by which it waits for its Tenant's slots (0 without one)."""
+    return (spec.priority or 0) if isinstance(spec, WorkflowSpec) else 0
 
 
 def _run_of(body: Mapping[str, Any]) -> WorkflowRef:

@@ -15,11 +15,12 @@ this shell-side gate tells each reconcile what the Tenant allows it now (a
 
 So a restarted operator counts the same as the one before it. What it keeps
 in memory only orders the sharing: which Workflows were held back, by what,
-since when. The free slots go as ``tenants.slots.share`` says; the runs it
-gives a slot to are woken at once, as are the held-back runs of a Tenant
-whose limits change (a raised budget resumes them). A Tenant's budget counts
-the Workflows that exist: deleting a Workflow returns its tokens, as deleting
-a pod returns its share of a ResourceQuota.
+since when, at what ``spec.priority``. The free slots go as
+``tenants.slots.share`` says (by priority, aged while a run waits, then
+fairly); the runs it gives a slot to are woken at once, as are the held-back
+runs of a Tenant whose limits change (a raised budget resumes them). A
+Tenant's budget counts the Workflows that exist: deleting a Workflow returns
+its tokens, as deleting a pod returns its share of a ResourceQuota.
 
 It refuses nothing itself and never calls the API: a namespace without a
 Tenant, or a Tenant without limits, gets no share (the core's own rules
@@ -90,12 +91,15 @@ class TenantGate:
     _held: dict[WorkflowKey, _Held] = field(default_factory=dict)
     _reserved: dict[WorkflowKey, int] = field(default_factory=dict)
     _limits_seen: dict[str, TenantLimits] = field(default_factory=dict)
+    _priorities: dict[WorkflowKey, int] = field(default_factory=dict)
 
-    def share(self, key: WorkflowKey) -> TenantShare | None:
-        """What the run may start now (None: its namespace has no Tenant with limits)."""
+    def share(self, key: WorkflowKey, priority: int = 0) -> TenantShare | None:
+        """What the run of ``spec.priority`` ``priority`` may start now (None: its namespace
+        has no Tenant with limits)."""
         tenant = self._tenant(key[0])
         if tenant is None:
             return None
+        self._priorities[key] = priority
         label, name, limits = tenant
         self._limits_seen[label] = limits
         running = self._running(label)
@@ -103,9 +107,11 @@ class TenantGate:
         if limits.max_concurrent_tasks is not None:
             claims = self._claims(label, running)
             held = self._held.get(key)
-            since = held.since if held else self.clock()
-            claims[key] = Claim(running.get(key, 0), limits.max_concurrent_tasks, since)
-            free = share(limits.max_concurrent_tasks, claims).get(key, 0)
+            now = self.clock()
+            since = held.since if held else now
+            wants = limits.max_concurrent_tasks
+            claims[key] = Claim(running.get(key, 0), wants, since, priority)
+            free = share(limits.max_concurrent_tasks, claims, now).get(key, 0)
         elsewhere = 0
         if limits.token_budget is not None:
             elsewhere = sum(
@@ -154,7 +160,7 @@ class TenantGate:
         claims = self._claims(label, self._running(label))
         if not any(claim.wants for claim in claims.values()):
             return
-        for key in share(limit, claims):
+        for key in share(limit, claims, self.clock()):
             if key != besides:
                 self.wake(key)
 
@@ -170,6 +176,7 @@ class TenantGate:
     def forget(self, key: WorkflowKey) -> None:
         self._held.pop(key, None)
         self._reserved.pop(key, None)
+        self._priorities.pop(key, None)
 
     # -- counting ---------------------------------------------------------------
 
@@ -213,7 +220,8 @@ class TenantGate:
         for key in self._held_in(label):
             held = self._held[key]
             if held.by == CONCURRENCY:
-                claims[key] = Claim(running.get(key, 0), held.count, held.since)
+                priority = self._priorities.get(key, 0)
+                claims[key] = Claim(running.get(key, 0), held.count, held.since, priority)
         return claims
 
 

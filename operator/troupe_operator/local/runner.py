@@ -6,10 +6,12 @@ attempt ends, when the core's ``requeue_after`` passes, and at least every
 second as a safety net, and stops when the run is Succeeded or Failed.
 
 The Workflows of one run share two things the operator does not have: a
-bound on task processes across all of them (the core is told the free
-slots, so a task waiting for one stays Pending; any attempt ending wakes
-every Workflow) and SIGINT/SIGTERM, on which each run is stopped by the core
-(reason Interrupted), every process killed and waited for, and what was
+bound on task processes across all of them (the core is told each run's
+share of the free slots, shared as a Tenant's are, by ``tenants.slots``:
+higher ``spec.priority`` first, aged while a run waits, then fewest running,
+then longest waiting; a task waiting for one stays Pending; any attempt
+ending wakes every Workflow) and SIGINT/SIGTERM, on which each run is
+stopped by the core (reason Interrupted), every process killed and waited for, and what was
 decided written out before the scratch directory goes.
 """
 
@@ -22,7 +24,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, assert_never
@@ -39,6 +41,7 @@ from troupe_operator.local.outputs import confined, write_workflow
 from troupe_operator.local.plan import LocalWorkflow, RunPlan
 from troupe_operator.local.processes import LocalJobs
 from troupe_operator.local.view import ProgressView
+from troupe_operator.tenants.slots import Claim, share
 from troupe_operator.workflow import (
     Action,
     CreateTask,
@@ -73,7 +76,7 @@ async def run_plan(
     clock: Clock = lambda: datetime.now(UTC),
 ) -> RunOutcome:
     """Run every Workflow of the plan at once, at most ``parallelism`` task processes in all."""
-    shared = _Shared(parallelism)
+    shared = _Shared(parallelism, clock)
     with stop_signals(shared.stop), tempfile.TemporaryDirectory(prefix="troupe-run-") as scratch:
         shared.runs = [
             _WorkflowRun(
@@ -95,13 +98,18 @@ async def run_plan(
 class _Shared:
     """What the Workflows of one run share: the bound on task processes, wake-ups, the stop."""
 
-    def __init__(self, parallelism: int) -> None:
+    def __init__(self, parallelism: int, clock: Clock) -> None:
         self.parallelism = parallelism
+        self.clock = clock
         self.runs: list[_WorkflowRun] = []
         self.stopped_by: signal.Signals | None = None
 
-    def free_slots(self) -> int:
-        return max(0, self.parallelism - sum(run.jobs.live() for run in self.runs))
+    def free_slots(self, asking: _WorkflowRun) -> int:
+        """How many attempts ``asking`` may start now: its share of the free slots."""
+        now = self.clock().timestamp()
+        claims = {run.key: run.claim(now) for run in self.runs if run is not asking}
+        claims[asking.key] = replace(asking.claim(now), wants=self.parallelism)
+        return share(self.parallelism, claims, now).get(asking.key, 0)
 
     def wake_all(self) -> None:
         """A slot may be free, or the run must stop: every Workflow looks again."""
@@ -145,12 +153,33 @@ class _WorkflowRun:
             workflow.secret_inputs,
         )
         self.recorded: WorkflowSpec | None = None
+        self.held = 0
+        """Attempts the shell's slots held back at the last decision."""
+        self.held_since: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.ref.namespace, self.ref.name
+
+    @property
+    def priority(self) -> int:
+        return self.workflow.spec.priority or 0
+
+    def claim(self, now: float) -> Claim:
+        """What this run asks of the shared slots, as of its last decision."""
+        since = self.held_since if self.held_since is not None else now
+        return Claim(self.jobs.live(), self.held, since, self.priority)
 
     async def run(self) -> WorkflowStatus:
         status = WorkflowStatus()
         while True:
             self.changed.clear()
             decision = reconcile(self._observe(status))
+            self.held = decision.held_back
+            if not self.held:
+                self.held_since = None
+            elif self.held_since is None:
+                self.held_since = self.clock().timestamp()
             status = decision.status
             self.view.show(self.workflow.name, status, self._execute(decision.actions))
             if status.phase in ENDED:
@@ -179,7 +208,7 @@ class _WorkflowRun:
             agents=self.workflow.agents,
             agent_profiles=self.workflow.profiles,
             recorded_spec=self.recorded,
-            free_slots=self.shared.free_slots(),
+            free_slots=self.shared.free_slots(self),
             stop=self.shared.stop_reason,
             resolved_from=self.workflow.resolved_from,
         )

@@ -3,7 +3,8 @@
 Plain text in aligned columns, as kubectl and argo print (greppable, stable under a pipe);
 ``-o json|yaml`` prints the objects as the server sent them, ``-o name`` their names. A
 run's tasks are listed in spec order with the units of an expanded task (``NAME.INDEX``)
-indented under it, each with its phase, attempts, duration, tokens and message. Views
+indented under it, each with its phase, attempts, duration, tokens and message (for a
+ready task held back, what holds it and its priority). Views
 read objects; they never call the API.
 """
 
@@ -84,7 +85,12 @@ def _tokens(entry: Body) -> str:
 
 
 def _message(entry: Body) -> str:
-    text = entry.get("message") or entry.get("reason") or ""
+    """Why an entry is as it is; for a ready task held back, what holds it and its priority."""
+    waiting = entry.get("waiting")
+    if isinstance(waiting, dict) and waiting.get("reason"):
+        text = f"waits: {waiting['reason']} (priority {waiting.get('priority', 0)})"
+    else:
+        text = entry.get("message") or entry.get("reason") or ""
     return " ".join(str(text).split())
 
 

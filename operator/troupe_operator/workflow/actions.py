@@ -106,8 +106,9 @@ class Decision:
     ``unobserved_jobs`` the Jobs status says were created but that were not
     observed: the shell confirms whether they exist, since the core never
     guesses. ``held_back`` counts the attempts that could start but for the
-    Tenant's limits, and ``held_by`` names the limit (TenantConcurrencyLimit
-    or TokenBudgetExceeded): the shell wakes the run when that limit frees.
+    Tenant's limits or the shell's own slots, and ``held_by`` names the limit
+    (TenantConcurrencyLimit, TokenBudgetExceeded, or Parallelism for
+    ``Observation.free_slots``): the shell wakes the run when that limit frees.
     ``waiting`` names each ready task this decision did not start, with what
     held it back (Parallelism, AgentNotFound, NoMatchingAgent, TenantConcurrencyLimit,
     TokenBudgetExceeded, NamespaceNotTenanted, Suspended), for the shell's metrics.

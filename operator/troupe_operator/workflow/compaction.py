@@ -32,8 +32,11 @@ scores take as JSON; one entry has one or the other."""
 MOST_LOOP_BYTES: Final = 1_024
 """The most a supervisor turn's decision or one turn of a supervise loop's record takes
 (five delegations of label-sized names; each turn has an entry of its own to count it)."""
+MOST_WAITING_BYTES: Final = 128
+"""Why a ready task waits (a reason of at most 64 characters), since when, its priority."""
 MOST_TASK_BYTES: Final = (
     4_608
+    + MOST_WAITING_BYTES
     + 3 * MAX_CONDITION_JSON_BYTES
     + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
     + max(MOST_JUDGING_BYTES, MOST_LOOP_BYTES)
@@ -42,7 +45,7 @@ MOST_TASK_BYTES: Final = (
 character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
 conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), the
 Agent of each attempt, and candidates or scores, or a decision or a turn's record (an entry
-has one of them at most)."""
+has one of them at most), and why it waits to start."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 

@@ -43,6 +43,7 @@ from troupe_operator.workflow.actions import (
 )
 from troupe_operator.workflow.compaction import fit_status
 from troupe_operator.workflow.conditions import find_condition, remove_condition, set_condition
+from troupe_operator.workflow.deadline import DEADLINE_EXCEEDED, past_deadline
 from troupe_operator.workflow.launch import Reads, create_task, upstream_tasks
 from troupe_operator.workflow.naming import WorkflowRef
 from troupe_operator.workflow.observation import (
@@ -54,6 +55,7 @@ from troupe_operator.workflow.observation import (
     TenantShare,
     UnresolvedSpec,
 )
+from troupe_operator.workflow.priorities import Precedence
 from troupe_operator.workflow.revision import spec_hash
 from troupe_operator.workflow.run_control import answer_retry
 from troupe_operator.workflow.summary import brief, preview_chars, progress, total_usage
@@ -222,6 +224,7 @@ class _Run:
         self.now = observation.now
         self.previous = observation.status
         self.task_specs = {task.name: task for task in spec.tasks}
+        self.precedence = Precedence.of(spec)
         self.context = TaskContext(
             workflow=self.workflow,
             retry_backoff_seconds=spec.retry_backoff_seconds,
@@ -261,6 +264,9 @@ class _Run:
         started_at = self._started_at()
         if started_at and self.spec.timeout_seconds:
             self.wake_times.append(after(started_at, self.spec.timeout_seconds))
+        if self.spec.deadline:
+            self.wake_times.append(self.spec.deadline)
+        self.tasks = self.precedence.mark_waiting(self.tasks, self.waiting, self.now)
         verdict = stop or self._verdict(started_at)
         return Decision(
             status=self._status(verdict, started_at),
@@ -289,8 +295,7 @@ class _Run:
                 self._settle_supervise(spec)
             else:
                 self._settle_unit(Unit(name, spec), self._upstream(spec))
-        # Attempts already under way (retries) go before first attempts.
-        return sorted(self.wanted, key=lambda item: item[1] == 1)
+        return self.precedence.order(self.wanted, self.tasks, self.now)
 
     def _upstream(self, spec: TaskSpec) -> dict[str, TaskStatus]:
         return {dependency: self.tasks[dependency] for dependency in spec.depends_on}
@@ -484,7 +489,8 @@ class _Run:
         return bool(self.observation.tenancy_refusal) and self._started_at() is None
 
     def _stop_reason(self, started_at: datetime | None) -> Verdict | None:
-        """What ends the run early: the shell's stop, a refused start, its timeout, or failFast."""
+        """What ends the run early: the shell's stop, a refused start, its timeout or deadline,
+        or failFast."""
         if self.observation.stop:
             return Verdict(WorkflowPhase.FAILED, INTERRUPTED, brief(self.observation.stop))
         if self.observation.stop_request is not None:
@@ -502,6 +508,9 @@ class _Run:
             if self.now >= deadline:
                 message = f"timed out after {format_duration(limit)} (timeoutSeconds)"
                 return Verdict(WorkflowPhase.FAILED, "Timeout", message)
+        passed = past_deadline(self.spec, self.now)
+        if passed is not None:
+            return passed
         failed = self._failed_tasks()
         if failed and self.spec.fail_fast:
             message = brief(f"{self._failure_summary(failed)}; failFast stopped the run")
@@ -514,6 +523,7 @@ class _Run:
             START_REFUSED: "the run could not start",
             INTERRUPTED: verdict.message,
             STOPPED: "the run was stopped",
+            DEADLINE_EXCEEDED: "the run's deadline passed",
         }
         note = f"cancelled: {notes.get(verdict.reason, 'failFast')}"
         for name, task in self.tasks.items():
@@ -542,11 +552,10 @@ class _Run:
         return len(self._running_keys())
 
     def _schedule(self, wanted: list[tuple[str, int]]) -> None:
-        """Start what parallelism, the shell's slots and the Tenant's limits allow."""
+        """Start, in order of precedence, what parallelism, the shell's slots and the Tenant's
+        limits allow."""
         limit = self.spec.parallelism
         capacity = len(wanted) if limit is None else max(0, limit - self._running())
-        if self.observation.free_slots is not None:
-            capacity = min(capacity, self.observation.free_slots)
         startable: list[CreateTask] = []
         running = Counter(parent_of(key) for key in self._running_keys())
         for name, attempt in wanted:
@@ -574,13 +583,16 @@ class _Run:
             self.held = (TOKEN_BUDGET_EXCEEDED, len(startable))
             self.waiting.update(dict.fromkeys((a.task for a in startable), TOKEN_BUDGET_EXCEEDED))
             return
-        slots = len(startable)
-        if tenant is not None and tenant.free_slots is not None:
-            slots = min(slots, tenant.free_slots)
-            if slots < len(startable):
-                self.held = (TENANT_CONCURRENCY_LIMIT, len(startable) - slots)
-                held = (action.task for action in startable[slots:])
-                self.waiting.update(dict.fromkeys(held, TENANT_CONCURRENCY_LIMIT))
+        slots, held_by = len(startable), None
+        for by, free in (
+            (PARALLELISM, self.observation.free_slots),
+            (TENANT_CONCURRENCY_LIMIT, tenant.free_slots if tenant is not None else None),
+        ):
+            if free is not None and free < slots:
+                slots, held_by = free, by
+        if held_by is not None:
+            self.held = (held_by, len(startable) - slots)
+            self.waiting.update(dict.fromkeys((a.task for a in startable[slots:]), held_by))
         for action in startable[:slots]:
             self._started(action)
 
@@ -681,7 +693,7 @@ class _Run:
     def _held_message(self) -> str | None:
         """Why ready attempts wait for the Tenant, naming the limit."""
         tenant = self.observation.tenant
-        if self.held is None or tenant is None:
+        if self.held is None or tenant is None or self.held[0] == PARALLELISM:
             return None
         reason, count = self.held
         if reason == TOKEN_BUDGET_EXCEEDED:
