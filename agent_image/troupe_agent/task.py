@@ -111,7 +111,8 @@ def run_task_mode(options: TaskOptions) -> int:
 def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskReport]:
     task_input = load_task_input(options.input_file, options.input_env)
     deadline = Deadline(task_input.deadline_seconds)
-    log.info("task %s/%s attempt %d", task_input.workflow, task_input.task, task_input.attempt)
+    unit = task_input.instance or task_input.task  # an instance logs as itself (research.2)
+    log.info("task %s/%s attempt %d", task_input.workflow, unit, task_input.attempt)
     spec, task = load_task_spec(options.spec_file, task_input.task)
     api_key = read_api_key(task_input)
 
