@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from troupe_operator.api import INSTANCE_SEPARATOR
+from troupe_operator.api.run_control import RETRY_ANNOTATION
 
 Body = dict[str, Any]
 FINISHED: Final = frozenset({"Succeeded", "Failed", "Error"})
@@ -42,7 +43,11 @@ def phase(workflow: Body) -> str:
 
 
 def finished(workflow: Body) -> bool:
-    return phase(workflow) in FINISHED
+    """Whether the run has ended: a final phase, and no ``troupe retry`` the operator has
+    yet to answer (until it does, the phase is the one from before the retry)."""
+    asked = annotations_of(workflow).get(RETRY_ANNOTATION)
+    answered = asked is None or asked == status(workflow).get("retryRequest")
+    return phase(workflow) in FINISHED and answered
 
 
 def unit_statuses(workflow: Body) -> dict[str, Body]:

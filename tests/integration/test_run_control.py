@@ -81,9 +81,13 @@ def test_a_run_failed_by_a_wrong_key_finishes_on_retry_without_repaying_its_firs
         assert failed["tasks"]["t3"]["phase"] == "Failed"
         assert "401" in failed["tasks"]["t3"]["message"]
         assert failed["tasks"]["t4"]["phase"] == "Skipped"
-        troupe.core.patch_namespaced_secret("llm-key", "default", key_secret("right"))
-        ask(kubeconfig, "retry", "keyed")
-        status = troupe.wait_for_phase("keyed", "Succeeded", timeout=90)
+    troupe.core.patch_namespaced_secret("llm-key", "default", key_secret("right"))
+    ask(kubeconfig, "retry", "keyed")  # while no operator answers it
+    unanswered = troupe_cli(kubeconfig, "wait", "keyed", "--timeout", "2")
+    assert unanswered.returncode == exit_codes.TIMEOUT, unanswered.stdout  # not the old Failed
+    with troupe.operator():
+        ask(kubeconfig, "wait", "keyed", "--timeout", "120")
+    status = troupe.status("keyed")
     assert status["retries"] == 1 and status["progress"] == "4/4"
     assert status["tasks"]["t3"]["attempts"] == 2
     assert (asked_for(open_endpoint, "t1"), asked_for(open_endpoint, "t2")) == (1, 1)

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from troupe import control, outputs, submission
+from troupe import control, outputs, runs, submission
 from troupe.errors import (
     AlreadyExists,
     Conflict,
@@ -75,6 +75,26 @@ def test_retry_nonces_are_fresh_and_requests_read_back() -> None:
     assert first.startswith("2025-03-01T12:00:30Z-") and first != second
     assert is_suspended({SUSPEND_ANNOTATION: "true"}) and not is_suspended(None)
     assert stop_requested({STOP_ANNOTATION: "why"}) == "why" and stop_requested({}) is None
+
+
+@pytest.mark.parametrize(
+    ("phase", "asked", "answered", "finished"),
+    [
+        ("Failed", None, None, True),
+        ("Failed", "n2", "n1", False),  # retried, the operator has not answered yet
+        ("Failed", "n2", "n2", True),  # answered: failed again, or the retry was refused
+        ("Succeeded", "n1", None, False),
+        ("Running", None, None, False),
+    ],
+)
+def test_a_run_is_not_finished_while_a_retry_waits_for_its_answer(
+    phase: str, asked: str | None, answered: str | None, finished: bool
+) -> None:
+    workflow = {
+        "metadata": {"annotations": {RETRY_ANNOTATION: asked} if asked else {}},
+        "status": {"phase": phase, "retryRequest": answered},
+    }
+    assert runs.finished(workflow) is finished
 
 
 # Submissions.
