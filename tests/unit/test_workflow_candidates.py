@@ -195,6 +195,21 @@ def test_all_candidates_failing_fails_the_task_without_a_judge() -> None:
     assert cluster.status.phase == WorkflowPhase.FAILED
 
 
+def test_a_lone_surviving_candidate_wins_without_paying_for_a_judge() -> None:
+    cluster = Cluster(best_of_three(), AGENTS)
+    cluster.step()
+    cluster.fail(KEYS[0])
+    cluster.succeed(KEYS[1], tokens=40)
+    cluster.fail(KEYS[2])
+    [use] = cluster.step().of_type(CreateTask)
+    assert use.task == "use" and "draft.judge" not in cluster.status.tasks
+    parent = cluster.task("draft")
+    assert (parent.phase, parent.result_of) == (TaskPhase.SUCCEEDED, KEYS[1])
+    assert parent.message == "candidate-2 won unjudged: the only one of 3 candidates that succeeded"
+    assert [c.score for c in parent.candidates] == [None, None, None]
+    assert use.task_input.upstream == {"draft": RUN.output_config_map(KEYS[1])}
+
+
 @pytest.mark.parametrize(
     ("judging", "message"),
     [

@@ -11,7 +11,8 @@ minus ``costPenalty`` x tokens / 1000, rounded to 6 decimals, the lowest candida
 number winning a tie. The parent's output is the winner's (``resultOf``).
 
 Failures: a candidate that fails (its retries spent) is not judged, and the others go
-on; all failed → the parent fails (``AllCandidatesFailed``), no judge runs. A judge that
+on; all failed → the parent fails (``AllCandidatesFailed``), no judge runs; only one
+succeeded → it wins unjudged, and no judge is paid for (:func:`needs_judge`). A judge that
 fails, or whose scores are lost or malformed, fails the parent (``JudgeFailed``). This
 module refuses to look at Jobs (units are settled by the core) or at any text.
 """
@@ -93,6 +94,11 @@ def judged(units: Mapping[str, TaskStatus]) -> tuple[str, ...] | None:
     return tuple(key for key, task in units.items() if task.phase == TaskPhase.SUCCEEDED)
 
 
+def needs_judge(judged: tuple[str, ...]) -> bool:
+    """Whether a judge runs on the candidates that succeeded: only if there is a choice."""
+    return len(judged) > 1
+
+
 def summary(
     spec: TaskSpec,
     parent: TaskStatus,
@@ -113,6 +119,12 @@ def summary(
         why = f"{suffix_of(first)}: {units[first].message or 'no message'}"
         message = f"all {len(units)} candidates failed; {why}"
         return failed_for_good(parent, ALL_CANDIDATES_FAILED, message, now)
+    if not needs_judge(chosen):
+        [key] = chosen
+        message = (
+            f"{suffix_of(key)} won unjudged: the only one of {len(units)} candidates that succeeded"
+        )
+        return _won(parent, parent.candidates, key, units[key], message, now)
     if judge is None or judge.phase not in FINISHED:
         message = f"judging {len(chosen)} of {len(units)} candidates"
         return parent.model_copy(update={"message": message})
@@ -150,11 +162,22 @@ def _decided(
         )
     ]
     key = entries[result.winner].unit
-    winner = units[key]
     message = (
         f"{suffix_of(key)} won with score {result.scores[result.winner]:g} "
         f"({len(chosen)} of {len(units)} candidates judged)"
     )
+    return _won(parent, entries, key, units[key], message, now)
+
+
+def _won(
+    parent: TaskStatus,
+    entries: list[CandidateStatus],
+    key: str,
+    winner: TaskStatus,
+    message: str,
+    now: datetime,
+) -> TaskStatus:
+    """The parent Succeeded, its output the winner's."""
     return parent.model_copy(
         update={
             "phase": TaskPhase.SUCCEEDED,

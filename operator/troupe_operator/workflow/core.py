@@ -364,7 +364,7 @@ class _Run:
         }
         judge = None
         judged = candidates.judged(units)
-        if judged:
+        if judged is not None and candidates.needs_judge(judged):
             agent = spec.candidates.judge.agent
             unit = Unit(judge_key(spec.name), spec, agent=agent, judged=judged)
             judge = self._settle_unit(unit, {}).status
