@@ -6,9 +6,10 @@ TCP's congestion control applied to task attempts. Each finished attempt's
 ``TaskReport`` counts once (by its Job's name):
 
 - throttled (any failed call with status ``429`` or ``timeout``): the cap is
-  halved, rounded down, never below 1; at most once per ``DECREASE_WINDOW_SECONDS``,
-  so the reports of one overload (every attempt that was running then) halve it
-  once, not once each;
+  halved, rounded down, never below 1; but not for an attempt that started before
+  the last halving (it was part of the overload that halving answered), nor, when
+  the start is unknown, within ``DECREASE_WINDOW_SECONDS`` of it; so the reports of
+  one overload halve it once, not once each;
 - clean (it made model calls and none was throttled): one step towards the
   limit per round, a round being as many clean reports as the cap is now
   (additive increase by one per round trip);
@@ -88,8 +89,11 @@ class Aimd:
         self.limit = limit
         self.effective = min(self.effective, limit)
 
-    def report(self, job: str, report: TaskReport, now: float) -> Change | None:
-        """Count one attempt's report (once per ``job``); the change it made, if any."""
+    def report(
+        self, job: str, report: TaskReport, now: float, started: float | None = None
+    ) -> Change | None:
+        """Count one attempt's report (once per ``job``; ``started`` on ``now``'s clock);
+        the change it made, if any."""
         if job in self._seen:
             return None
         self._seen[job] = None
@@ -99,7 +103,9 @@ class Aimd:
         before = self.effective
         if verdict is True:
             self._clean = 0
-            if now - self._decreased_at < self.window_seconds:
+            if started is not None and started < self._decreased_at:
+                return None
+            if started is None and now - self._decreased_at < self.window_seconds:
                 return None
             self._decreased_at = now
             self.effective = max(1, before // 2)

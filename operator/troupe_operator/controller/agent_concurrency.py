@@ -75,6 +75,7 @@ class Concurrency:
     kept: Mapping[AgentKey, Collection[int]]
     running: Callable[[str, str], int] = lambda namespace, agent: 0
     clock: Callable[[], float] = time.monotonic
+    """Paces the Events; ``wall`` dates the changes and orders reports by their start."""
     wall: Callable[[], datetime] = lambda: datetime.now(UTC)
     _aimd: dict[AgentKey, Aimd] = field(default_factory=dict)
     _shown: dict[AgentKey, _Shown] = field(default_factory=dict)
@@ -110,7 +111,8 @@ class Concurrency:
             if self.cap(key, agents.get(job.agent)) is None or key not in self._aimd:
                 continue
             aimd = self._aimd[key]
-            change = aimd.report(job.name, job.report, self.clock())
+            started = job.started_at.timestamp() if job.started_at else None
+            change = aimd.report(job.name, job.report, self.wall().timestamp(), started)
             if change is not None:
                 self._show(key, aimd.limit, aimd.effective, change)
 
