@@ -42,7 +42,9 @@ def read(troupe: Troupe, plural: str, name: str) -> Body:
     return body
 
 
-def run_two(troupe: Troupe, stub: OpenAIStub, tag: str, tasks: int, **model: Any) -> dict[str, Any]:
+def run_two(
+    troupe: Troupe, stub: OpenAIStub, tag: str, tasks: int, retries: int = 0, **model: Any
+) -> dict[str, Any]:
     """Two Workflows of ``tasks`` parallel tasks on the Agent ``tag``; what was sampled every
     50 ms (running task pods, the runs' reasons, the Agent's effective caps in turn)."""
     runs_of = (f"{tag}-left", f"{tag}-right")
@@ -67,12 +69,13 @@ def run_two(troupe: Troupe, stub: OpenAIStub, tag: str, tasks: int, **model: Any
     with troupe.operator():
         apply(troupe, agent(tag, stub.base_url, maxRetries=10, **model))
         for name in runs_of:
-            steps = [{"name": f"t{i}", "agent": tag} for i in range(tasks)]
+            steps = [{"name": f"t{i}", "agent": tag, "retries": retries} for i in range(tasks)]
             apply(troupe, workflow(name, steps))
         runs = wait_for(sample, timeout=480, interval=0.05, what="both Workflows to end")
         final = (read(troupe, "agents", tag).get("status") or {}).get("concurrency")
     return {
         "phases": [body["status"]["phase"] for body in runs],
+        "messages": [body["status"].get("message") for body in runs],
         "running": running,
         "reasons": reasons,
         "caps": caps,
@@ -94,16 +97,17 @@ def test_adaptive_concurrency_follows_an_endpoint_that_throttles(troupe: Troupe)
     seen: dict[str, Any] = {}
     for tag, adaptive in (("fixed", False), ("adaptive", True)):
         with OpenAIStub(reply=reply_naming_the_task) as stub:
-            stub.limit_concurrency(2, hold=3.0)
+            stub.limit_concurrency(2, hold=1.5)
             seen[tag] = run_two(
-                troupe, stub, tag, 4, maxConcurrency=5, adaptiveConcurrency=adaptive
+                troupe, stub, tag, 8, retries=5, maxConcurrency=5, adaptiveConcurrency=adaptive
             )
             counts[tag] = stub.throttled
     print(
         f"429s without adaptive concurrency: {counts['fixed']}, with: {counts['adaptive']}; "
         f"effective caps with: {seen['adaptive']['caps']}, final {seen['adaptive']['final']}"
     )
-    assert seen["fixed"]["phases"] == seen["adaptive"]["phases"] == ["Succeeded", "Succeeded"]
+    for tag in ("fixed", "adaptive"):
+        assert seen[tag]["phases"] == ["Succeeded", "Succeeded"], seen[tag]["messages"]
     caps = seen["adaptive"]["caps"]
     assert caps[0] == 5
     assert min(caps) <= 2, caps
