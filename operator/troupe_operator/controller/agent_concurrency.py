@@ -105,16 +105,23 @@ class Concurrency:
     ) -> None:
         """Count the reports of a run's finished attempts (each Job once) on adaptive Agents."""
         for job in jobs:
-            if job.agent is None or job.report is None or job.state == JobState.ACTIVE:
+            spec = agents.get(job.agent) if job.agent is not None else None
+            if spec is None or not spec.model.adaptive_concurrency:
                 continue
-            key = (namespace, job.agent)
-            if self.cap(key, agents.get(job.agent)) is None or key not in self._aimd:
+            if job.report is None or job.state == JobState.ACTIVE:
                 continue
+            key = (namespace, str(job.agent))
+            if key not in self._aimd:
+                self.cap(key, spec)
             aimd = self._aimd[key]
             started = job.started_at.timestamp() if job.started_at else None
             change = aimd.report(job.name, job.report, self.wall().timestamp(), started)
             if change is not None:
                 self._show(key, aimd.limit, aimd.effective, change)
+
+    def forget(self, key: AgentKey) -> None:
+        """The Agent is gone: its gauge and what was still to be shown go with it."""
+        self.cap(key, None)
 
     def _show(self, key: AgentKey, limit: int, effective: int, change: Change | None) -> int:
         LIMIT.labels(*key).set(effective)

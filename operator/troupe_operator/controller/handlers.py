@@ -73,6 +73,7 @@ class Controller:
         self.reconciler: WorkflowReconciler | None = None
         self.gate: tenant_limits.TenantGate | None = None
         self.agent_gate: agent_limits.AgentGate | None = None
+        self.concurrency: agent_concurrency.Concurrency | None = None
         self._showing: asyncio.Task[None] | None = None
         self.tracer = tracing.DISABLED
         self._api: client.ApiClient | None = None
@@ -98,7 +99,7 @@ class Controller:
         def profiles_of(namespace: str) -> Mapping[str, AgentProfile]:
             return {name: profile for name, _, profile in agents.get(namespace, ())}
 
-        concurrency = agent_concurrency.Concurrency(agent_indexes.kept)
+        concurrency = self.concurrency = agent_concurrency.Concurrency(agent_indexes.kept)
 
         def cap(namespace: str, agent: str) -> int | None:
             return concurrency.cap((namespace, agent), agents_of(namespace).get(agent))
@@ -280,8 +281,14 @@ def register(
         controller.enqueue(key)
 
     @kopf.on.event(GROUP, VERSION, "agents", registry=registry)
-    async def agent_event(namespace: str | None, name: str, **_: Any) -> None:
-        """Runs waiting for this Agent, or for any Agent a selector may match, look again."""
+    async def agent_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+        """Runs waiting for this Agent, or for any Agent a selector may match, look again, as
+        do those its cap held back (a raised cap, a cap removed); a deleted Agent's cap goes
+        (its gauge with it)."""
+        if event["type"] == "DELETED" and controller.concurrency is not None:
+            controller.concurrency.forget((str(namespace), name))
+        if controller.agent_gate is not None:
+            controller.agent_gate.slots_freed(str(namespace))
         for key in controller.runs.waiting_for(str(namespace), name):
             controller.enqueue(key)
 
