@@ -51,13 +51,16 @@ def run_two(
     running: list[int] = []
     reasons: set[str] = set()
     caps: list[int] = []
+    timeline: list[int] = []
 
     def sample() -> list[Body] | None:
         pods = troupe.core.list_namespaced_pod(NAMESPACE, label_selector="troupe.dev/workflow")
         running.append(sum(1 for pod in pods.items if pod.status and pod.status.phase == "Running"))
         concurrency = (read(troupe, "agents", tag).get("status") or {}).get("concurrency")
-        if concurrency and (not caps or caps[-1] != concurrency["effective"]):
-            caps.append(concurrency["effective"])
+        if concurrency:
+            timeline.append(concurrency["effective"])
+            if not caps or caps[-1] != concurrency["effective"]:
+                caps.append(concurrency["effective"])
         runs = [read(troupe, "workflows", name) for name in runs_of]
         for body in runs:
             for condition in (body.get("status") or {}).get("conditions") or ():
@@ -79,6 +82,7 @@ def run_two(
         "running": running,
         "reasons": reasons,
         "caps": caps,
+        "timeline": timeline,
         "final": final,
     }
 
@@ -111,4 +115,9 @@ def test_adaptive_concurrency_follows_an_endpoint_that_throttles(troupe: Troupe)
     caps = seen["adaptive"]["caps"]
     assert caps[0] == 5
     assert min(caps) <= 2, caps
+    timeline = seen["adaptive"]["timeline"]
+    after = timeline[timeline.index(caps[1]) :]  # from the first halving on
+    at_most_2 = sum(1 for cap in after if cap <= 2) / len(after)
+    print(f"share of samples at a cap of 2 or below after the first halving: {at_most_2:.0%}")
+    assert at_most_2 > 0.5, caps
     assert counts["adaptive"] < counts["fixed"]

@@ -55,8 +55,19 @@ THROTTLED, CLEAN, SILENT = report({"429": 2}), report(), TaskReport(succeeded=Fa
         (8, [(THROTTLED, 0, None), (THROTTLED, 5, None), (THROTTLED, 10, None)], [4, 4, 2]),
         # Timeouts count as throttling; other failures do not.
         (4, [(report({"timeout": 1}), 0, None), (report({"500": 3}), 20, None)], [2, 2]),
-        # Additive increase: one step per round of as many clean reports as the cap.
-        (4, [(THROTTLED, 0, None)] + [(CLEAN, t, t) for t in range(1, 6)], [2, 2, 3, 3, 3, 4]),
+        # Additive increase: one step per round of as many clean reports as the cap...
+        (
+            8,
+            [(THROTTLED, 0, None)] + [(CLEAN, t, t) for t in range(1, 10)],
+            [4] + [4] * 3 + [5] + [5] * 4 + [6],
+        ),
+        # ... but back to where it was last throttled (4 here) only after 4 rounds (4 x 3
+        # reports), and past it after 4 more (4 x 4); then that is forgotten: one round a step.
+        (
+            8,
+            [(THROTTLED, 0, None), (THROTTLED, 1, 0.5)] + [(CLEAN, t, t) for t in range(2, 37)],
+            [4, 2, 2, 3] + [3] * 11 + [4] + [4] * 15 + [5] + [5] * 4 + [6],
+        ),
         # Never above the limit; a report without calls says nothing.
         (2, [(CLEAN, 1, 1), (CLEAN, 2, 2), (SILENT, 3, 3), (report(calls=0), 4, 4)], [2] * 4),
     ],
@@ -118,7 +129,8 @@ def test_an_agent_without_free_slots_holds_its_attempts_back_with_a_reason_and_o
     )
     [event] = cluster.events_of("AgentConcurrencyLimit")
     assert event.type == EventType.NORMAL
-    assert cluster.status.tasks["t1"].phase == "Pending"
+    t1 = cluster.status.tasks["t1"]
+    assert (t1.phase, t1.waiting and t1.waiting.reason) == ("Pending", "AgentConcurrencyLimit")
 
     cluster.agent_slots = {"agent": 0}  # t0 runs on the Agent's other slot
     assert created_tasks(cluster.step()) == []  # still held: no second Event

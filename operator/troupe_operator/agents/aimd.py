@@ -12,7 +12,11 @@ TCP's congestion control applied to task attempts. Each finished attempt's
   one overload halve it once, not once each;
 - clean (it made model calls and none was throttled): one step towards the
   limit per round, a round being as many clean reports as the cap is now
-  (additive increase by one per round trip);
+  (additive increase by one per round trip); but back up to the cap at which
+  it was last throttled, and past it, only after ``PROBE_ROUNDS`` rounds, so
+  that against an endpoint that throttles above K the cap stays at K most of
+  the time rather than sawing between K/2 and K+1 (the last throttled level is
+  forgotten once the cap has gone past it without throttling);
 - anything else (no result, a failure before any call): nothing.
 
 Pure and bounded: it remembers the last ``REPORTS_REMEMBERED`` Job names it
@@ -34,6 +38,8 @@ THROTTLED: Final = frozenset({"429", "timeout"})
 """Failed-call statuses that mean the endpoint is overloaded."""
 DECREASE_WINDOW_SECONDS: Final = 10.0
 """At most one halving per this many seconds."""
+PROBE_ROUNDS: Final = 4
+"""Rounds of clean reports before the cap goes back to where it was last throttled, or past."""
 REPORTS_REMEMBERED: Final = 4096
 """Job names remembered per Agent so that a report read again is not counted again."""
 
@@ -77,6 +83,8 @@ class Aimd:
     window_seconds: float = DECREASE_WINDOW_SECONDS
     _clean: int = 0
     _decreased_at: float = -math.inf
+    _throttled_at: int | None = None
+    """The cap when it was last halved (None: not since it went past that)."""
     _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     @classmethod
@@ -107,13 +115,16 @@ class Aimd:
                 return None
             if started is None and now - self._decreased_at < self.window_seconds:
                 return None
-            self._decreased_at = now
+            self._decreased_at, self._throttled_at = now, before
             self.effective = max(1, before // 2)
             return Change(before, self.effective, DECREASED) if self.effective != before else None
         if verdict is False:
             self._clean += 1
-            if self._clean >= before and before < self.limit:
+            near = self._throttled_at is not None and before + 1 >= self._throttled_at
+            if self._clean >= before * (PROBE_ROUNDS if near else 1) and before < self.limit:
                 self._clean = 0
                 self.effective = before + 1
+                if self._throttled_at is not None and self.effective > self._throttled_at:
+                    self._throttled_at = None
                 return Change(before, self.effective, INCREASED)
         return None
