@@ -27,8 +27,8 @@ from tests.support.waiting import wait_for
 Body = dict[str, Any]
 NAMESPACE = "default"
 
-# Ten task processes, each importing LangChain, a few at a time (see test_tenant_limits).
-pytestmark = pytest.mark.timeout(600)
+# Up to 24 task processes per run, each importing LangChain, a few at a time.
+pytestmark = pytest.mark.timeout(900)
 
 
 def apply(troupe: Troupe, *bodies: Body) -> None:
@@ -103,7 +103,7 @@ def test_adaptive_concurrency_follows_an_endpoint_that_throttles(troupe: Troupe)
         with OpenAIStub(reply=reply_naming_the_task) as stub:
             stub.limit_concurrency(2, hold=4.0)
             seen[tag] = run_two(
-                troupe, stub, tag, 8, retries=5, maxConcurrency=5, adaptiveConcurrency=adaptive
+                troupe, stub, tag, 12, retries=5, maxConcurrency=5, adaptiveConcurrency=adaptive
             )
             counts[tag] = stub.throttled
     print(
