@@ -10,7 +10,8 @@ Normal Event ``ConcurrencyAdjusted`` when the cap moved (at most one per Agent p
 ``EVENT_INTERVAL_SECONDS``; the status always has the latest). After a restart an
 adaptive Agent starts from the cap its status kept (a kopf index), not from the
 top. Without ``adaptiveConcurrency`` the cap is ``maxConcurrency`` and nothing adapts.
-It refuses nothing; a write that fails is tried again at the next interval.
+It refuses nothing; a status write that fails is tried again at the next
+interval (an Event due with it is not: Events are best effort).
 """
 
 from __future__ import annotations
@@ -171,6 +172,9 @@ async def show(concurrency: Concurrency, write: Writer) -> None:
                 await write(key, status, event)
             except ApiError as error:
                 logger.warning("status.concurrency of Agent %s/%s: %s", *key, error)
+                continue
+            except Exception:  # never end the loop: the next interval tries again
+                logger.exception("status.concurrency of Agent %s/%s", *key)
                 continue
             concurrency.written(key, status)
 
