@@ -145,3 +145,25 @@ def test_models_endpoint(openai_stub: OpenAIStub) -> None:
     client = openai.OpenAI(base_url=openai_stub.base_url, api_key="sk-test-dummy")
     assert [model.id for model in client.models.list()] == ["stub-model"]
     client.close()
+
+
+def test_limit_concurrency_answers_429_above_the_bound(openai_stub: OpenAIStub) -> None:
+    import concurrent.futures
+
+    openai_stub.limit_concurrency(2, hold=1.0)
+    client = openai.OpenAI(base_url=openai_stub.base_url, api_key="k", max_retries=0)
+
+    def call(_: int) -> int:
+        try:
+            client.chat.completions.create(
+                model="stub-model", messages=[{"role": "user", "content": "hi"}]
+            )
+        except openai.RateLimitError:
+            return 429
+        return 200
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(call, range(4)))
+    assert codes == [200, 200, 429, 429]
+    assert openai_stub.throttled == 2
+    assert openai_stub.most_in_flight == 2

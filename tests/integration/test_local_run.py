@@ -273,3 +273,36 @@ spec:
     assert (status["phase"], status["progress"]) == ("Succeeded", "2/2")
     assert status["resolvedFrom"]["workflowTemplate"] == {"name": "brief"}
     assert secret not in status_text + finished.stdout + finished.stderr
+
+
+def test_an_agents_max_concurrency_caps_its_processes_across_the_workflows(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.limit_concurrency(1, hold=0.5)  # a second request at once would get a 429
+    documents = [
+        f"""apiVersion: troupe.dev/v1alpha1
+kind: Agent
+metadata: {{name: single}}
+spec:
+  model: {{name: stub-model, baseURL: "{openai_stub.base_url}", maxRetries: 0, maxConcurrency: 1}}
+"""
+    ] + [
+        f"""apiVersion: troupe.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  tasks:
+    - {{name: a, agent: single, prompt: "Say a"}}
+    - {{name: b, agent: single, prompt: "Say b"}}
+"""
+        for name in ("left", "right")
+    ]
+    manifest = tmp_path / "capped.yaml"
+    manifest.write_text("---\n".join(documents))
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+    finished = troupe_run(
+        str(manifest), "--parallelism", "4", "--output-dir", str(tmp_path / "out"), env=env
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert (openai_stub.throttled, openai_stub.most_in_flight) == (0, 1)
+    assert len(openai_stub.chat_requests) == 4

@@ -18,6 +18,9 @@ usage chunk when `stream_options.include_usage` is set) and `GET /v1/models`.
   `context_length_exceeded`, slow replies (`Fault.slow(seconds)`), malformed bodies.
   `stub.fail_model("name", Fault.unavailable())` answers every request for that model with
   the fault instead (an endpoint that stays down, while other models answer).
+- `stub.limit_concurrency(most, hold=...)` plays a per-key rate limit: a chat request that
+  arrives while `most` are being answered gets a 429 (counted in `stub.throttled`), and
+  each answered one takes `hold` seconds, so that requests overlap.
 - Every request is recorded in `stub.requests` (path, headers including `Authorization`,
   JSON body), so tests can assert what a client sent and search for leaked secrets.
 - `python -m tests.support.openai_stub [PORT]` serves it on all interfaces until killed,
@@ -207,6 +210,12 @@ class OpenAIStub(BackgroundService):
         self._model_faults: dict[str, Fault] = {}
         self._served = 0
         self._tool_calls = 0
+        self._most: int | None = None
+        self._hold = 0.0
+        self._in_flight = 0
+        self.throttled = 0
+        """Requests answered 429 because ``limit_concurrency``'s bound was reached."""
+        self.most_in_flight = 0
         self.url = ""
 
     @property
@@ -219,6 +228,11 @@ class OpenAIStub(BackgroundService):
 
     def inject(self, *faults: Fault) -> None:
         self._faults.extend(faults)
+
+    def limit_concurrency(self, most: int, hold: float = 1.0) -> None:
+        """Answer 429 to a chat request while ``most`` are in flight; each served one takes
+        ``hold`` seconds."""
+        self._most, self._hold = most, hold
 
     def fail_model(self, model: str, fault: Fault) -> None:
         """Answer every request for ``model`` with ``fault``, before any queued one."""
@@ -261,6 +275,26 @@ class OpenAIStub(BackgroundService):
     async def _chat(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         body: ChatBody = await request.json()
         self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
+        if self._most is None:
+            return await self._answer(request, body)
+        if self._in_flight >= self._most:
+            self.throttled += 1
+            fault = Fault.rate_limited(retry_after=0.5)
+            error = {"param": None, **(fault.error or {})}
+            return aiohttp.web.json_response(
+                {"error": error}, status=fault.status, headers=fault.headers
+            )
+        self._in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        try:
+            await asyncio.sleep(self._hold)
+            return await self._answer(request, body)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer(
+        self, request: aiohttp.web.Request, body: ChatBody
+    ) -> aiohttp.web.StreamResponse:
         fault = self._fault_for(request, body)
         await asyncio.sleep(fault.delay)
         while fault.until is not None and not fault.until.is_set():

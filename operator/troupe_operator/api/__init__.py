@@ -9,6 +9,7 @@ Agent spec through it; nothing else redefines these shapes.
 from troupe_operator.api.agent import (
     ROLE_DEFAULTS,
     AgentCallStats,
+    AgentConcurrency,
     AgentPhase,
     AgentSpec,
     AgentStatus,
@@ -138,6 +139,7 @@ __all__ = [
     "SPEC_MOUNT",
     "VERSION",
     "AgentCallStats",
+    "AgentConcurrency",
     "AgentPhase",
     "AgentSelector",
     "AgentSpec",

@@ -31,6 +31,8 @@ from troupe_operator.api.common import (
 
 MAX_MEMBERS: Final = 16
 MAX_ITERATIONS: Final = 50
+MAX_AGENT_CONCURRENCY: Final = 1000
+"""Most task attempts one Agent may cap itself at (``model.maxConcurrency``)."""
 
 
 class Role(StrEnum):
@@ -163,6 +165,34 @@ class ModelSpec(ApiModel):
         le=10,
         description="Retries of one model call on 429, 5xx, connection errors and timeouts.",
     )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_AGENT_CONCURRENCY,
+        description=(
+            "Most task attempts of this Agent running at once across all Workflows of the "
+            "namespace; more wait with reason AgentConcurrencyLimit. Left out: no cap."
+        ),
+    )
+    adaptive_concurrency: bool = Field(
+        default=False,
+        description=(
+            "Follow the endpoint: halve the cap when task results report 429s or timeouts, "
+            "raise it by one per round of clean results, within [1, maxConcurrency] (AIMD). "
+            "Needs maxConcurrency; the current cap is in status.concurrency."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _adaptive_needs_a_cap(self) -> ModelSpec:
+        if self.adaptive_concurrency and self.max_concurrency is None:
+            raise PydanticCustomError(
+                "adaptive_without_cap",
+                "model.adaptiveConcurrency needs model.maxConcurrency (the cap it adapts "
+                "within, 1..{most}): set both or neither",
+                {"most": MAX_AGENT_CONCURRENCY},
+            )
+        return self
 
 
 class ResourceRequirements(ApiModel):
@@ -304,6 +334,23 @@ class AgentCallStats(ApiModel):
     updated_at: datetime = Field(description="When it last wrote them.")
 
 
+class AgentConcurrency(ApiModel):
+    """The cap on the Agent's running task attempts as the operator applies it now."""
+
+    limit: int = Field(ge=1, description="model.maxConcurrency.")
+    effective: int = Field(
+        ge=1,
+        description="The cap applied now: the limit, or less after throttling when adaptive.",
+    )
+    running: int = Field(default=0, ge=0, description="Its task attempts running when written.")
+    reason: str | None = Field(
+        default=None, description="Why the effective cap last changed, in a few words."
+    )
+    last_adjusted: datetime | None = Field(
+        default=None, description="When the effective cap last changed."
+    )
+
+
 class AgentStatus(ApiModel):
     """What the operator and the Agent's supervisor pod observed of an Agent."""
 
@@ -328,6 +375,10 @@ class AgentStatus(ApiModel):
     )
     calls: AgentCallStats | None = Field(
         default=None, description="The supervisor pod's model calls (by that pod)."
+    )
+    concurrency: AgentConcurrency | None = Field(
+        default=None,
+        description="The cap on its running task attempts (by the operator; model.maxConcurrency).",
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="The metadata.generation last acted on (by the operator)."

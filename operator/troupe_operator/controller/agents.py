@@ -145,7 +145,7 @@ def _owned_by_agent(body: Body, name: str) -> bool:
     )
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -178,7 +178,7 @@ class AgentReconciler:
             config.task_command,
             tuple(otel_config.child_environment().items()),
         )
-        self.events = AgentEvents(kube, config.reporting_instance, _now)
+        self.events = AgentEvents(kube, config.reporting_instance, now)
 
     async def reconcile(self, key: AgentKey) -> float | None:
         namespace, name = key
@@ -242,7 +242,7 @@ class AgentReconciler:
                 if child_body
             },
             settings=self.settings,
-            now=_now(),
+            now=now(),
             members={
                 member: None if member_body is None else _replicas(member_body)
                 for member, member_body in zip(members, member_bodies, strict=True)

@@ -19,17 +19,21 @@ retried with per-Workflow backoff; never dropped.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import kopf
 from kubernetes.aio import client
 from pydantic import ValidationError
 
-from troupe_operator.api import GROUP, VERSION, AgentSpec
+from troupe_operator.api import GROUP, VERSION, AgentConcurrency, AgentSpec
 from troupe_operator.controller import (
+    agent_concurrency,
+    agent_limits,
     agents,
     inventory,
     kopf_settings,
@@ -48,7 +52,7 @@ from troupe_operator.controller.reconciler import WorkflowReconciler
 from troupe_operator.controller.runs import Runs, WorkflowKey
 from troupe_operator.controller.workers import Workers
 from troupe_operator.resolution import Template
-from troupe_operator.workflow import LABEL_WORKFLOW, AgentProfile
+from troupe_operator.workflow import LABEL_WORKFLOW, AgentProfile, Event
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,9 @@ class Controller:
         self.workers: Workers[WorkflowKey] = Workers(metrics.CONTROLLER)
         self.reconciler: WorkflowReconciler | None = None
         self.gate: tenant_limits.TenantGate | None = None
+        self.agent_gate: agent_limits.AgentGate | None = None
+        self.concurrency: agent_concurrency.Concurrency | None = None
+        self._showing: asyncio.Task[None] | None = None
         self.tracer = tracing.DISABLED
         self._api: client.ApiClient | None = None
 
@@ -80,6 +87,7 @@ class Controller:
         templates: kopf.Index[tuple[str, str], Template],
         namespaces: kopf.Index[str, str | None],
         tenant_indexes: tenant_limits.Indexes,
+        agent_indexes: AgentIndexes,
     ) -> None:
         self._api = api
         self.tracer = tracing.RunTracer.from_env()
@@ -91,6 +99,18 @@ class Controller:
         def profiles_of(namespace: str) -> Mapping[str, AgentProfile]:
             return {name: profile for name, _, profile in agents.get(namespace, ())}
 
+        concurrency = self.concurrency = agent_concurrency.Concurrency(agent_indexes.kept)
+
+        def cap(namespace: str, agent: str) -> int | None:
+            return concurrency.cap((namespace, agent), agents_of(namespace).get(agent))
+
+        self.agent_gate = agent_limits.AgentGate(
+            agent_indexes.active, self.runs.created_agents_in, cap, self.enqueue
+        )
+        concurrency.running = self.agent_gate.running
+        self._showing = asyncio.create_task(
+            agent_concurrency.show(concurrency, _agent_writer(api, config))
+        )
         self.reconciler = WorkflowReconciler(
             Kube(api, config.api_timeout_seconds),
             config,
@@ -101,6 +121,8 @@ class Controller:
             runs=self.runs,
             refusal=tenancy.refusal(config, namespaces, "Workflows"),
             gate=self.gate,
+            agent_gate=self.agent_gate,
+            concurrency=concurrency,
             tracer=self.tracer,
         )
         self.workers.start(self.reconciler.reconcile, config.workers)
@@ -108,12 +130,41 @@ class Controller:
     async def stop(self) -> None:
         inventory.INVENTORY.unwatch()
         await self.workers.stop()
+        if self._showing is not None:
+            await agent_concurrency.stop(self._showing)
         self.tracer.shutdown()
         if self._api is not None:
             await self._api.close()  # type: ignore[no-untyped-call]  # untyped upstream
 
     def enqueue(self, key: WorkflowKey) -> None:
         self.workers.enqueue(key)
+
+
+@dataclass(frozen=True)
+class AgentIndexes:
+    """The kopf indexes the Agents' concurrency caps are counted from."""
+
+    active: Mapping[agent_limits.AgentKey, Collection[tuple[str, str]]]
+    kept: Mapping[agent_limits.AgentKey, Collection[int]]
+
+
+def _agent_writer(api: client.ApiClient, config: OperatorConfig) -> agent_concurrency.Writer:
+    """Writes an Agent's status.concurrency (with the resourceVersion read) and its Event."""
+    kube = agents.AgentKube(api, config.api_timeout_seconds)
+    events = agents.AgentEvents(kube, config.reporting_instance, agents.now)
+
+    async def write(
+        key: agent_limits.AgentKey, status: AgentConcurrency, event: Event | None
+    ) -> None:
+        body = await kube.read_agent(*key)
+        if body is None:
+            return
+        version = body["metadata"]["resourceVersion"]
+        await kube.patch_agent_status(*key, version, {"concurrency": status.to_wire()})
+        if event is not None:
+            await events.post(body, event)
+
+    return write
 
 
 def _agent_entry(body: kopf.Body, name: str) -> AgentEntry:
@@ -135,6 +186,8 @@ def register(
     tenancy.register_index(registry)
     resolving.register_index(registry)
     tenant_limits.register_indexes(registry)
+    agent_limits.register_index(registry)
+    agent_concurrency.register_index(registry)
     inventory.register_indexes(registry)
     agents.register(registry, load_config, connect)
     tenants.register(registry, load_config, connect)
@@ -168,6 +221,10 @@ def register(
                 active_jobs=indices[tenant_limits.ACTIVE_JOBS_INDEX],
                 tokens=indices[tenant_limits.TOKENS_INDEX],
             ),
+            AgentIndexes(
+                active=indices[agent_limits.ACTIVE_AGENT_JOBS_INDEX],
+                kept=indices[agent_concurrency.KEPT_INDEX],
+            ),
         )
         inventory.INVENTORY.watch(
             inventory.Sources(
@@ -198,6 +255,8 @@ def register(
                 controller.workers.queue.discard(key)
                 if controller.gate is not None:
                     controller.gate.forget(key)
+                if controller.agent_gate is not None:
+                    controller.agent_gate.forget(key)
         elif controller.runs.seen(key, event["object"]):
             controller.enqueue(key)
 
@@ -211,6 +270,8 @@ def register(
         ended = event["type"] == "DELETED" or (record is not None and record.finished)
         if ended and controller.gate is not None:
             controller.gate.slots_freed(str(namespace))  # its Tenant's held-back runs may start
+        if ended and controller.agent_gate is not None:
+            controller.agent_gate.slots_freed(str(namespace))  # and those held by its Agent
         if memory is None or record is None or record.owner_uid != memory.uid:
             return
         if event["type"] == "DELETED":
@@ -220,8 +281,14 @@ def register(
         controller.enqueue(key)
 
     @kopf.on.event(GROUP, VERSION, "agents", registry=registry)
-    async def agent_event(namespace: str | None, name: str, **_: Any) -> None:
-        """Runs waiting for this Agent, or for any Agent a selector may match, look again."""
+    async def agent_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+        """Runs waiting for this Agent, or for any Agent a selector may match, look again, as
+        do those its cap held back (a raised cap, a cap removed); a deleted Agent's cap goes
+        (its gauge with it)."""
+        if event["type"] == "DELETED" and controller.concurrency is not None:
+            controller.concurrency.forget((str(namespace), name))
+        if controller.agent_gate is not None:
+            controller.agent_gate.slots_freed(str(namespace))
         for key in controller.runs.waiting_for(str(namespace), name):
             controller.enqueue(key)
 

@@ -45,6 +45,8 @@ from troupe_operator.api import (
 )
 from troupe_operator.api.run_control import RunRequests
 from troupe_operator.controller import children, observe, resolving, run_metrics, tenancy
+from troupe_operator.controller.agent_concurrency import Concurrency
+from troupe_operator.controller.agent_limits import AgentGate, starts_by_agent
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
@@ -119,6 +121,8 @@ class WorkflowReconciler:
         clock: Clock = _utcnow,
         refusal: tenancy.Refusal = tenancy.admitted,
         gate: TenantGate | None = None,
+        agent_gate: AgentGate | None = None,
+        concurrency: Concurrency | None = None,
         metrics: RunMetrics = RUN_METRICS,
         tracer: RunTracer = DISABLED,
     ) -> None:
@@ -128,6 +132,8 @@ class WorkflowReconciler:
         self.metrics = metrics
         self.refusal = refusal
         self.gate = gate
+        self.agent_gate = agent_gate
+        self.concurrency = concurrency
         self.config = config
         self.jobs = jobs
         self.agents = agents
@@ -174,6 +180,8 @@ class WorkflowReconciler:
             self.runs.forget(key)
             if self.gate is not None:
                 self.gate.forget(key)
+            if self.agent_gate is not None:
+                self.agent_gate.forget(key)
             return None
         if decision.unobserved_jobs and await self._confirm(run, memory, decision.unobserved_jobs):
             return 0.0
@@ -194,8 +202,11 @@ class WorkflowReconciler:
             observation = await self._observe(run, memory)
             decision = reconcile(observation)
             starts = len(decision.of_type(CreateTask))
+            by_agent = starts_by_agent(decision)
             if self.gate is not None:
                 self.gate.reserve(key, starts)
+            if self.agent_gate is not None:
+                self.agent_gate.reserve(key, by_agent)
             try:
                 memory.refusals = await self._execute(run, memory, decision)
             except Redecide:
@@ -203,9 +214,13 @@ class WorkflowReconciler:
             finally:
                 if self.gate is not None:
                     self.gate.release(key, starts)
+                if self.agent_gate is not None:
+                    self.agent_gate.release(key, by_agent)
             if not memory.refusals:
                 if self.gate is not None:
                     self.gate.decided(key, decision)
+                if self.agent_gate is not None:
+                    self.agent_gate.decided(key, decision)
                 return observation, decision
         raise RuntimeError(
             f"no decision for {run.namespace}/{run.name} in {DECISION_ROUNDS} rounds"
@@ -218,6 +233,10 @@ class WorkflowReconciler:
         requests = RunRequests.of(body["metadata"].get("annotations"))
         recorded = await self._recorded_spec(run, memory, spec, status)
         priority = _priority(recorded or spec)
+        jobs = await self._observed_jobs(run, memory, status)
+        agents = self.agents(run.namespace)
+        if self.concurrency is not None:
+            self.concurrency.finished(run.namespace, jobs, agents)
         return Observation(
             namespace=run.namespace,
             name=run.name,
@@ -226,8 +245,8 @@ class WorkflowReconciler:
             spec=spec,
             status=status,
             now=self.clock(),
-            jobs=await self._observed_jobs(run, memory, status),
-            agents=self.agents(run.namespace),
+            jobs=jobs,
+            agents=agents,
             agent_profiles=self.agent_profiles(run.namespace),
             recorded_spec=recorded,
             refusals=memory.refusals,
@@ -238,7 +257,17 @@ class WorkflowReconciler:
             resolved_from=resolved_from,
             # Last, after every await of this observation: see _decide.
             tenant=self.gate.share((run.namespace, run.name), priority) if self.gate else None,
+            agent_slots=self._agent_slots(run, agents, priority),
         )
+
+    def _agent_slots(
+        self, run: WorkflowRef, agents: Mapping[str, AgentSpec], priority: int
+    ) -> dict[str, int]:
+        """The run's share of each capped Agent's free slots (counted with the Tenant's)."""
+        if self.agent_gate is None:
+            return {}
+        capped = [name for name, spec in agents.items() if spec.model.max_concurrency]
+        return self.agent_gate.slots((run.namespace, run.name), capped, priority)
 
     async def _resolved(
         self, run: WorkflowRef, memory: RunMemory, status: WorkflowStatus
@@ -504,7 +533,7 @@ class WorkflowReconciler:
                 return
         else:
             self._count_start(run, memory, action, started)
-        ref = JobRef(action.job_name, action.task, action.attempt)
+        ref = JobRef(action.job_name, action.task, action.attempt, action.task_input.agent_name)
         memory.created.setdefault(action.job_name, (ref, time.monotonic()))
 
     def _count_start(

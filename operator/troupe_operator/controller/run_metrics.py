@@ -81,6 +81,7 @@ NO_WAIT: Final = "none"
 REASONS: Final = {
     "Parallelism": "parallelism",
     "TenantConcurrencyLimit": "tenant_limit",
+    "AgentConcurrencyLimit": "agent_limit",
     "TokenBudgetExceeded": "budget",
     "AgentNotFound": "agent_not_found",
     "NoMatchingAgent": "no_matching_agent",
@@ -151,7 +152,7 @@ class RunMetrics:
         self.queue_wait = Histogram(
             "troupe_task_queue_wait_seconds",
             "Time an attempt waited from the operator finding it ready to its Job being "
-            "created, by what held it back last (parallelism, tenant_limit, budget, "
+            "created, by what held it back last (parallelism, tenant_limit, agent_limit, budget, "
             "agent_not_found, no_matching_agent, not_tenanted, suspended) or none.",
             ["namespace", "reason"],
             buckets=WAIT_BUCKETS,

@@ -210,6 +210,14 @@ class Runs:
             if key[0] == namespace and memory.created
         }
 
+    def created_agents_in(self, namespace: str) -> dict[WorkflowKey, dict[str, str | None]]:
+        """The same Jobs, each with the Agent its attempt runs on."""
+        return {
+            key: {name: ref.agent for name, (ref, _) in memory.created.items()}
+            for key, memory in self._runs.items()
+            if key[0] == namespace and memory.created
+        }
+
     def naming_template(self, namespace: str, template: str) -> list[WorkflowKey]:
         """The live runs of a namespace that name this WorkflowTemplate and have not started."""
         return [

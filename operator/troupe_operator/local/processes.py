@@ -101,9 +101,13 @@ class LocalJobs:
         for job_name in self.attempts:
             self.delete(job_name)
 
-    def live(self) -> int:
-        """Attempts whose process is starting, running or not yet reaped."""
-        return sum(1 for attempt in self.attempts.values() if attempt.finished_at is None)
+    def live(self, agent: str | None = None) -> int:
+        """Attempts whose process is starting, running or not yet reaped (on ``agent``)."""
+        return sum(
+            1
+            for attempt in self.attempts.values()
+            if attempt.finished_at is None and agent in (None, attempt.action.task_input.agent_name)
+        )
 
     def observed(self) -> list[ObservedJob]:
         return [_observe(attempt) for attempt in self.attempts.values() if not attempt.deleted]

@@ -10,9 +10,11 @@ bound on task processes across all of them (the core is told each run's
 share of the free slots, shared as a Tenant's are, by ``tenants.slots``:
 higher ``spec.priority`` first, aged while a run waits, then fewest running,
 then longest waiting; a task waiting for one stays Pending; any attempt
-ending wakes every Workflow) and SIGINT/SIGTERM, on which each run is
-stopped by the core (reason Interrupted), every process killed and waited for, and what was
-decided written out before the scratch directory goes.
+ending wakes every Workflow), each Agent's ``model.maxConcurrency``, shared
+the same way (fixed here: ``adaptiveConcurrency`` is the operator's), and
+SIGINT/SIGTERM, on which each run is stopped by the core (reason
+Interrupted), every process killed and waited for, and what was decided
+written out before the scratch directory goes.
 """
 
 from __future__ import annotations
@@ -111,6 +113,19 @@ class _Shared:
         claims[asking.key] = replace(asking.claim(now), wants=self.parallelism)
         return share(self.parallelism, claims, now).get(asking.key, 0)
 
+    def agent_slots(self, asking: _WorkflowRun) -> dict[str, int]:
+        """How many attempts ``asking`` may start now on each Agent it knows with a cap."""
+        now = self.clock().timestamp()
+        free = {}
+        for name, agent in asking.workflow.agents.items():
+            cap = agent.model.max_concurrency
+            if cap is None:
+                continue
+            claims = {run.key: run.agent_claim(name, now) for run in self.runs}
+            claims[asking.key] = replace(claims[asking.key], wants=cap)
+            free[name] = share(cap, claims, now).get(asking.key, 0)
+        return free
+
     def wake_all(self) -> None:
         """A slot may be free, or the run must stop: every Workflow looks again."""
         for run in self.runs:
@@ -156,6 +171,8 @@ class _WorkflowRun:
         self.held = 0
         """Attempts the shell's slots held back at the last decision."""
         self.held_since: float | None = None
+        self.held_by_agent: dict[str, tuple[int, float]] = {}
+        """Attempts each Agent's cap held back at the last decision, and since when."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -170,6 +187,11 @@ class _WorkflowRun:
         since = self.held_since if self.held_since is not None else now
         return Claim(self.jobs.live(), self.held, since, self.priority)
 
+    def agent_claim(self, agent: str, now: float) -> Claim:
+        """What this run asks of ``agent``'s slots, as of its last decision."""
+        held, since = self.held_by_agent.get(agent, (0, now))
+        return Claim(self.jobs.live(agent), held, since, self.priority)
+
     async def run(self) -> WorkflowStatus:
         status = WorkflowStatus()
         while True:
@@ -180,6 +202,11 @@ class _WorkflowRun:
                 self.held_since = None
             elif self.held_since is None:
                 self.held_since = self.clock().timestamp()
+            now = self.clock().timestamp()
+            self.held_by_agent = {
+                agent: (count, self.held_by_agent.get(agent, (0, now))[1])
+                for agent, count in decision.held_by_agent.items()
+            }
             status = decision.status
             self.view.show(self.workflow.name, status, self._execute(decision.actions))
             if status.phase in ENDED:
@@ -209,6 +236,7 @@ class _WorkflowRun:
             agent_profiles=self.workflow.profiles,
             recorded_spec=self.recorded,
             free_slots=self.shared.free_slots(self),
+            agent_slots=self.shared.agent_slots(self),
             stop=self.shared.stop_reason,
             resolved_from=self.workflow.resolved_from,
         )

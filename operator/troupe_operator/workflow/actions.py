@@ -111,7 +111,10 @@ class Decision:
     ``Observation.free_slots``): the shell wakes the run when that limit frees.
     ``waiting`` names each ready task this decision did not start, with what
     held it back (Parallelism, AgentNotFound, NoMatchingAgent, TenantConcurrencyLimit,
-    TokenBudgetExceeded, NamespaceNotTenanted, Suspended), for the shell's metrics.
+    TokenBudgetExceeded, NamespaceNotTenanted, Suspended, AgentConcurrencyLimit), for the
+    shell's metrics. ``held_by_agent`` counts the attempts held back by each Agent's
+    ``model.maxConcurrency`` (``Observation.agent_slots``): the shell wakes the run when
+    that Agent's attempts end.
     """
 
     status: WorkflowStatus
@@ -123,6 +126,7 @@ class Decision:
     held_back: int = 0
     held_by: str | None = None
     waiting: Mapping[str, str] = field(default_factory=dict)
+    held_by_agent: Mapping[str, int] = field(default_factory=dict)
 
     def of_type(self, kind: type[T]) -> list[T]:
         """The actions of one kind, in order."""

@@ -41,6 +41,7 @@ from troupe_operator.workflow.actions import (
     EventType,
     PrepareRun,
 )
+from troupe_operator.workflow.agent_limits import AGENT_CONCURRENCY_LIMIT, AgentSlots
 from troupe_operator.workflow.compaction import fit_status
 from troupe_operator.workflow.conditions import find_condition, remove_condition, set_condition
 from troupe_operator.workflow.deadline import DEADLINE_EXCEEDED, past_deadline
@@ -244,6 +245,7 @@ class _Run:
         """The Tenant limit that held ready attempts back, and how many it held."""
         self.waiting: dict[str, str] = {}
         """Ready tasks not started by this decision, with what held each back."""
+        self.agent_slots = AgentSlots(observation.agent_slots)
 
     def decide(self) -> Decision:
         wanted = self._settle_tasks()
@@ -278,6 +280,7 @@ class _Run:
             held_back=self.held[1] if self.held else 0,
             held_by=self.held[0] if self.held else None,
             waiting=self.waiting,
+            held_by_agent=dict(self.agent_slots.held),
         )
 
     def _settle_tasks(self) -> list[tuple[str, int]]:
@@ -573,6 +576,9 @@ class _Run:
             if not isinstance(choice, selection.Chosen):
                 self.waiting[name] = self.agent_waits.wait(name, choice)
                 continue
+            if not self.agent_slots.take(choice.name):
+                self.waiting[name] = AGENT_CONCURRENCY_LIMIT
+                continue
             running[unit.spec.name] += 1
             reads = self._reads(unit)
             startable.append(
@@ -684,6 +690,9 @@ class _Run:
         if self.held and held:
             reason = self.held[0]
             return Verdict(phase, reason, held, blocked=reason == TOKEN_BUDGET_EXCEEDED)
+        by_agent = self.agent_slots.message(self.observation.agents)
+        if by_agent:
+            return Verdict(phase, AGENT_CONCURRENCY_LIMIT, by_agent)
         counts = Counter(task.phase for task in tasks.values())
         if phase == WorkflowPhase.PENDING:
             return Verdict(phase, "Pending", "waiting to start")
@@ -802,6 +811,8 @@ class _Run:
         was = previous_ready.reason if previous_ready else None
         if verdict.blocked and was != verdict.reason:
             self.actions.append(Event(EventType.WARNING, verdict.reason, verdict.message))
+        if verdict.reason == AGENT_CONCURRENCY_LIMIT and was != verdict.reason:
+            self.actions.append(Event(EventType.NORMAL, verdict.reason, verdict.message))
         if verdict.reason == SUSPENDED and was != SUSPENDED:
             self.actions.append(Event(EventType.NORMAL, SUSPENDED, verdict.message))
         elif was == SUSPENDED and verdict.reason != SUSPENDED and not verdict.finished:

@@ -34,11 +34,12 @@ class JobState(StrEnum):
 
 @dataclass(frozen=True)
 class JobRef:
-    """A Job of one attempt, by name."""
+    """A Job of one attempt, by name (and the Agent it runs on, when the shell knows)."""
 
     name: str
     task: str
     attempt: int
+    agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,11 @@ class Observation:
     without limits): attempts beyond it wait, with reason
     TenantConcurrencyLimit or TokenBudgetExceeded.
 
+    ``agent_slots`` is how many more attempts the run may start now on each Agent with a
+    ``model.maxConcurrency`` (its share of the Agent's free slots, counted by the shell
+    across the namespace's Workflows); an Agent missing there has no cap. Attempts beyond
+    it wait with reason AgentConcurrencyLimit.
+
     ``spec`` is resolved by the shell (a WorkflowTemplate's tasks, inputs from ConfigMaps);
     ``resolved_from`` says from what, and status records it once the run has started.
     """
@@ -193,3 +199,4 @@ class Observation:
     suspended: bool = False
     retry_request: str | None = None
     resolved_from: ResolvedFrom | None = None
+    agent_slots: Mapping[str, int] = field(default_factory=dict)
