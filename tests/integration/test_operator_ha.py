@@ -86,6 +86,7 @@ def lease_events(api: kubernetes.client.ApiClient) -> set[tuple[str, str, str, s
     }
 
 
+@pytest.mark.timeout(480)  # the sum of its waits: under load it outlasts the default 120 s
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "crash"])
 def test_only_the_leader_reconciles_and_the_standby_finishes_its_runs(
     troupe: Troupe, kubeconfig: pathlib.Path, stop: signal.Signals
