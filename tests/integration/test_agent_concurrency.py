@@ -101,9 +101,9 @@ def test_adaptive_concurrency_follows_an_endpoint_that_throttles(troupe: Troupe)
     seen: dict[str, Any] = {}
     for tag, adaptive in (("fixed", False), ("adaptive", True)):
         with OpenAIStub(reply=reply_naming_the_task) as stub:
-            stub.limit_concurrency(2, hold=4.0)
+            stub.limit_concurrency(2, hold=5.0)
             seen[tag] = run_two(
-                troupe, stub, tag, 12, retries=5, maxConcurrency=5, adaptiveConcurrency=adaptive
+                troupe, stub, tag, 16, retries=5, maxConcurrency=5, adaptiveConcurrency=adaptive
             )
             counts[tag] = stub.throttled
     print(

@@ -88,7 +88,7 @@ def test_aimd_counts_a_report_once_and_starts_from_what_status_kept() -> None:
     assert aimd.effective == 3
     assert aimd.report("job", THROTTLED, 0) is not None
     assert aimd.report("job", THROTTLED, 100) is None  # read again at the next reconcile
-    assert aimd.effective == 1
+    assert aimd.effective == 2  # halved, rounded up
     assert Aimd.start(4, kept=9).effective == 4
     aimd.relimit(1)
     assert (aimd.limit, aimd.effective) == (1, 1)
@@ -208,7 +208,7 @@ def finished(name: str, body: TaskReport, started: datetime | None = None) -> Ob
 def test_the_cap_is_max_concurrency_unless_adaptive_then_it_follows_reports() -> None:
     ticks = itertools.count(step=10)
     concurrency = Concurrency(
-        {("team", "w"): [3]},
+        {("team", "w"): [4]},
         running=lambda ns, agent: 1,
         clock=lambda: float(next(ticks)),
         wall=lambda: datetime(2026, 1, 1, tzinfo=UTC),
@@ -222,25 +222,24 @@ def test_the_cap_is_max_concurrency_unless_adaptive_then_it_follows_reports() ->
     assert concurrency.due() == []
 
     adaptive = {"w": capped(5, adaptive=True)}
-    assert concurrency.cap(key, adaptive["w"]) == 3  # what status kept
+    assert concurrency.cap(key, adaptive["w"]) == 4  # what status kept
     concurrency.finished("team", [finished("j1", THROTTLED)], adaptive)
     concurrency.finished("team", [finished("j1", THROTTLED)], adaptive)  # read again
-    assert concurrency.cap(key, adaptive["w"]) == 1
+    assert concurrency.cap(key, adaptive["w"]) == 2
     [(_, status, event)] = concurrency.due()
     assert (status.effective, status.reason) == (
-        1,
-        "concurrency cap 3 -> 1 of 5: a task reported 429s or timeouts",
+        2,
+        "concurrency cap 4 -> 2 of 5: a task reported 429s or timeouts",
     )
     assert event is not None and event.reason == ADJUSTED
     concurrency.written(key, status)
-    concurrency.finished(
-        "team", [finished("j2", CLEAN, datetime(2026, 1, 2, tzinfo=UTC))], adaptive
-    )
+    later = datetime(2026, 1, 2, tzinfo=UTC)
+    concurrency.finished("team", [finished(j, CLEAN, later) for j in ("j2", "j3")], adaptive)
     [(_, status, event)] = concurrency.due()
-    assert (status.effective, event) == (2, None)  # one Event per 30 s at most: it waits
+    assert (status.effective, event) == (3, None)  # one Event per 30 s at most: it waits
     concurrency.written(key, status)
     assert concurrency.due() == []  # 20 s after the last Event
     [(_, status, event)] = concurrency.due()  # 30 s after it: the Event of the latest change
     assert event is not None and event.message == (
-        "concurrency cap 1 -> 2 of 5: a round of tasks ran without throttling"
+        "concurrency cap 2 -> 3 of 5: a round of tasks ran without throttling"
     )

@@ -6,7 +6,8 @@ TCP's congestion control applied to task attempts. Each finished attempt's
 ``TaskReport`` counts once (by its Job's name):
 
 - throttled (any failed call with status ``429`` or ``timeout``): the cap is
-  halved, rounded down, never below 1; but not for an attempt that started before
+  halved, rounded up (so 3 goes to 2, not below the level that was fine before a
+  probe to 3), never below 1; but not for an attempt that started before
   the last halving (it was part of the overload that halving answered), nor, when
   the start is unknown, within ``DECREASE_WINDOW_SECONDS`` of it; so the reports of
   one overload halve it once, not once each;
@@ -116,7 +117,7 @@ class Aimd:
             if started is None and now - self._decreased_at < self.window_seconds:
                 return None
             self._decreased_at, self._throttled_at = now, before
-            self.effective = max(1, before // 2)
+            self.effective = max(1, math.ceil(before / 2))
             return Change(before, self.effective, DECREASED) if self.effective != before else None
         if verdict is False:
             self._clean += 1
