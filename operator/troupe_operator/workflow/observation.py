@@ -22,6 +22,7 @@ from troupe_operator.api import (
     WorkflowStatus,
 )
 from troupe_operator.workflow.actions import CreateTask, PrepareRun
+from troupe_operator.workflow.memo import CacheEntry
 
 
 class JobState(StrEnum):
@@ -169,6 +170,9 @@ class Observation:
     without limits): attempts beyond it wait, with reason
     TenantConcurrencyLimit or TokenBudgetExceeded.
 
+    ``cache`` holds the cache entries of the namespace by key hash (``workflow.memo``):
+    a memoized unit whose key is there, young enough, succeeds from it without a Job.
+
     ``spec`` is resolved by the shell (a WorkflowTemplate's tasks, inputs from ConfigMaps);
     ``resolved_from`` says from what, and status records it once the run has started.
     """
@@ -193,3 +197,4 @@ class Observation:
     suspended: bool = False
     retry_request: str | None = None
     resolved_from: ResolvedFrom | None = None
+    cache: Mapping[str, CacheEntry] = field(default_factory=dict)
