@@ -15,6 +15,8 @@ A missing upstream output is permanent: it will not come back.
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from kubernetes.client import CoreV1Api, V1ConfigMap, V1ObjectMeta, V1OwnerReference
@@ -25,15 +27,22 @@ from troupe_agent.kube_api import TASK_USER_AGENT, KubeApiError, KubeCaller, con
 from troupe_agent.retry import Deadline
 from troupe_operator.api import (
     ATTEMPT_ANNOTATION,
+    CACHE_CREATED_ANNOTATION,
+    CACHE_DIGEST_ANNOTATION,
+    CACHE_KEY_LABEL,
+    CACHE_MODEL_ANNOTATION,
     EXIT_PERMANENT,
     EXIT_RETRYABLE,
     OUTPUT_KEY,
     REPORT_ANNOTATION,
     RESULT_KEY,
+    CacheTarget,
     OutputTarget,
     TaskReport,
     TaskResult,
 )
+
+log = logging.getLogger(__name__)
 
 _NOT_FOUND: Final = 404
 _CONFLICT: Final = 409
@@ -52,6 +61,31 @@ def output_config_map(
             labels=target.labels or None,
             annotations={REPORT_ANNOTATION: report.encode(), ATTEMPT_ANNOTATION: str(attempt)},
             owner_references=[_owner_reference(ref) for ref in target.owner_references] or None,
+        ),
+        data={OUTPUT_KEY: text, RESULT_KEY: json.dumps(result.to_wire())},
+    )
+
+
+def cache_config_map(
+    target: OutputTarget, entry: CacheTarget, text: str, result: TaskResult, report: TaskReport
+) -> V1ConfigMap:
+    """A memoized task's output kept for later runs of the namespace: no owner (it outlives
+    its Workflow; the operator collects it), labelled with its key, stamped with its digest,
+    time, model and report."""
+    assert report.digest is not None  # success reports carry it
+    return V1ConfigMap(
+        api_version="v1",
+        kind="ConfigMap",
+        metadata=V1ObjectMeta(
+            name=entry.name,
+            namespace=target.namespace,
+            labels={CACHE_KEY_LABEL: entry.key},
+            annotations={
+                CACHE_DIGEST_ANNOTATION: report.digest,
+                CACHE_CREATED_ANNOTATION: datetime.now(UTC).isoformat(timespec="seconds"),
+                CACHE_MODEL_ANNOTATION: result.model[:253],
+                REPORT_ANNOTATION: report.encode(),
+            },
         ),
         data={OUTPUT_KEY: text, RESULT_KEY: json.dumps(result.to_wire())},
     )
@@ -128,6 +162,32 @@ class OutputConfigMaps:
             self._caller.call(create_or_replace, f"writing the {where}")
         except KubeApiError as error:
             raise TaskFailed(f"cannot write {where}: {error}", _exit_code(error)) from error
+
+    def cache(
+        self,
+        target: OutputTarget,
+        entry: CacheTarget,
+        text: str,
+        result: TaskResult,
+        report: TaskReport,
+    ) -> None:
+        """Create the cache entry; one that exists is kept (same key, same work). The output
+        is already written, so a failure here costs later runs a cache miss, not this task."""
+        body = cache_config_map(target, entry, text, result, report)
+
+        def create(timeout: float) -> None:
+            try:
+                self._core.create_namespaced_config_map(
+                    target.namespace, body, _request_timeout=timeout
+                )
+            except ApiException as exc:
+                if exc.status != _CONFLICT:
+                    raise
+
+        try:
+            self._caller.call(create, f"caching the output as ConfigMap {entry.name}")
+        except KubeApiError as error:
+            log.warning("output not cached (later runs will not be served it): %s", error)
 
 
 def _exit_code(error: KubeApiError) -> int:

@@ -55,9 +55,7 @@ class CachingCluster(Cluster):
         self.jobs[job.name] = replace(
             job, state=JobState.SUCCEEDED, finished_at=self.now, report=report
         )
-        target = next(
-            a.task_input.cache_entry for a in self.created if a.job_name == job.name
-        )
+        target = next(a.task_input.cache_entry for a in self.created if a.job_name == job.name)
         if target is not None:
             self.cache[target.key] = CacheEntry(target.name, self.now, digest, report)
 

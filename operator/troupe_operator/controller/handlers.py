@@ -19,6 +19,7 @@ retried with per-Workflow backoff; never dropped.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 from troupe_operator.api import GROUP, VERSION, AgentSpec
 from troupe_operator.controller import (
     agents,
+    cache_entries,
     inventory,
     kopf_settings,
     metrics,
@@ -70,6 +72,7 @@ class Controller:
         self.gate: tenant_limits.TenantGate | None = None
         self.tracer = tracing.DISABLED
         self._api: client.ApiClient | None = None
+        self._collector: asyncio.Task[None] | None = None
 
     async def start(
         self,
@@ -80,6 +83,7 @@ class Controller:
         templates: kopf.Index[tuple[str, str], Template],
         namespaces: kopf.Index[str, str | None],
         tenant_indexes: tenant_limits.Indexes,
+        cache: cache_entries.Index,
     ) -> None:
         self._api = api
         self.tracer = tracing.RunTracer.from_env()
@@ -91,8 +95,9 @@ class Controller:
         def profiles_of(namespace: str) -> Mapping[str, AgentProfile]:
             return {name: profile for name, _, profile in agents.get(namespace, ())}
 
+        kube = Kube(api, config.api_timeout_seconds)
         self.reconciler = WorkflowReconciler(
-            Kube(api, config.api_timeout_seconds),
+            kube,
             config,
             jobs=lambda key: jobs.get(key, ()),
             agents=agents_of,
@@ -102,11 +107,16 @@ class Controller:
             refusal=tenancy.refusal(config, namespaces, "Workflows"),
             gate=self.gate,
             tracer=self.tracer,
+            cache=lambda namespace: cache_entries.entries_in(cache, namespace),
         )
         self.workers.start(self.reconciler.reconcile, config.workers)
+        self._collector = asyncio.create_task(cache_entries.collector(kube, cache, config))
 
     async def stop(self) -> None:
         inventory.INVENTORY.unwatch()
+        if self._collector is not None:
+            self._collector.cancel()
+            await asyncio.gather(self._collector, return_exceptions=True)
         await self.workers.stop()
         self.tracer.shutdown()
         if self._api is not None:
@@ -136,6 +146,7 @@ def register(
     resolving.register_index(registry)
     tenant_limits.register_indexes(registry)
     inventory.register_indexes(registry)
+    cache_entries.register_index(registry)
     agents.register(registry, load_config, connect)
     tenants.register(registry, load_config, connect)
 
@@ -168,6 +179,7 @@ def register(
                 active_jobs=indices[tenant_limits.ACTIVE_JOBS_INDEX],
                 tokens=indices[tenant_limits.TOKENS_INDEX],
             ),
+            indices[cache_entries.CACHE_INDEX],
         )
         inventory.INVENTORY.watch(
             inventory.Sources(

@@ -56,10 +56,12 @@ from troupe_operator.controller.tracing import DISABLED, RunTracer
 from troupe_operator.workflow import (
     LABEL_WORKFLOW,
     AgentProfile,
+    CacheEntry,
     CreateTask,
     Decision,
     DeleteJob,
     Event,
+    GrantReads,
     InvalidSpec,
     JobRef,
     JobState,
@@ -88,6 +90,8 @@ CONCURRENT_CALLS: Final = 16
 JobSource = Callable[[WorkflowKey], Iterable[JobRecord]]
 AgentSource = Callable[[str], Mapping[str, AgentSpec]]
 ProfileSource = Callable[[str], Mapping[str, AgentProfile]]
+CacheSource = Callable[[str], Mapping[str, CacheEntry]]
+"""The cache entries of a namespace, by key hash (``controller.cache_entries``)."""
 Clock = Callable[[], datetime]
 Create = Callable[[str, Body], Awaitable[Body | None]]
 
@@ -121,8 +125,10 @@ class WorkflowReconciler:
         gate: TenantGate | None = None,
         metrics: RunMetrics = RUN_METRICS,
         tracer: RunTracer = DISABLED,
+        cache: CacheSource = lambda namespace: {},
     ) -> None:
         self.tracer = tracer
+        self.cache = cache
         self.kube = kube
         self.resolver = resolving.SpecResolver(kube, templates)
         self.metrics = metrics
@@ -236,6 +242,7 @@ class WorkflowReconciler:
             suspended=requests.suspended,
             retry_request=requests.retry,
             resolved_from=resolved_from,
+            cache=self.cache(run.namespace),
             # Last, after every await of this observation: see _decide.
             tenant=self.gate.share((run.namespace, run.name), priority) if self.gate else None,
         )
@@ -424,6 +431,8 @@ class WorkflowReconciler:
                     problem = await self._prepare(run, memory, action)
                     if problem is not None:
                         return [Refusal(action, problem)]
+                case GrantReads():
+                    await self._grant_reads(run, action)
                 case CreateTask():
                     concurrent.append(self._create_task(run, memory, action, refused, started))
                 case DeleteJob():
@@ -459,6 +468,17 @@ class WorkflowReconciler:
         if spec_hash(memory.recorded) != spec_hash(action.spec):
             raise Redecide()
         return None
+
+    async def _grant_reads(self, run: WorkflowRef, action: GrantReads) -> None:
+        """Let the run's pods get the cache entries its tasks were served from (before any
+        Job that reads one starts). A stale Role is a 409, retried with the reconcile."""
+        async with self._calls:
+            role = await self.kube.read_role(run.namespace, action.service_account)
+            if role is None:
+                raise ApiError(404, "NotFound", f"Role {action.service_account} is not there yet")
+            granting = children.with_cache_reads(role, action.config_maps)
+            if granting is not None:
+                await self.kube.replace_role(run.namespace, granting)
 
     async def _create(self, run: WorkflowRef, create: Create, body: Body) -> bool:
         """Create a child; whether it is new (False: it existed). _Refused if refused for good."""
