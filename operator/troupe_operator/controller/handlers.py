@@ -73,6 +73,8 @@ class Controller:
         self.tracer = tracing.DISABLED
         self._api: client.ApiClient | None = None
         self._collector: asyncio.Task[None] | None = None
+        self.cache_index: cache_entries.Index | None = None
+        """The namespaces' cache entries as kopf indexes them (set once started)."""
 
     async def start(
         self,
@@ -86,6 +88,7 @@ class Controller:
         cache: cache_entries.Index,
     ) -> None:
         self._api = api
+        self.cache_index = cache
         self.tracer = tracing.RunTracer.from_env()
         self.gate = tenant_limits.TenantGate(tenant_indexes, self.runs.created_in, self.enqueue)
 
