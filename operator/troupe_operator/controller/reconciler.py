@@ -48,6 +48,7 @@ from troupe_operator.controller import children, observe, resolving, run_metrics
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
+from troupe_operator.controller.metrics import CACHE_LOOKUPS
 from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.run_metrics import RUN_METRICS, RunMetrics
 from troupe_operator.controller.runs import RunMemory, Runs, WorkflowKey
@@ -76,6 +77,7 @@ from troupe_operator.workflow import (
     spec_hash,
     status_patch,
 )
+from troupe_operator.workflow.memo import CACHE_HIT
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +174,9 @@ class WorkflowReconciler:
             decision.status,
             _agents_of(memory.recorded or observation.spec),
         )
+        hits = sum(1 for event in decision.of_type(Event) if event.reason == CACHE_HIT)
+        if hits:
+            CACHE_LOOKUPS.labels(run.namespace, "hit").inc(hits)
         for event in decision.of_type(Event):
             if self.config.task_events or not event.routine:
                 await self.events.post(memory.body, event)
@@ -524,6 +529,8 @@ class WorkflowReconciler:
                 return
         else:
             self._count_start(run, memory, action, started)
+            if action.task_input.cache_entry is not None:
+                CACHE_LOOKUPS.labels(run.namespace, "miss").inc()
         ref = JobRef(action.job_name, action.task, action.attempt)
         memory.created.setdefault(action.job_name, (ref, time.monotonic()))
 

@@ -658,7 +658,7 @@ class _Run:
             return None
         status = memo.served(previous, key, entry, self.now, self.context.preview_chars)
         message = f"task '{unit.key}' {status.message}"
-        self.actions.append(Event(EventType.NORMAL, "TaskCached", brief(message)))
+        self.actions.append(Event(EventType.NORMAL, memo.CACHE_HIT, brief(message)))
         return status
 
     def _cache_key(self, unit: Unit, agent: AgentSpec) -> str | None:

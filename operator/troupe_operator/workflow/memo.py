@@ -49,6 +49,8 @@ KEY_VERSION: Final = "troupe-memo/1"
 """Changes whenever what the key covers changes, so no old entry matches a new key."""
 CACHED: Final = "Cached"
 """The reason of a task served from the cache."""
+CACHE_HIT: Final = "TaskCached"
+"""The Event of a task served from the cache."""
 SKIPPED_DIGEST: Final = "skipped"
 """What a key says of an upstream task a condition skipped (it reads as empty text)."""
 
