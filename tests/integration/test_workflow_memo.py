@@ -8,6 +8,7 @@ Role (the emulator evaluates RBAC for ServiceAccount tokens).
 from __future__ import annotations
 
 import hashlib
+import pathlib
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from tests.integration.test_cli_cluster import troupe_cli
 from tests.integration.troupe_driver import (
     GROUP,
     TASK_MARK,
@@ -91,7 +93,7 @@ def wait_for_entries(controller: Controller, namespace: str, count: int) -> None
 
 
 def test_the_same_workflow_run_twice_is_served_from_the_cache_the_second_time(
-    troupe: Troupe, stub: OpenAIStub
+    troupe: Troupe, stub: OpenAIStub, kubeconfig: pathlib.Path
 ) -> None:
     troupe.apply(agent("worker", stub.base_url), memoized("first"))
     with troupe.operator() as controller:
@@ -113,6 +115,9 @@ def test_the_same_workflow_run_twice_is_served_from_the_cache_the_second_time(
     entries = troupe.core.list_namespaced_config_map("default", label_selector=CACHE_KEY_LABEL)
     assert len(entries.items) == 3
     assert all(not item.metadata.owner_references for item in entries.items), "outlives its run"
+    printed = troupe_cli(kubeconfig, "output", "second", "write", "-n", "default")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.strip() == first["tasks"]["write"]["preview"]
 
 
 def test_changing_one_input_reruns_exactly_the_tasks_downstream_of_it(

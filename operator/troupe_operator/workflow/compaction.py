@@ -7,7 +7,8 @@ in steps, least useful detail first. Only finished tasks are touched, and the
 core never reads more than their phase again — except the ``fields`` a
 condition not yet decided will read, which are kept — so slimming changes
 nothing about the run. A slimmed task's output is still where naming says:
-``WorkflowRef.output_config_map(task)``.
+``WorkflowRef.output_config_map(task)``, or, for a task served from the cache, in the entry
+its ``cached`` names (kept, with its ``digest``, which keys downstream use).
 """
 
 from __future__ import annotations
