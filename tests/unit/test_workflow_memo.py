@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tests.unit.test_workflow_core import T0, Cluster, result, workflow
-from troupe_operator.api import AgentSpec, TaskPhase, TaskReport, WorkflowSpec
+from troupe_operator.api import AgentSpec, Cache, TaskPhase, TaskReport, WorkflowSpec
 from troupe_operator.workflow import (
     CacheEntry,
     CreateTask,
@@ -217,3 +219,29 @@ def test_collection_takes_the_expired_then_the_oldest_beyond_the_count() -> None
     assert to_collect(entries, T0, retention=timedelta(days=7), limit=10) == ["e9"]
     assert to_collect(entries, T0, retention=timedelta(days=7), limit=2) == ["e9", "e3", "e2"]
     assert to_collect([], T0, retention=timedelta(days=7), limit=0) == []
+
+
+@pytest.mark.parametrize(
+    ("max_age", "seconds"),
+    [("90s", 90), ("30m", 1800), ("24h", 86_400), ("30d", 2_592_000), ("720h", 2_592_000)],
+)
+def test_max_age_reads_one_number_and_one_unit(max_age: str, seconds: int) -> None:
+    assert Cache(max_age=max_age).max_age_seconds == seconds
+
+
+@pytest.mark.parametrize(
+    ("max_age", "said"),
+    [
+        ("31d", "maxAge 31d is beyond the limit of 30d"),
+        ("2592001s", "maxAge 2592001s is beyond the limit of 30d"),
+        ("1w", "'1w' is not a duration like 90s, 30m, 24h or 7d"),
+        ("1h30m", "'1h30m' is not a duration like 90s, 30m, 24h or 7d"),
+    ],
+)
+def test_max_age_beyond_its_bound_or_unreadable_is_refused_naming_why(
+    max_age: str, said: str
+) -> None:
+    with pytest.raises(ValidationError, match=re.escape(said)):
+        Cache(max_age=max_age)
+    schema = Cache.model_json_schema(by_alias=True)["properties"]["maxAge"]["pattern"]
+    assert re.search(schema, max_age) is None, "the CRD's schema refuses it too"

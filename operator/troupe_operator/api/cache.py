@@ -35,7 +35,15 @@ CACHE_KEY_CHARS: Final = 40
 """Hex characters of a key's hash kept in names and labels (160 bits; a label holds 63)."""
 DIGEST_PATTERN: Final = r"^[0-9a-f]{64}$"
 
-_DURATION = re.compile(r"^([0-9]{1,7})(s|m|h|d)$")
+_DURATION = re.compile(r"^([0-9]{1,15})(s|m|h|d)$")
+MAX_AGE_PATTERN: Final = (
+    r"^0*([0-9]{1,6}|1[0-9]{6}|2[0-4][0-9]{5}|25[0-8][0-9]{4}|259[01][0-9]{3}|2592000)s$"
+    r"|^0*([0-9]{1,4}|[1-3][0-9]{4}|4[0-2][0-9]{3}|43[01][0-9]{2}|43200)m$"
+    r"|^0*([0-9]{1,2}|[1-6][0-9]{2}|7[01][0-9]|720)h$"
+    r"|^0*([0-9]|[12][0-9]|30)d$"
+)
+"""A duration of at most ``MAX_CACHE_AGE`` in one unit: the CRD's schema refuses a longer one
+as the model does (one verdict), without a rule language."""
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -58,7 +66,8 @@ class Cache(ApiModel):
 
     max_age: str = Field(
         default="24h",
-        pattern=_DURATION.pattern,
+        max_length=16,
+        pattern=MAX_AGE_PATTERN,
         description=(
             "Oldest cached output to use, as a number and a unit (s, m, h, d), at most 30d; "
             "default 24h."
@@ -69,10 +78,11 @@ class Cache(ApiModel):
         description="false: never serve this task from the cache, nor cache its output.",
     )
 
-    @field_validator("max_age")
+    @field_validator("max_age", mode="before")
     @classmethod
-    def _bounded(cls, value: str) -> str:
-        if duration_seconds(value) > MAX_CACHE_AGE_SECONDS:
+    def _bounded(cls, value: object) -> object:
+        """Said before the pattern is checked, so that the message names the limit."""
+        if isinstance(value, str) and duration_seconds(value) > MAX_CACHE_AGE_SECONDS:
             raise ValueError(f"maxAge {value} is beyond the limit of {MAX_CACHE_AGE}")
         return value
 

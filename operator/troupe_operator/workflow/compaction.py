@@ -35,9 +35,13 @@ MOST_LOOP_BYTES: Final = 1_024
 (five delegations of label-sized names; each turn has an entry of its own to count it)."""
 MOST_WAITING_BYTES: Final = 128
 """Why a ready task waits (a reason of at most 64 characters), since when, its priority."""
+MOST_CACHE_BYTES: Final = 256
+"""A memoized task's output digest (64 characters) and where it was served from (an entry's
+name and key hash of at most 53 and 40 characters, a time)."""
 MOST_TASK_BYTES: Final = (
     4_608
     + MOST_WAITING_BYTES
+    + MOST_CACHE_BYTES
     + 3 * MAX_CONDITION_JSON_BYTES
     + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
     + max(MOST_JUDGING_BYTES, MOST_LOOP_BYTES)
@@ -46,7 +50,7 @@ MOST_TASK_BYTES: Final = (
 character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
 conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), the
 Agent of each attempt, and candidates or scores, or a decision or a turn's record (an entry
-has one of them at most), and why it waits to start."""
+has one of them at most), why it waits to start, and its digest and cache entry."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 

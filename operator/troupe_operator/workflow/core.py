@@ -793,7 +793,7 @@ class _Run:
                 else None
             ),
             message=verdict.message,
-            tasks=self.tasks,
+            tasks=self.tasks if memo.in_use(self.spec) else memo.without_digests(self.tasks),
             usage=total_usage(self.tasks.values()),
             observed_generation=self.observation.generation,
             spec_hash=self.spec_hash if started_at or verdict.finished else None,

@@ -72,6 +72,19 @@ def setting(spec: WorkflowSpec, task: TaskSpec) -> Cache | None:
     return chosen if chosen is not None and chosen.enabled else None
 
 
+def in_use(spec: WorkflowSpec) -> bool:
+    """Whether any task of the run is memoized: only then does status keep output digests
+    (64 characters a task, which a run without a cache has no use for)."""
+    return any(setting(spec, task) is not None for task in spec.tasks)
+
+
+def without_digests(tasks: Mapping[str, TaskStatus]) -> dict[str, TaskStatus]:
+    return {
+        name: task.model_copy(update={"digest": None}) if task.digest else task
+        for name, task in tasks.items()
+    }
+
+
 def upstream_digest(task: TaskStatus, items: list[TaskStatus] | None) -> str | list[str] | None:
     """What a key says of one upstream task: its output's digest, its instances' in order, or
     ``SKIPPED_DIGEST``; None when one is unknown."""
