@@ -46,13 +46,24 @@ class CachingCluster(Cluster):
     def observe(self) -> Observation:
         return replace(super().observe(), cache=self.cache)
 
-    def succeed(self, task: str, preview: str | None = None, tokens: int = 10, **_: Any) -> None:
+    def succeed(
+        self,
+        task: str,
+        preview: str | None = None,
+        tokens: int = 10,
+        fields: dict[str, Any] | None = None,
+        counts: dict[str, int] | None = None,
+    ) -> None:
         """The pod writes its output, reports its digest, and caches it when told to."""
         job = self.running(task)
         text = preview or f"output of {task}"
         digest = hashlib.sha256(text.encode()).hexdigest()
         report = TaskReport(
-            succeeded=True, result=result(tokens, len(text)), preview=text, digest=digest
+            succeeded=True,
+            result=result(tokens, len(text)),
+            preview=text,
+            digest=digest,
+            counts=counts,
         )
         self.jobs[job.name] = replace(
             job, state=JobState.SUCCEEDED, finished_at=self.now, report=report
@@ -61,7 +72,9 @@ class CachingCluster(Cluster):
         if target is not None:
             self.cache[target.key] = CacheEntry(target.name, self.now, digest, report)
 
-    def run_all(self, outputs: dict[str, str] | None = None) -> list[str]:
+    def run_all(
+        self, outputs: dict[str, str] | None = None, counts: dict[str, int] | None = None
+    ) -> list[str]:
         """Run to the end, every started task succeeding; the tasks that ran, in order."""
         ran = []
         for _ in range(20):
@@ -71,7 +84,7 @@ class CachingCluster(Cluster):
                 return ran
             for action in started:
                 ran.append(action.task)
-                self.succeed(action.task, (outputs or {}).get(action.task))
+                self.succeed(action.task, (outputs or {}).get(action.task), counts=counts)
         raise AssertionError("the run did not end")
 
 
@@ -157,6 +170,33 @@ def test_a_task_is_served_only_when_memoized_and_the_entry_young_enough(
         assert decision.of_type(CreateTask)[0].task_input.cache_entry is not None
     elif not served:
         assert decision.of_type(CreateTask)[0].task_input.cache_entry is None
+
+
+def test_for_each_instances_are_memoized_by_position_and_read_downstream() -> None:
+    topics = {"type": "object", "properties": {"topics": {"type": "array"}}}
+    tasks = (
+        {"name": "plan", "outputSchema": topics},
+        {
+            "name": "research",
+            "deps": ["plan"],
+            "prompt": "Research {{ item }}",
+            "forEach": {"from": "tasks.plan.json.topics"},
+        },
+        {"name": "join", "deps": ["research"], "prompt": "Join {{ tasks.research.output }}"},
+    )
+    spec = workflow(*(dict(t) for t in tasks), cache={"maxAge": "1h"})
+    first = CachingCluster(spec)
+    assert first.run_all(counts={"topics": 2}) == [
+        "plan",
+        "research.0",
+        "research.1",
+        "join",
+    ]
+    assert len(first.cache) == 4, "every instance has an entry of its own"
+    second = CachingCluster(spec, first.cache)
+    assert second.run_all() == []
+    assert second.task("research").items == 2
+    assert second.task("research.1").cached is not None
 
 
 BASE = workflow(
