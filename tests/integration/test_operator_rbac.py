@@ -10,8 +10,9 @@ Under that identity, without one 403 or "forbidden" in the operator's log or Eve
 
 - a two-task Workflow succeeds (memoized: a second run is served from the cache entries its
   pods wrote, watched by label, and its third task reads one through the grant the operator
-  adds to its Role), and one whose task pod cannot start fails and has its Job deleted; one that runs a WorkflowTemplate (watched and indexed) with inputs from a
-  ConfigMap and a Secret (read by name) succeeds;
+  adds to its Role), and one whose task pod cannot start fails and has its Job deleted; one
+  that runs a WorkflowTemplate (watched and indexed) with inputs from a ConfigMap and a
+  Secret (read by name) succeeds;
 - an Agent with ``replicas: 1`` waits for its missing Secret, then gets its ServiceAccount,
   Role, RoleBinding, ClusterRoleBinding, Service and Deployment; a repeated Event is counted
   on the first; a change of its pods' spec replaces the Deployment; scaled to 0 it loses
