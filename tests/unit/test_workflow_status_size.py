@@ -19,6 +19,7 @@ from troupe_operator.api import (
 )
 from troupe_operator.api.workflow import PREVIEW_CHARS
 from troupe_operator.workflow import (
+    CacheEntry,
     CreateTask,
     JobState,
     Observation,
@@ -170,3 +171,42 @@ def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
         ],
     )
     assert wire_size(run) <= MOST_RUN_BYTES
+
+
+def test_a_thousand_tasks_served_from_the_cache_stay_under_256_kib() -> None:
+    names = [f"task-{i:04d}-" + "n" * 53 for i in range(1000)]
+    spec = WorkflowSpec.model_validate(
+        {
+            "tasks": [{"name": name, "agent": "a", "prompt": f"p {name}"} for name in names],
+            "cache": {"maxAge": "1h"},
+        }
+    )
+    preview = ("word " * 2000)[:PREVIEW_CHARS]
+    report = TaskReport(
+        succeeded=True,
+        result=TaskResult(model=SCRIPTED_MODEL_NAME, bytes=10_000),
+        preview=preview,
+        digest="d" * 64,
+    )
+
+    def observe(cache: dict[str, CacheEntry]) -> Observation:
+        return Observation(
+            "ns",
+            "w" * 63,
+            "uid",
+            1,
+            spec,
+            WorkflowStatus(),
+            T0 + timedelta(hours=0.5),
+            agents={"a": AgentSpec()},
+            cache=cache,
+        )
+
+    targets = [a.task_input.cache_entry for a in reconcile(observe({})).of_type(CreateTask)]
+    cache = {t.key: CacheEntry(t.name, T0, "d" * 64, report) for t in targets if t is not None}
+    assert len(cache) == 1000
+    finished = reconcile(observe(cache)).status
+    assert finished.phase == WorkflowPhase.SUCCEEDED
+    assert all(task.cached is not None for task in finished.tasks.values())
+    size = len(json.dumps(finished.to_wire()).encode())
+    assert size <= LIMIT_BYTES, f"status is {size} bytes"

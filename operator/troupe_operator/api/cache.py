@@ -95,8 +95,15 @@ class CachedFrom(ApiModel):
     """Where a task served from the cache took its output."""
 
     entry: str = Field(description="The cache entry's ConfigMap, in the run's namespace.")
-    key: str = Field(max_length=64, description="The hash of the task's cache key.")
-    created_at: datetime = Field(description="When the cached output was written.")
+    key: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The hash of the task's cache key (dropped when a big status is slimmed).",
+    )
+    created_at: datetime | None = Field(
+        default=None,
+        description="When the cached output was written (dropped when a big status is slimmed).",
+    )
 
 
 class CacheTarget(ApiModel):

@@ -8,7 +8,8 @@ core never reads more than their phase again — except the ``fields`` a
 condition not yet decided will read, which are kept — so slimming changes
 nothing about the run. A slimmed task's output is still where naming says:
 ``WorkflowRef.output_config_map(task)``, or, for a task served from the cache, in the entry
-its ``cached`` names (kept, with its ``digest``, which keys downstream use).
+its ``cached`` names (the entry kept, its key and time dropped). Next go the output digests
+no unfinished memoized task's key needs (a finished run needs none).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Final
 
-from troupe_operator.api import TaskSpec, TaskStatus, WorkflowStatus
+from troupe_operator.api import CachedFrom, TaskSpec, TaskStatus, WorkflowStatus
 from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES, MAX_RETRIES
 from troupe_operator.workflow.summary import brief
 from troupe_operator.workflow.tasks import FINISHED
@@ -64,10 +65,12 @@ def fit_status(
     budget: int = STATUS_BUDGET_BYTES,
     needed: frozenset[str] = frozenset(),
     specs: Mapping[str, TaskSpec] | None = None,
+    digests: frozenset[str] = frozenset(),
 ) -> WorkflowStatus:
     """``status`` unchanged if it fits; otherwise with its finished tasks slimmed.
 
     ``needed`` are the tasks whose ``fields`` conditions still have to read;
+    ``digests`` those whose output digest an unfinished memoized task's key needs;
     ``specs`` the tasks' specs, which tell whose Agents are derivable. A status
     whose tasks cannot add up to the budget is not measured.
     """
@@ -76,6 +79,9 @@ def fit_status(
     if wire_size(status) <= budget:
         return status
     slim = _map_finished(status, partial(_without_references, specs or {}))
+    if wire_size(slim) <= budget:
+        return slim
+    slim = _map_finished(slim, _without_digest, keep=digests)
     if wire_size(slim) <= budget:
         return slim
     slim = _map_finished(slim, _without_fields, keep=needed)
@@ -94,6 +100,18 @@ def _map_finished(
         for name, task in status.tasks.items()
     }
     return status.model_copy(update={"tasks": tasks})
+
+
+def _slim_cached(task: TaskStatus) -> dict[str, object]:
+    """A task served from the cache keeps only its entry's name (its reason says the rest):
+    no key, time, message, nor its usage of 0 tokens."""
+    if task.cached is None:
+        return {}
+    return {"cached": CachedFrom(entry=task.cached.entry), "message": None, "usage": None}
+
+
+def _without_digest(name: str, task: TaskStatus) -> TaskStatus:
+    return task.model_copy(update={"digest": None})
 
 
 def _without_fields(name: str, task: TaskStatus) -> TaskStatus:
@@ -115,6 +133,7 @@ def _without_references(specs: Mapping[str, TaskSpec], name: str, task: TaskStat
             "started_at": None,
             "finished_at": None,
             "message": brief(task.message, SLIM_MESSAGE_CHARS) if task.message else None,
+            **_slim_cached(task),
         }
     )
 

@@ -657,7 +657,7 @@ class _Run:
         if key is None or entry is None:
             return None
         status = memo.served(previous, key, entry, self.now, self.context.preview_chars)
-        message = f"task '{unit.key}' {status.message}"
+        message = f"task '{unit.key}' {status.message}: {entry.name}"
         self.actions.append(Event(EventType.NORMAL, memo.CACHE_HIT, brief(message)))
         return status
 
@@ -804,7 +804,24 @@ class _Run:
             retries=self.previous.retries,
             retry_request=self.previous.retry_request,
         )
-        return fit_status(status, needed=self._fields_needed(), specs=self.task_specs)
+        return fit_status(
+            status,
+            needed=self._fields_needed(),
+            specs=self.task_specs,
+            digests=self._digests_needed(),
+        )
+
+    def _digests_needed(self) -> frozenset[str]:
+        """Units whose output digest an unfinished memoized task's key will read."""
+        needed: set[str] = set()
+        for name, spec in self.task_specs.items():
+            if self.tasks[name].phase in FINISHED or memo.setting(self.spec, spec) is None:
+                continue
+            for upstream in upstream_tasks(spec):
+                task = self.tasks[upstream]
+                needed.update([upstream, *([task.result_of] if task.result_of else [])])
+                needed.update(instance_key(upstream, i) for i in range(task.items or 0))
+        return frozenset(needed)
 
     def _fields_needed(self) -> frozenset[str]:
         """Tasks whose fields a condition not yet decided will read."""

@@ -163,9 +163,7 @@ def served(
             "job": None,
             "started_at": previous.started_at or now,
             "finished_at": now,
-            "message": brief(
-                f"served from the cache: {entry.name}, written {_age(age)} ago (0 tokens)"
-            ),
+            "message": f"served from the cache, written {_age(age)} ago (0 tokens)",
             "model": brief(result.model, 100) if result is not None else None,
             "output": OutputRef(config_map=entry.name, bytes=result.bytes if result else None),
             "preview": preview(report.preview or "", preview_chars) if report else None,
