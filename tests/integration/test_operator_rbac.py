@@ -431,7 +431,13 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
     # What the emulator does not check: the operator grants and binds only what it holds.
     rules: Rules = the("ClusterRole")["rules"]
     granted = {(role["metadata"]["namespace"], role["metadata"]["name"]) for role in roles}
-    assert len(granted) == 4 and ("default", "writer") in granted, granted  # 3 runs, 1 Agent
+    assert len(granted) == 5 and ("default", "writer") in granted, granted  # 4 runs, 1 Agent
+    served_role = next(r for r in roles if r["metadata"]["name"].startswith("served-"))
+    reads = [r for r in served_role["rules"] if r["verbs"] == ["get"]]
+    assert [sorted(r["resourceNames"]) for r in reads] == [
+        sorted(task["cached"]["entry"] for task in served["tasks"].values() if "cached" in task)
+    ], "get on exactly the entries it was served from"
+    assert len(cache_entries(troupe)) == 3, "publish ran, and cached its own output"
     for role in roles:
         assert not_held(rules, role["rules"], role["metadata"]["namespace"]) == [], role
     bound = [b["roleRef"] for b in cluster_role_bindings if b["metadata"]["name"] != ACCOUNT]
