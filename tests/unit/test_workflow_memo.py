@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tests.unit.test_workflow_core import T0, Cluster, result, workflow
-from troupe_operator.api import AgentSpec, Cache, TaskPhase, TaskReport, WorkflowSpec
+from tests.unit.test_workflow_core import T0, Cluster, workflow
+from troupe_operator.api import AgentSpec, Cache, TaskPhase, WorkflowSpec
 from troupe_operator.workflow import (
     CacheEntry,
     CreateTask,
     GrantReads,
-    JobState,
     Observation,
     PrepareRun,
 )
@@ -46,29 +45,17 @@ class CachingCluster(Cluster):
     def observe(self) -> Observation:
         return replace(super().observe(), cache=self.cache)
 
-    def succeed(
-        self,
-        task: str,
-        preview: str | None = None,
-        tokens: int = 10,
-        fields: dict[str, Any] | None = None,
-        counts: dict[str, int] | None = None,
-    ) -> None:
+    def succeed(self, task: str, preview: str | None = None, **more: Any) -> None:
         """The pod writes its output, reports its digest, and caches it when told to."""
-        job = self.running(task)
+        job = self.running(task).name
+        super().succeed(task, preview, **more)
+        finished = self.jobs[job]
+        assert finished.report is not None
         text = preview or f"output of {task}"
         digest = hashlib.sha256(text.encode()).hexdigest()
-        report = TaskReport(
-            succeeded=True,
-            result=result(tokens, len(text)),
-            preview=text,
-            digest=digest,
-            counts=counts,
-        )
-        self.jobs[job.name] = replace(
-            job, state=JobState.SUCCEEDED, finished_at=self.now, report=report
-        )
-        target = next(a.task_input.cache_entry for a in self.created if a.job_name == job.name)
+        report = finished.report.model_copy(update={"digest": digest})
+        self.jobs[job] = replace(finished, report=report)
+        target = next(a.task_input.cache_entry for a in self.created if a.job_name == job)
         if target is not None:
             self.cache[target.key] = CacheEntry(target.name, self.now, digest, report)
 
