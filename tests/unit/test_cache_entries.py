@@ -17,9 +17,12 @@ from troupe_operator.api import (
     CacheTarget,
     TaskReport,
 )
-from troupe_operator.controller.cache_entries import entry_of
+from troupe_operator.controller.cache_entries import collect, entry_of
 from troupe_operator.controller.children import with_cache_reads
+from troupe_operator.controller.config import OperatorConfig
+from troupe_operator.controller.kube import ApiError
 from troupe_operator.local.cache_dir import MAX_ENTRIES, LocalCache
+from troupe_operator.workflow import CacheEntry
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)
 DIGEST = "a" * 64
@@ -130,3 +133,33 @@ def test_a_stored_entry_is_kept_and_exposed_to_the_run(tmp_path: Path) -> None:
     cache.expose("team", "troupe-cache-k", tmp_path / "outputs")
     copied = json.loads((tmp_path / "outputs" / "troupe-cache-k.json").read_text())
     assert copied["output"] == "text" and copied["key"] == "k"
+
+
+class Deleting:
+    """Kube's delete of ConfigMaps, recorded; one name answers with an API error."""
+
+    def __init__(self, failing: str = "") -> None:
+        self.deleted: list[tuple[str, str]] = []
+        self.failing = failing
+
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        if name == self.failing:
+            raise ApiError(500, "InternalError", "try later")
+        self.deleted.append((namespace, name))
+
+
+async def test_the_collector_deletes_per_namespace_by_the_rule_and_goes_on_after_a_failure() -> (
+    None
+):
+    def entries(*ages_in_days: float) -> list[tuple[str, CacheEntry]]:
+        return [
+            (f"k{age}", CacheEntry(f"troupe-cache-{age}", NOW - timedelta(days=age), DIGEST))
+            for age in ages_in_days
+        ]
+
+    index = {"a": entries(8, 9, 1), "b": entries(1, 2, 3)}
+    kube = Deleting(failing="troupe-cache-9")
+    config = OperatorConfig(cache_max_entries=2, cache_retention_seconds=7 * 86_400)
+    deleted = await collect(kube, index, config, NOW)  # type: ignore[arg-type]
+    assert deleted == 2
+    assert kube.deleted == [("a", "troupe-cache-8"), ("b", "troupe-cache-3")]

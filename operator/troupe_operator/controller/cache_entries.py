@@ -97,9 +97,14 @@ async def collect(kube: Kube, index: Index, config: OperatorConfig, now: datetim
 
 
 async def collector(kube: Kube, index: Index, config: OperatorConfig) -> None:
-    """Collect every ``cache_gc_seconds`` until cancelled."""
+    """Collect every ``cache_gc_seconds`` until cancelled; a round that fails is logged and the
+    next one tries again (the loop never ends on an error)."""
     while True:
-        deleted = await collect(kube, index, config, datetime.now(UTC))
-        if deleted:
-            logger.info("collected %d cache entries", deleted)
+        try:
+            deleted = await collect(kube, index, config, datetime.now(UTC))
+        except Exception:
+            logger.exception("collecting cache entries failed; trying again in the next round")
+        else:
+            if deleted:
+                logger.info("collected %d cache entries", deleted)
         await asyncio.sleep(config.cache_gc_seconds)
