@@ -15,6 +15,9 @@ A missing upstream output is permanent: it will not come back.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from kubernetes.client import CoreV1Api, V1ConfigMap, V1ObjectMeta, V1OwnerReference
@@ -25,15 +28,22 @@ from troupe_agent.kube_api import TASK_USER_AGENT, KubeApiError, KubeCaller, con
 from troupe_agent.retry import Deadline
 from troupe_operator.api import (
     ATTEMPT_ANNOTATION,
+    CACHE_CREATED_ANNOTATION,
+    CACHE_DIGEST_ANNOTATION,
+    CACHE_KEY_LABEL,
+    CACHE_MODEL_ANNOTATION,
     EXIT_PERMANENT,
     EXIT_RETRYABLE,
     OUTPUT_KEY,
     REPORT_ANNOTATION,
     RESULT_KEY,
+    CacheTarget,
     OutputTarget,
     TaskReport,
     TaskResult,
 )
+
+log = logging.getLogger(__name__)
 
 _NOT_FOUND: Final = 404
 _CONFLICT: Final = 409
@@ -55,6 +65,28 @@ def output_config_map(
         ),
         data={OUTPUT_KEY: text, RESULT_KEY: json.dumps(result.to_wire())},
     )
+
+
+def cache_config_map(
+    target: OutputTarget, entry: CacheTarget, text: str, result: TaskResult, report: TaskReport
+) -> V1ConfigMap:
+    """A memoized task's output kept for later runs of the namespace: no owner (it outlives
+    its Workflow; the operator collects it), labelled with its key, stamped with its digest,
+    time, model and report."""
+    assert report.digest is not None  # success reports carry it
+    body = output_config_map(target, text, result, report, attempt=1)
+    body.metadata = V1ObjectMeta(
+        name=entry.name,
+        namespace=target.namespace,
+        labels={CACHE_KEY_LABEL: entry.key},
+        annotations={
+            CACHE_DIGEST_ANNOTATION: report.digest,
+            CACHE_CREATED_ANNOTATION: datetime.now(UTC).isoformat(timespec="seconds"),
+            CACHE_MODEL_ANNOTATION: result.model[:253],
+            REPORT_ANNOTATION: report.encode(),
+        },
+    )
+    return body
 
 
 def _owner_reference(ref: dict[str, Any]) -> V1OwnerReference:
@@ -110,24 +142,48 @@ class OutputConfigMaps:
     ) -> None:
         """Create the output ConfigMap, or replace the one an earlier attempt left."""
         body = output_config_map(target, text, result, report, attempt)
+        where = f"output ConfigMap {target.namespace}/{target.config_map}"
+        try:
+            self._caller.call(self._creating(body, replace=True), f"writing the {where}")
+        except KubeApiError as error:
+            raise TaskFailed(f"cannot write {where}: {error}", _exit_code(error)) from error
 
-        def create_or_replace(timeout: float) -> None:
+    def cache(
+        self,
+        target: OutputTarget,
+        entry: CacheTarget,
+        text: str,
+        result: TaskResult,
+        report: TaskReport,
+    ) -> None:
+        """Create the cache entry; one that exists is kept (same key, same work). The output
+        is already written, so a failure here costs later runs a cache miss, not this task."""
+        body = cache_config_map(target, entry, text, result, report)
+        try:
+            self._caller.call(
+                self._creating(body, replace=False), f"caching the output as {entry.name}"
+            )
+        except KubeApiError as error:
+            log.warning("output not cached (later runs will not be served it): %s", error)
+
+    def _creating(self, body: V1ConfigMap, replace: bool) -> Callable[[float], None]:
+        """A call creating ``body``; one of its name that exists is replaced, or kept."""
+        assert body.metadata is not None and body.metadata.name and body.metadata.namespace
+        name: str = body.metadata.name
+        namespace: str = body.metadata.namespace
+
+        def create(timeout: float) -> None:
             try:
-                self._core.create_namespaced_config_map(
-                    target.namespace, body, _request_timeout=timeout
-                )
+                self._core.create_namespaced_config_map(namespace, body, _request_timeout=timeout)
             except ApiException as exc:
                 if exc.status != _CONFLICT:
                     raise
-                self._core.replace_namespaced_config_map(
-                    target.config_map, target.namespace, body, _request_timeout=timeout
-                )
+                if replace:
+                    self._core.replace_namespaced_config_map(
+                        name, namespace, body, _request_timeout=timeout
+                    )
 
-        where = f"output ConfigMap {target.namespace}/{target.config_map}"
-        try:
-            self._caller.call(create_or_replace, f"writing the {where}")
-        except KubeApiError as error:
-            raise TaskFailed(f"cannot write {where}: {error}", _exit_code(error)) from error
+        return create
 
 
 def _exit_code(error: KubeApiError) -> int:

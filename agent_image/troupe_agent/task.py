@@ -168,6 +168,8 @@ def _run(options: TaskOptions, spent: UsageTally) -> tuple[TaskResult, TaskRepor
     check_output_size(text)
     report = success_report(text, result, fields, counts, scores, decision)
     write(text, result, report)
+    if task_input.cache_entry is not None and task_input.output is not None:
+        cluster().cache(task_input.output, task_input.cache_entry, text, result, report)
     return result, report
 
 

@@ -13,6 +13,7 @@ holds this). This module writes a whole report or none, never a cut line.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,12 @@ def success_report(
     already bounded by ``MAX_CONDITION_JSON_BYTES``, ``counts`` the lengths of its lists
     that forEach tasks expand over (at most ``MAX_COUNTED_LISTS`` small numbers),
     ``scores`` a judge's (at most 10 x 10 numbers to 4 decimals), and ``decision`` a
-    supervisor turn's (at most five label-sized names), so the report still fits."""
+    supervisor turn's (at most five label-sized names), so the report still fits. The
+    output's sha256 ``digest`` is what memoized tasks downstream key on."""
     return TaskReport(
         succeeded=True,
         result=result,
+        digest=hashlib.sha256(text.encode()).hexdigest(),
         preview=preview_of(text),
         fields=fields,
         counts=counts,

@@ -79,7 +79,8 @@ def read_output(kube: Kube, workflow: Body, unit: str) -> str:
     if entry.get("phase") != SUCCEEDED:
         raise WrongPhase(_no_output(unit, entry))
     reference = entry.get("output") or {}
-    config_map = reference.get("configMap") or _ref(workflow).output_config_map(unit)
+    cached = (entry.get("cached") or {}).get("entry")  # served from the cache (memoized)
+    config_map = reference.get("configMap") or cached or _ref(workflow).output_config_map(unit)
     key = reference.get("key") or OUTPUT_KEY
     path = resource_path("v1", "configmaps", _ref(workflow).namespace, config_map)
     data = kube.get(path, f"the output ConfigMap {config_map!r} of task {unit!r}").get("data")

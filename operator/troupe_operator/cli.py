@@ -87,6 +87,12 @@ def build_parser(prog: str = PROGRAM) -> argparse.ArgumentParser:
     )
     run.add_argument("--workflow", metavar="NAME", help="run only this Workflow")
     run.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where memoized tasks' outputs are kept between runs "
+        "(default: $XDG_CACHE_HOME/troupe, else ~/.cache/troupe)",
+    )
+    run.add_argument(
         "--parallelism",
         type=_positive,
         metavar="N",
@@ -117,7 +123,12 @@ def main(argv: Sequence[str] | None = None, prog: str = PROGRAM) -> int:
 
         try:
             return run_command(
-                args.files, args.overrides, args.output_dir, args.workflow, args.parallelism
+                args.files,
+                args.overrides,
+                args.output_dir,
+                args.workflow,
+                args.parallelism,
+                cache_dir=args.cache_dir,
             )
         except KeyboardInterrupt:  # before the run's own signal handling is in place
             print("interrupted before any task started", file=sys.stderr)

@@ -73,6 +73,7 @@ NOT_RUN = {
     "for-each.yaml": "run by test_local_run.py; its fan-out by test_workflow_fan_out.py",
     "best-of-three.yaml": "run by test_local_run.py; its judging by test_workflow_candidates.py",
     "deep-research.yaml": "run by test_local_run.py; its loop by test_workflow_supervise.py",
+    "memoized.yaml": "run twice by test_local_run.py; its cache by test_workflow_memo.py",
 }
 OPERATOR_AGENTS = ("troupe-operator/", "kopf/")
 REFUSAL = re.compile(r"forbidden|(?<![,.])\b403\b", re.IGNORECASE)

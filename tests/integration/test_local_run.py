@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -306,3 +307,40 @@ spec:
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert (openai_stub.throttled, openai_stub.most_in_flight) == (0, 1)
     assert len(openai_stub.chat_requests) == 4
+
+
+def test_a_second_local_run_with_the_same_cache_dir_makes_no_model_request(
+    tmp_path: Path, openai_stub: OpenAIStub
+) -> None:
+    manifest = tmp_path / "memo.yaml"
+    manifest.write_text(
+        (EXAMPLES / "memoized.yaml")
+        .read_text()
+        .replace(
+            "role: researcher",
+            f'role: researcher\n  model: {{name: m, baseURL: "{openai_stub.base_url}"}}',
+        )
+    )
+    cache = tmp_path / "cache"
+
+    def run(out: str, *extra: str) -> dict[str, Any]:
+        finished = troupe_run(
+            str(manifest), "--output-dir", str(tmp_path / out), "--cache-dir", str(cache), *extra
+        )
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        return dict(json.loads((tmp_path / out / "memoized-brief" / "status.json").read_text()))
+
+    first = run("one")
+    assert len(openai_stub.chat_requests) == 3
+    assert {task.get("reason") for task in first["tasks"].values()} == {None}
+    second = run("two")
+    assert len(openai_stub.chat_requests) == 3, "the second run asked the model"
+    assert second["usage"]["totalTokens"] == 0
+    assert all(task["reason"] == "Cached" for task in second["tasks"].values())
+    for task in ("research", "pitch", "review"):
+        one = (tmp_path / "one" / "memoized-brief" / f"{task}.md").read_text()
+        assert (tmp_path / "two" / "memoized-brief" / f"{task}.md").read_text() == one
+    third = run("three", "--set", "audience=data teams")
+    assert len(openai_stub.chat_requests) == 5, "only pitch and review run again"
+    assert third["tasks"]["research"]["reason"] == "Cached"
+    assert (cache / "default").is_dir() and len(list((cache / "default").glob("*.json"))) == 5

@@ -8,9 +8,11 @@ and nothing else: every request it and kopf make is authorized by the emulator's
 evaluation, and one the ClusterRole does not grant is answered 403, as kube-apiserver would.
 Under that identity, without one 403 or "forbidden" in the operator's log or Events:
 
-- a two-task Workflow succeeds, and one whose task pod cannot start fails and has its Job
-  deleted; one that runs a WorkflowTemplate (watched and indexed) with inputs from a
-  ConfigMap and a Secret (read by name) succeeds;
+- a two-task Workflow succeeds (memoized: a second run is served from the cache entries its
+  pods wrote, watched by label, and its third task reads one through the grant the operator
+  adds to its Role), and one whose task pod cannot start fails and has its Job deleted; one
+  that runs a WorkflowTemplate (watched and indexed) with inputs from a ConfigMap and a
+  Secret (read by name) succeeds;
 - an Agent with ``replicas: 1`` waits for its missing Secret, then gets its ServiceAccount,
   Role, RoleBinding, ClusterRoleBinding, Service and Deployment; a repeated Event is counted
   on the first; a change of its pods' spec replaces the Deployment; scaled to 0 it loses
@@ -67,6 +69,7 @@ from tests.support.kube.rbac import rule_allows
 from tests.support.kube.request_info import RequestInfo
 from tests.support.openai_stub import OpenAIStub
 from tests.support.waiting import wait_for
+from troupe_operator.api import CACHE_KEY_LABEL
 
 MANIFEST = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "operator.yaml"
 NAMESPACE, ACCOUNT = "troupe-system", "troupe-operator"
@@ -139,6 +142,15 @@ def not_held(rules: Rules, granted: Rules, namespace: str) -> list[str]:
 
 def refusals(log: str) -> list[str]:
     return [line for line in log.splitlines() if REFUSAL.search(line)]
+
+
+MEMO = {"maxAge": "1h"}
+
+
+def cache_entries(troupe: Troupe) -> list[Any]:
+    return list(
+        troupe.core.list_namespaced_config_map("default", label_selector=CACHE_KEY_LABEL).items
+    )
 
 
 def test_every_document_is_valid_for_kubernetes() -> None:
@@ -297,7 +309,7 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
         troupe.apply(
             agent("worker", stub.base_url),
             puller,
-            workflow("least-privilege", two_tasks),
+            workflow("least-privilege", [dict(task) for task in two_tasks], cache=MEMO),
             stuck,
             template,
             templated("from-template", "two-tasks", inputsFrom=inputs_from),
@@ -330,6 +342,22 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
             failed = ended["cannot-start"]
             assert failed["phase"] == "Failed" and "cannot start" in failed["message"], failed
             until(troupe, operator, lambda: not troupe.jobs("cannot-start"), "its Job deleted")
+            # Memoized: the cache entries the pods wrote are watched (by label); a later run
+            # is served from them, and its task reading one gets it through its Role.
+            until(troupe, operator, lambda: len(cache_entries(troupe)) == 2, "2 cache entries")
+            three = [
+                *(dict(task) for task in two_tasks),
+                {"name": "publish", "dependsOn": ["edit"]},
+            ]
+            troupe.apply(workflow("served", three, cache=MEMO))
+            served = until(
+                troupe,
+                operator,
+                lambda: (s := troupe.status("served")).get("phase") in ENDED and s,
+                "Workflow served to end",
+            )
+            assert served["phase"] == "Succeeded", served.get("message")
+            assert [t.get("reason") for t in served["tasks"].values()] == ["Cached", "Cached", None]
 
             # (b) A serving Agent: its Secret read, every child created, replaced, deleted.
             until(
@@ -403,7 +431,13 @@ def test_the_operator_needs_nothing_its_cluster_role_does_not_grant(
     # What the emulator does not check: the operator grants and binds only what it holds.
     rules: Rules = the("ClusterRole")["rules"]
     granted = {(role["metadata"]["namespace"], role["metadata"]["name"]) for role in roles}
-    assert len(granted) == 4 and ("default", "writer") in granted, granted  # 3 runs, 1 Agent
+    assert len(granted) == 5 and ("default", "writer") in granted, granted  # 4 runs, 1 Agent
+    served_role = next(r for r in roles if r["metadata"]["name"].startswith("served-"))
+    reads = [r for r in served_role["rules"] if r["verbs"] == ["get"]]
+    assert [sorted(r["resourceNames"]) for r in reads] == [
+        sorted(task["cached"]["entry"] for task in served["tasks"].values() if "cached" in task)
+    ], "get on exactly the entries it was served from"
+    assert len(cache_entries(troupe)) == 3, "publish ran, and cached its own output"
     for role in roles:
         assert not_held(rules, role["rules"], role["metadata"]["namespace"]) == [], role
     bound = [b["roleRef"] for b in cluster_role_bindings if b["metadata"]["name"] != ACCOUNT]

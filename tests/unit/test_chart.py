@@ -97,6 +97,7 @@ CUSTOM: dict[str, Any] = {
         "resyncSeconds": 60,
         "apiTimeoutSeconds": 20,
         "taskEvents": "all",
+        "cache": {"maxEntries": 50, "retentionSeconds": 86400},
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}],
     },
     "tracing": {"enabled": True, "endpoint": "https://otel.example:4318"},
@@ -475,6 +476,7 @@ def test_the_operator_accepts_its_rendered_settings(
     defaults = plain_env(operator_container(helm.template()))
     config = OperatorConfig.from_env(defaults)
     assert config.untenanted_namespaces is UntenantedNamespaces.REFUSE
+    assert (config.cache_max_entries, config.cache_retention_seconds) == (200, 7 * 86400)
     assert (
         config.agent_image
         == "ghcr.io/troupe-dev/troupe-agent:0.1.0"
@@ -494,6 +496,7 @@ def test_the_operator_accepts_its_rendered_settings(
     assert (config.api_server_cidr, config.api_server_ports) == ("172.18.0.2/32", (6443, 443))
     assert (config.workers, config.resync_seconds, config.api_timeout_seconds) == (8, 60, 20)
     assert config.task_events is True
+    assert (config.cache_max_entries, config.cache_retention_seconds) == (50, 86400)
     leadership = LeadershipSettings.from_env(custom)
     assert leadership.name == "acme-troupe-operator"
     assert (leadership.election.lease_duration, leadership.election.retry_period) == (30, 4)

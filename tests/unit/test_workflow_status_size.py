@@ -19,6 +19,7 @@ from troupe_operator.api import (
 )
 from troupe_operator.api.workflow import PREVIEW_CHARS
 from troupe_operator.workflow import (
+    CacheEntry,
     CreateTask,
     JobState,
     Observation,
@@ -32,24 +33,29 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    ("workflow", "names"),
+    ("workflow", "names", "cache"),
     [
-        ("wide", [f"task-{i:04d}" for i in range(1000)]),
-        ("w" * 63, [f"task-{i:04d}-" + "n" * 53 for i in range(1000)]),
+        ("wide", [f"task-{i:04d}" for i in range(1000)], None),
+        ("w" * 63, [f"task-{i:04d}-" + "n" * 53 for i in range(1000)], None),
+        ("w" * 63, [f"task-{i:04d}-" + "n" * 53 for i in range(1000)], {"maxAge": "1h"}),
     ],
-    ids=["typical-names", "longest-names"],
+    ids=["typical-names", "longest-names", "memoized-with-digests"],
 )
 def test_a_finished_thousand_task_status_stays_under_256_kib(
-    workflow: str, names: list[str]
+    workflow: str, names: list[str], cache: dict[str, str] | None
 ) -> None:
     spec = WorkflowSpec.model_validate(
-        {"tasks": [{"name": name, "agent": "a", "prompt": "p"} for name in names]}
+        {
+            "tasks": [{"name": name, "agent": "a", "prompt": "p"} for name in names],
+            **({"cache": cache} if cache else {}),
+        }
     )
     usage = TokenUsage(input_tokens=123_456, output_tokens=654_321, total_tokens=777_777)
     report = TaskReport(
         succeeded=True,
         result=TaskResult(model=SCRIPTED_MODEL_NAME, usage=usage, bytes=10_000),
         preview=("word " * 2000)[:PREVIEW_CHARS],
+        digest="d" * 64,
     )
 
     def observe(status: WorkflowStatus, jobs: list[ObservedJob]) -> Observation:
@@ -98,6 +104,7 @@ def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
     from troupe_operator.api import (
         MAX_CANDIDATES,
         MAX_CRITERIA,
+        CachedFrom,
         CandidateStatus,
         Condition,
         ConditionStatus,
@@ -122,6 +129,8 @@ def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
         output=OutputRef(config_map="c" * 63, key="output", bytes=10**9),
         preview=wide * PREVIEW_CHARS,
         usage=usage,
+        digest="f" * 64,
+        cached=CachedFrom(entry="troupe-cache-" + "k" * 40, key="k" * 40, created_at=T0),
         calls=ModelCalls(
             total=10**12,
             failed=dict.fromkeys(
@@ -162,3 +171,42 @@ def test_the_size_bounds_hold_for_the_largest_possible_task_and_run() -> None:
         ],
     )
     assert wire_size(run) <= MOST_RUN_BYTES
+
+
+def test_a_thousand_tasks_served_from_the_cache_stay_under_256_kib() -> None:
+    names = [f"task-{i:04d}-" + "n" * 53 for i in range(1000)]
+    spec = WorkflowSpec.model_validate(
+        {
+            "tasks": [{"name": name, "agent": "a", "prompt": f"p {name}"} for name in names],
+            "cache": {"maxAge": "1h"},
+        }
+    )
+    preview = ("word " * 2000)[:PREVIEW_CHARS]
+    report = TaskReport(
+        succeeded=True,
+        result=TaskResult(model=SCRIPTED_MODEL_NAME, bytes=10_000),
+        preview=preview,
+        digest="d" * 64,
+    )
+
+    def observe(cache: dict[str, CacheEntry]) -> Observation:
+        return Observation(
+            "ns",
+            "w" * 63,
+            "uid",
+            1,
+            spec,
+            WorkflowStatus(),
+            T0 + timedelta(hours=0.5),
+            agents={"a": AgentSpec()},
+            cache=cache,
+        )
+
+    targets = [a.task_input.cache_entry for a in reconcile(observe({})).of_type(CreateTask)]
+    cache = {t.key: CacheEntry(t.name, T0, "d" * 64, report) for t in targets if t is not None}
+    assert len(cache) == 1000
+    finished = reconcile(observe(cache)).status
+    assert finished.phase == WorkflowPhase.SUCCEEDED
+    assert all(task.cached is not None for task in finished.tasks.values())
+    size = len(json.dumps(finished.to_wire()).encode())
+    assert size <= LIMIT_BYTES, f"status is {size} bytes"

@@ -19,6 +19,17 @@ from troupe_operator.api.agent import (
     RoleDefaults,
     SecretKeyRef,
 )
+from troupe_operator.api.cache import (
+    CACHE_CREATED_ANNOTATION,
+    CACHE_DIGEST_ANNOTATION,
+    CACHE_KEY_LABEL,
+    CACHE_MODEL_ANNOTATION,
+    MAX_CACHE_AGE,
+    Cache,
+    CachedFrom,
+    CacheTarget,
+    entry_name,
+)
 from troupe_operator.api.candidates import (
     MAX_CANDIDATES,
     MAX_CRITERIA,
@@ -115,11 +126,16 @@ from troupe_operator.api.workflow_template import WorkflowTemplateSpec
 __all__ = [
     "API_VERSION",
     "ATTEMPT_ANNOTATION",
+    "CACHE_CREATED_ANNOTATION",
+    "CACHE_DIGEST_ANNOTATION",
+    "CACHE_KEY_LABEL",
+    "CACHE_MODEL_ANNOTATION",
     "EXIT_PERMANENT",
     "EXIT_RETRYABLE",
     "GROUP",
     "INPUT_ENV",
     "INSTANCE_SEPARATOR",
+    "MAX_CACHE_AGE",
     "MAX_CANDIDATES",
     "MAX_CRITERIA",
     "MAX_OUTPUT_BYTES",
@@ -145,6 +161,9 @@ __all__ = [
     "AgentSpec",
     "AgentStatus",
     "ApiModel",
+    "Cache",
+    "CacheTarget",
+    "CachedFrom",
     "CandidateStatus",
     "Candidates",
     "Condition",
@@ -204,5 +223,6 @@ __all__ = [
     "call_status",
     "count_failures",
     "counted_lists",
+    "entry_name",
     "secret_inputs",
 ]

@@ -22,6 +22,7 @@ from typing import Any, Final
 from pydantic import Field, ValidationError
 
 from troupe_operator.api.agent import AgentSpec
+from troupe_operator.api.cache import DIGEST_PATTERN, CacheTarget
 from troupe_operator.api.candidates import MAX_CANDIDATES, CriterionScores
 from troupe_operator.api.common import ApiModel, FailedCalls, ModelCalls, TokenUsage
 from troupe_operator.api.supervise import SuperviseInput, TurnDecision
@@ -155,6 +156,10 @@ class TaskInput(ApiModel):
     output: OutputTarget | None = Field(
         default=None, description="Output ConfigMap to write; None when writing to a file."
     )
+    cache_entry: CacheTarget | None = Field(
+        default=None,
+        description="Also cache the output there once written (a memoized task's first run).",
+    )
 
 
 class TaskResult(ApiModel):
@@ -221,6 +226,11 @@ class TaskReport(ApiModel):
     decision: TurnDecision | None = Field(
         default=None,
         description="On success of a supervisor turn, its decision's shape (members, finished).",
+    )
+    digest: str | None = Field(
+        default=None,
+        pattern=DIGEST_PATTERN,
+        description="On success, sha256 of the output text it wrote, hex: no task data.",
     )
 
     def encode(self) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import AwareDatetime, ConfigDict, Field, WithJsonSchema, model_validator
 
+from troupe_operator.api.cache import DIGEST_PATTERN, Cache, CachedFrom
 from troupe_operator.api.candidates import (
     MAX_CANDIDATES,
     Candidates,
@@ -200,6 +201,13 @@ class TaskSpec(ApiModel):
             "the Workflow's priority if unset."
         ),
     )
+    cache: Cache | None = Field(
+        default=None,
+        description=(
+            "Serve the task from an earlier output of the same cache key in this namespace "
+            "(no Job, 0 tokens); overrides the Workflow's cache, enabled: false turns it off."
+        ),
+    )
 
     def named_agents(self) -> list[str]:
         """The Agents the spec names for this task: its agent, a supervise task's supervisor
@@ -283,6 +291,13 @@ class WorkflowSpec(ApiModel):
         description=(
             "An absolute time (RFC 3339): once passed, the run fails with reason "
             "DeadlineExceeded and its running tasks are stopped."
+        ),
+    )
+    cache: Cache | None = Field(
+        default=None,
+        description=(
+            "Memoize every task (a task's own cache overrides it): a task whose cache key "
+            "matches an output of this namespace younger than maxAge succeeds from it."
         ),
     )
 
@@ -433,6 +448,15 @@ class TaskStatus(ApiModel):
     waiting: TaskWaiting | None = Field(
         default=None,
         description="Set while the task is ready but held back: why, since when, its priority.",
+    )
+    digest: str | None = Field(
+        default=None,
+        pattern=DIGEST_PATTERN,
+        description="sha256 of the output text, as its pod reported it (the cache keys use it).",
+    )
+    cached: CachedFrom | None = Field(
+        default=None,
+        description="Set when the task was served from the cache: the entry, key and its age.",
     )
 
 

@@ -28,6 +28,7 @@ from troupe_operator.api import (
     InputFrom,
     secret_inputs,
 )
+from troupe_operator.api.cache import CACHE_ENTRY_PREFIX
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.workflow import ATTEMPT_AGENT_ANNOTATION, CreateTask, PrepareRun, WorkflowRef
 
@@ -82,6 +83,30 @@ def role(run: WorkflowRef, action: PrepareRun) -> Body:
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
         ],
     }
+
+
+def with_cache_reads(role: Body, entries: Sequence[str]) -> Body | None:
+    """``role`` (a run's, as read) also granting ``get`` on these cache entries, by name, and
+    on those it granted before; None when it already does. Read only: a run may never alter
+    what another will be served."""
+    rules = list(role.get("rules") or [])
+    granted = [rule for rule in rules if _reads_cache(rule)]
+    names = {name for rule in granted for name in rule.get("resourceNames") or ()}
+    if names.issuperset(entries):
+        return None
+    read = {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": sorted(names.union(entries)),
+        "verbs": ["get"],
+    }
+    return {**role, "rules": [rule for rule in rules if not _reads_cache(rule)] + [read]}
+
+
+def _reads_cache(rule: Body) -> bool:
+    names = rule.get("resourceNames") or []
+    cached = bool(names) and all(n.startswith(CACHE_ENTRY_PREFIX) for n in names)
+    return rule.get("verbs") == ["get"] and cached
 
 
 def role_binding(run: WorkflowRef, action: PrepareRun) -> Body:

@@ -74,6 +74,15 @@ class OperatorConfig:
     to serve. Refuse by default: on a shared cluster a forgotten Tenant should be a clear
     condition, not work that escapes every quota and budget."""
 
+    cache_max_entries: int = 200
+    """Most cache entries (memoized outputs) kept per namespace; the oldest go first."""
+
+    cache_retention_seconds: float = 7 * 86_400.0
+    """Age beyond which a cache entry is deleted (7 days), whatever a task's maxAge."""
+
+    cache_gc_seconds: float = 300.0
+    """How often the cache entries of every namespace are collected."""
+
     def __post_init__(self) -> None:
         if self.resync_seconds > MAX_RESYNC_SECONDS:
             object.__setattr__(self, "resync_seconds", MAX_RESYNC_SECONDS)
@@ -119,6 +128,13 @@ class OperatorConfig:
             ),
             pod_check_seconds=number("TROUPE_POD_CHECK_SECONDS", defaults.pod_check_seconds, 0),
             task_events=task_events == "all",
+            cache_max_entries=int(
+                number("TROUPE_CACHE_MAX_ENTRIES", defaults.cache_max_entries, 0)
+            ),
+            cache_retention_seconds=number(
+                "TROUPE_CACHE_RETENTION_SECONDS", defaults.cache_retention_seconds, 60
+            ),
+            cache_gc_seconds=number("TROUPE_CACHE_GC_SECONDS", defaults.cache_gc_seconds, 1),
             reporting_instance=environ.get("POD_NAME") or socket.gethostname(),
         )
 

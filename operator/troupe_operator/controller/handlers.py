@@ -35,6 +35,7 @@ from troupe_operator.controller import (
     agent_concurrency,
     agent_limits,
     agents,
+    cache_entries,
     inventory,
     kopf_settings,
     metrics,
@@ -77,6 +78,9 @@ class Controller:
         self._showing: asyncio.Task[None] | None = None
         self.tracer = tracing.DISABLED
         self._api: client.ApiClient | None = None
+        self._collector: asyncio.Task[None] | None = None
+        self.cache_index: cache_entries.Index | None = None
+        """The namespaces' cache entries as kopf indexes them (set once started)."""
 
     async def start(
         self,
@@ -88,8 +92,10 @@ class Controller:
         namespaces: kopf.Index[str, str | None],
         tenant_indexes: tenant_limits.Indexes,
         agent_indexes: AgentIndexes,
+        cache: cache_entries.Index,
     ) -> None:
         self._api = api
+        self.cache_index = cache
         self.tracer = tracing.RunTracer.from_env()
         self.gate = tenant_limits.TenantGate(tenant_indexes, self.runs.created_in, self.enqueue)
 
@@ -99,6 +105,7 @@ class Controller:
         def profiles_of(namespace: str) -> Mapping[str, AgentProfile]:
             return {name: profile for name, _, profile in agents.get(namespace, ())}
 
+        kube = Kube(api, config.api_timeout_seconds)
         concurrency = self.concurrency = agent_concurrency.Concurrency(agent_indexes.kept)
 
         def cap(namespace: str, agent: str) -> int | None:
@@ -112,7 +119,7 @@ class Controller:
             agent_concurrency.show(concurrency, _agent_writer(api, config))
         )
         self.reconciler = WorkflowReconciler(
-            Kube(api, config.api_timeout_seconds),
+            kube,
             config,
             jobs=lambda key: jobs.get(key, ()),
             agents=agents_of,
@@ -124,11 +131,16 @@ class Controller:
             agent_gate=self.agent_gate,
             concurrency=concurrency,
             tracer=self.tracer,
+            cache=lambda namespace: cache_entries.entries_in(cache, namespace),
         )
         self.workers.start(self.reconciler.reconcile, config.workers)
+        self._collector = asyncio.create_task(cache_entries.collector(kube, cache, config))
 
     async def stop(self) -> None:
         inventory.INVENTORY.unwatch()
+        if self._collector is not None:
+            self._collector.cancel()
+            await asyncio.gather(self._collector, return_exceptions=True)
         await self.workers.stop()
         if self._showing is not None:
             await agent_concurrency.stop(self._showing)
@@ -189,6 +201,7 @@ def register(
     agent_limits.register_index(registry)
     agent_concurrency.register_index(registry)
     inventory.register_indexes(registry)
+    cache_entries.register_index(registry)
     agents.register(registry, load_config, connect)
     tenants.register(registry, load_config, connect)
 
@@ -225,6 +238,7 @@ def register(
                 active=indices[agent_limits.ACTIVE_AGENT_JOBS_INDEX],
                 kept=indices[agent_concurrency.KEPT_INDEX],
             ),
+            indices[cache_entries.CACHE_INDEX],
         )
         inventory.INVENTORY.watch(
             inventory.Sources(

@@ -241,6 +241,23 @@ class Kube:
             path("v1", "configmaps", namespace, name), header_params={"Accept": METADATA_ONLY}
         )
 
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        """Delete a ConfigMap (a collected cache entry); one already gone is fine."""
+        try:
+            await self._call("delete", path("v1", "configmaps", namespace, name))
+        except ApiError as error:
+            if error.status != 404:
+                raise
+
+    async def read_role(self, namespace: str, name: str) -> Body | None:
+        return await self._read(path("rbac.authorization.k8s.io/v1", "roles", namespace, name))
+
+    async def replace_role(self, namespace: str, body: Body) -> Body:
+        """Replace a Role, guarded by the resourceVersion it carries (409 when stale)."""
+        name = body["metadata"]["name"]
+        resource = path("rbac.authorization.k8s.io/v1", "roles", namespace, name)
+        return await self._call("put", resource, body)
+
     async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """The keys of a Secret (None: no such Secret); its values are dropped unread."""
         secret = await self._read(path("v1", "secrets", namespace, name))

@@ -68,6 +68,12 @@ API_ERRORS = Counter(
     "controllers expect and handle: 404 on a read, 409 AlreadyExists on a create.",
     ["verb", "resource", "code"],
 )
+CACHE_LOOKUPS = Counter(
+    "troupe_cache_lookups_total",
+    "Memoized task units looked up in their namespace's cache: result hit (served, no Job) or "
+    "miss (a Job started that caches its output).",
+    ["namespace", "result"],
+)
 EVENTS_LOST = Counter(
     "troupe_events_lost_total",
     "Events the operator could not post (Events are best effort; each loss is logged).",

@@ -50,6 +50,7 @@ from troupe_operator.controller.agent_limits import AgentGate, starts_by_agent
 from troupe_operator.controller.config import OperatorConfig
 from troupe_operator.controller.events import EventRecorder
 from troupe_operator.controller.kube import ApiError, Body, Kube
+from troupe_operator.controller.metrics import CACHE_LOOKUPS
 from troupe_operator.controller.observe import JobRecord
 from troupe_operator.controller.run_metrics import RUN_METRICS, RunMetrics
 from troupe_operator.controller.runs import RunMemory, Runs, WorkflowKey
@@ -58,10 +59,12 @@ from troupe_operator.controller.tracing import DISABLED, RunTracer
 from troupe_operator.workflow import (
     LABEL_WORKFLOW,
     AgentProfile,
+    CacheEntry,
     CreateTask,
     Decision,
     DeleteJob,
     Event,
+    GrantReads,
     InvalidSpec,
     JobRef,
     JobState,
@@ -76,6 +79,7 @@ from troupe_operator.workflow import (
     spec_hash,
     status_patch,
 )
+from troupe_operator.workflow.memo import CACHE_HIT
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,8 @@ CONCURRENT_CALLS: Final = 16
 JobSource = Callable[[WorkflowKey], Iterable[JobRecord]]
 AgentSource = Callable[[str], Mapping[str, AgentSpec]]
 ProfileSource = Callable[[str], Mapping[str, AgentProfile]]
+CacheSource = Callable[[str], Mapping[str, CacheEntry]]
+"""The cache entries of a namespace, by key hash (``controller.cache_entries``)."""
 Clock = Callable[[], datetime]
 Create = Callable[[str, Body], Awaitable[Body | None]]
 
@@ -125,8 +131,10 @@ class WorkflowReconciler:
         concurrency: Concurrency | None = None,
         metrics: RunMetrics = RUN_METRICS,
         tracer: RunTracer = DISABLED,
+        cache: CacheSource = lambda namespace: {},
     ) -> None:
         self.tracer = tracer
+        self.cache = cache
         self.kube = kube
         self.resolver = resolving.SpecResolver(kube, templates)
         self.metrics = metrics
@@ -172,6 +180,9 @@ class WorkflowReconciler:
             decision.status,
             _agents_of(memory.recorded or observation.spec),
         )
+        hits = sum(1 for event in decision.of_type(Event) if event.reason == CACHE_HIT)
+        if hits:
+            CACHE_LOOKUPS.labels(run.namespace, "hit").inc(hits)
         for event in decision.of_type(Event):
             if self.config.task_events or not event.routine:
                 await self.events.post(memory.body, event)
@@ -255,6 +266,7 @@ class WorkflowReconciler:
             suspended=requests.suspended,
             retry_request=requests.retry,
             resolved_from=resolved_from,
+            cache=self.cache(run.namespace),
             # Last, after every await of this observation: see _decide.
             tenant=self.gate.share((run.namespace, run.name), priority) if self.gate else None,
             agent_slots=self._agent_slots(run, agents, priority),
@@ -453,6 +465,8 @@ class WorkflowReconciler:
                     problem = await self._prepare(run, memory, action)
                     if problem is not None:
                         return [Refusal(action, problem)]
+                case GrantReads():
+                    await self._grant_reads(run, action)
                 case CreateTask():
                     concurrent.append(self._create_task(run, memory, action, refused, started))
                 case DeleteJob():
@@ -488,6 +502,17 @@ class WorkflowReconciler:
         if spec_hash(memory.recorded) != spec_hash(action.spec):
             raise Redecide()
         return None
+
+    async def _grant_reads(self, run: WorkflowRef, action: GrantReads) -> None:
+        """Let the run's pods get the cache entries its tasks were served from (before any
+        Job that reads one starts). A stale Role is a 409, retried with the reconcile."""
+        async with self._calls:
+            role = await self.kube.read_role(run.namespace, action.service_account)
+            if role is None:
+                raise ApiError(404, "NotFound", f"Role {action.service_account} is not there yet")
+            granting = children.with_cache_reads(role, action.config_maps)
+            if granting is not None:
+                await self.kube.replace_role(run.namespace, granting)
 
     async def _create(self, run: WorkflowRef, create: Create, body: Body) -> bool:
         """Create a child; whether it is new (False: it existed). _Refused if refused for good."""
@@ -533,6 +558,8 @@ class WorkflowReconciler:
                 return
         else:
             self._count_start(run, memory, action, started)
+            if action.task_input.cache_entry is not None:
+                CACHE_LOOKUPS.labels(run.namespace, "miss").inc()
         ref = JobRef(action.job_name, action.task, action.attempt, action.task_input.agent_name)
         memory.created.setdefault(action.job_name, (ref, time.monotonic()))
 

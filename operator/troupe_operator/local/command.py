@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 from rich.console import Console
 
 from troupe_operator.api import WorkflowPhase, WorkflowStatus
+from troupe_operator.local.cache_dir import LocalCache, default_directory
 from troupe_operator.local.interrupts import exit_code
 from troupe_operator.local.outputs import prepare_output_dirs
 from troupe_operator.local.parallelism import TASK_MEMORY_BYTES, machine_parallelism
@@ -42,8 +44,10 @@ def run_command(
     parallelism: int | None = None,
     task_command: Sequence[str] = DEFAULT_TASK_COMMAND,
     console: Console | None = None,
+    cache_dir: str | None = None,
 ) -> int:
     directory = Path(output_dir)
+    cache = LocalCache(Path(cache_dir) if cache_dir else default_directory(), datetime.now(UTC))
     try:
         plan = plan_run(files, overrides, only)
         for line in plan.warnings:
@@ -68,7 +72,7 @@ def run_command(
             f"memory / {per_task} MiB); --parallelism N sets another bound",
         )
     view = make_view(console)
-    outcome = asyncio.run(run_plan(plan, directory, view, bound, task_command))
+    outcome = asyncio.run(run_plan(plan, directory, view, bound, task_command, cache=cache))
     view.close(outcome.statuses)
     _summarise(console, plan, outcome.statuses, directory)
     if outcome.stopped_by is not None:

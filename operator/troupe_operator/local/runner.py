@@ -33,11 +33,13 @@ from typing import Final, assert_never
 
 from troupe_operator.api import (
     OUTPUT_KEY,
+    CacheTarget,
     TaskPhase,
     WorkflowPhase,
     WorkflowSpec,
     WorkflowStatus,
 )
+from troupe_operator.local.cache_dir import LocalCache
 from troupe_operator.local.interrupts import stop_signals
 from troupe_operator.local.outputs import confined, write_workflow
 from troupe_operator.local.plan import LocalWorkflow, RunPlan
@@ -49,6 +51,8 @@ from troupe_operator.workflow import (
     CreateTask,
     DeleteJob,
     Event,
+    GrantReads,
+    JobState,
     Observation,
     PrepareRun,
     WorkflowRef,
@@ -76,9 +80,11 @@ async def run_plan(
     parallelism: int,
     task_command: Sequence[str] = DEFAULT_TASK_COMMAND,
     clock: Clock = lambda: datetime.now(UTC),
+    cache: LocalCache | None = None,
 ) -> RunOutcome:
-    """Run every Workflow of the plan at once, at most ``parallelism`` task processes in all."""
-    shared = _Shared(parallelism, clock)
+    """Run every Workflow of the plan at once, at most ``parallelism`` task processes in all;
+    memoized tasks are served from and cached in ``cache``."""
+    shared = _Shared(parallelism, clock, cache)
     with stop_signals(shared.stop), tempfile.TemporaryDirectory(prefix="troupe-run-") as scratch:
         shared.runs = [
             _WorkflowRun(
@@ -100,7 +106,8 @@ async def run_plan(
 class _Shared:
     """What the Workflows of one run share: the bound on task processes, wake-ups, the stop."""
 
-    def __init__(self, parallelism: int, clock: Clock) -> None:
+    def __init__(self, parallelism: int, clock: Clock, cache: LocalCache | None = None) -> None:
+        self.cache = cache
         self.parallelism = parallelism
         self.clock = clock
         self.runs: list[_WorkflowRun] = []
@@ -168,6 +175,8 @@ class _WorkflowRun:
             workflow.secret_inputs,
         )
         self.recorded: WorkflowSpec | None = None
+        self.caching: dict[str, CacheTarget] = {}
+        """Jobs of memoized units, with where their output is to be cached."""
         self.held = 0
         """Attempts the shell's slots held back at the last decision."""
         self.held_since: float | None = None
@@ -208,6 +217,7 @@ class _WorkflowRun:
                 for agent, count in decision.held_by_agent.items()
             }
             status = decision.status
+            self._expose_cached(status)
             self.view.show(self.workflow.name, status, self._execute(decision.actions))
             if status.phase in ENDED:
                 return status
@@ -223,6 +233,14 @@ class _WorkflowRun:
                     await self.changed.wait()
 
     def _observe(self, status: WorkflowStatus) -> Observation:
+        jobs = self.jobs.observed()
+        cache = self.shared.cache
+        for job in jobs:
+            target = self.caching.get(job.name)
+            if cache and target and job.state == JobState.SUCCEEDED and job.report:
+                output = self.jobs.output_file(self.ref.output_config_map(job.task))
+                cache.store(self.ref.namespace, target, output, job.report)
+                del self.caching[job.name]
         return Observation(
             namespace=self.ref.namespace,
             name=self.ref.name,
@@ -231,7 +249,7 @@ class _WorkflowRun:
             spec=self.workflow.spec,
             status=status,
             now=self.clock(),
-            jobs=self.jobs.observed(),
+            jobs=jobs,
             agents=self.workflow.agents,
             agent_profiles=self.workflow.profiles,
             recorded_spec=self.recorded,
@@ -239,7 +257,15 @@ class _WorkflowRun:
             agent_slots=self.shared.agent_slots(self),
             stop=self.shared.stop_reason,
             resolved_from=self.workflow.resolved_from,
+            cache=cache.entries(self.ref.namespace) if cache else {},
         )
+
+    def _expose_cached(self, status: WorkflowStatus) -> None:
+        """Every output served from the cache, where the task processes and ``write`` read."""
+        cache = self.shared.cache
+        for task in status.tasks.values():
+            if cache is not None and task.cached is not None:
+                cache.expose(self.ref.namespace, task.cached.entry, self.jobs.outputs)
 
     def _execute(self, actions: Sequence[Action]) -> list[Event]:
         events = []
@@ -247,7 +273,11 @@ class _WorkflowRun:
             match action:
                 case PrepareRun():
                     self._prepare(action)
+                case GrantReads():
+                    pass  # the entries are copied where tasks read (_expose_cached)
                 case CreateTask():
+                    if action.task_input.cache_entry is not None:
+                        self.caching[action.job_name] = action.task_input.cache_entry
                     self.jobs.start(action)
                 case DeleteJob():
                     self.jobs.delete(action.name)
@@ -280,13 +310,17 @@ class _WorkflowRun:
         for name in names:
             task = status.tasks.get(name)
             succeeded = task is not None and task.phase == TaskPhase.SUCCEEDED
-            outputs[name] = self._output(task.result_of or name) if task and succeeded else None
+            outputs[name] = (
+                self._output(task.result_of or name, status) if task and succeeded else None
+            )
         write_workflow(output_dir, self.workflow.name, outputs, status)
 
-    def _output(self, task: str) -> str | None:
+    def _output(self, task: str, status: WorkflowStatus) -> str | None:
         """A succeeded unit's output text (a parent's: its result's), from the file its
-        process wrote."""
-        path = self.jobs.output_file(self.ref.output_config_map(task))
+        process wrote, or the copy of the cache entry it was served from."""
+        cached = status.tasks[task].cached if task in status.tasks else None
+        name = cached.entry if cached is not None else self.ref.output_config_map(task)
+        path = self.jobs.output_file(name)
         try:
             text = json.loads(path.read_text(encoding="utf-8")).get(OUTPUT_KEY)
         except (OSError, ValueError, AttributeError):

@@ -14,10 +14,12 @@ from troupe_operator.workflow.actions import (
     DeleteJob,
     Event,
     EventType,
+    GrantReads,
     PrepareRun,
 )
 from troupe_operator.workflow.core import reconcile
 from troupe_operator.workflow.launch import API_KEY_ENV
+from troupe_operator.workflow.memo import CacheEntry
 from troupe_operator.workflow.naming import (
     ATTEMPT_AGENT_ANNOTATION,
     LABEL_ATTEMPT,
@@ -51,11 +53,13 @@ __all__ = [
     "LABEL_WORKFLOW",
     "Action",
     "AgentProfile",
+    "CacheEntry",
     "CreateTask",
     "Decision",
     "DeleteJob",
     "Event",
     "EventType",
+    "GrantReads",
     "InvalidSpec",
     "JobRef",
     "JobState",

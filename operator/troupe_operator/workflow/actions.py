@@ -63,6 +63,21 @@ class CreateTask:
 
 
 @dataclass(frozen=True)
+class GrantReads:
+    """Let the run's task identity ``service_account`` get these cache entries, by name.
+
+    A unit served from the cache (``troupe_operator.workflow.memo``) has its output in a
+    cache entry, not in one of the run's outputs, and the Role ``PrepareRun`` made grants
+    only those. Before any Job that may read one starts, the shell adds ``get`` on exactly
+    ``config_maps`` (all the run's entries so far, at most one per unit) to that Role:
+    read only, so no run can alter what another will be served. Idempotent.
+    """
+
+    service_account: str
+    config_maps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DeleteJob:
     """Stop an attempt (failFast, the workflow timeout, a pod that cannot start), with its pods."""
 
@@ -90,8 +105,8 @@ class Event:
     routine: bool = False
 
 
-Action = PrepareRun | CreateTask | DeleteJob | Event
-T = TypeVar("T", PrepareRun, CreateTask, DeleteJob, Event)
+Action = PrepareRun | GrantReads | CreateTask | DeleteJob | Event
+T = TypeVar("T", PrepareRun, GrantReads, CreateTask, DeleteJob, Event)
 
 
 @dataclass(frozen=True)

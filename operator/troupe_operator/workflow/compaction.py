@@ -7,7 +7,9 @@ in steps, least useful detail first. Only finished tasks are touched, and the
 core never reads more than their phase again — except the ``fields`` a
 condition not yet decided will read, which are kept — so slimming changes
 nothing about the run. A slimmed task's output is still where naming says:
-``WorkflowRef.output_config_map(task)``.
+``WorkflowRef.output_config_map(task)``, or, for a task served from the cache, in the entry
+its ``cached`` names (the entry kept, its key and time dropped). Next go the output digests
+no unfinished memoized task's key needs (a finished run needs none).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Final
 
-from troupe_operator.api import TaskSpec, TaskStatus, WorkflowStatus
+from troupe_operator.api import CachedFrom, TaskSpec, TaskStatus, WorkflowStatus
 from troupe_operator.api.workflow import MAX_CONDITION_JSON_BYTES, MAX_RETRIES
 from troupe_operator.workflow.summary import brief
 from troupe_operator.workflow.tasks import FINISHED
@@ -34,9 +36,13 @@ MOST_LOOP_BYTES: Final = 1_024
 (five delegations of label-sized names; each turn has an entry of its own to count it)."""
 MOST_WAITING_BYTES: Final = 128
 """Why a ready task waits (a reason of at most 64 characters), since when, its priority."""
+MOST_CACHE_BYTES: Final = 256
+"""A memoized task's output digest (64 characters) and where it was served from (an entry's
+name and key hash of at most 53 and 40 characters, a time)."""
 MOST_TASK_BYTES: Final = (
     4_608
     + MOST_WAITING_BYTES
+    + MOST_CACHE_BYTES
     + 3 * MAX_CONDITION_JSON_BYTES
     + (MAX_RETRIES + 1) * MOST_AGENT_NAME_BYTES
     + max(MOST_JUDGING_BYTES, MOST_LOOP_BYTES)
@@ -45,7 +51,7 @@ MOST_TASK_BYTES: Final = (
 character escaped to six bytes, a Job and ConfigMap name, timestamps, usage, the fields
 conditions read (non-ASCII characters escaped to at most three times their UTF-8 size), the
 Agent of each attempt, and candidates or scores, or a decision or a turn's record (an entry
-has one of them at most), and why it waits to start."""
+has one of them at most), why it waits to start, and its digest and cache entry."""
 MOST_RUN_BYTES: Final = 16_384
 """The most the run-level fields (message, conditions, times, usage) can take as JSON."""
 
@@ -59,10 +65,12 @@ def fit_status(
     budget: int = STATUS_BUDGET_BYTES,
     needed: frozenset[str] = frozenset(),
     specs: Mapping[str, TaskSpec] | None = None,
+    digests: frozenset[str] = frozenset(),
 ) -> WorkflowStatus:
     """``status`` unchanged if it fits; otherwise with its finished tasks slimmed.
 
     ``needed`` are the tasks whose ``fields`` conditions still have to read;
+    ``digests`` those whose output digest an unfinished memoized task's key needs;
     ``specs`` the tasks' specs, which tell whose Agents are derivable. A status
     whose tasks cannot add up to the budget is not measured.
     """
@@ -71,6 +79,9 @@ def fit_status(
     if wire_size(status) <= budget:
         return status
     slim = _map_finished(status, partial(_without_references, specs or {}))
+    if wire_size(slim) <= budget:
+        return slim
+    slim = _map_finished(slim, _without_digest, keep=digests)
     if wire_size(slim) <= budget:
         return slim
     slim = _map_finished(slim, _without_fields, keep=needed)
@@ -89,6 +100,18 @@ def _map_finished(
         for name, task in status.tasks.items()
     }
     return status.model_copy(update={"tasks": tasks})
+
+
+def _slim_cached(task: TaskStatus) -> dict[str, object]:
+    """A task served from the cache keeps only its entry's name (its reason says the rest):
+    no key, time, message, nor its usage of 0 tokens."""
+    if task.cached is None:
+        return {}
+    return {"cached": CachedFrom(entry=task.cached.entry), "message": None, "usage": None}
+
+
+def _without_digest(name: str, task: TaskStatus) -> TaskStatus:
+    return task.model_copy(update={"digest": None})
 
 
 def _without_fields(name: str, task: TaskStatus) -> TaskStatus:
@@ -110,6 +133,7 @@ def _without_references(specs: Mapping[str, TaskSpec], name: str, task: TaskStat
             "started_at": None,
             "finished_at": None,
             "message": brief(task.message, SLIM_MESSAGE_CHARS) if task.message else None,
+            **_slim_cached(task),
         }
     )
 

@@ -21,6 +21,8 @@ from typing import Final
 
 from troupe_operator import dag, expressions
 from troupe_operator.api import (
+    AgentSpec,
+    CacheTarget,
     Condition,
     TaskPhase,
     TaskSpec,
@@ -29,9 +31,10 @@ from troupe_operator.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
+from troupe_operator.api.cache import entry_name
 from troupe_operator.api.workflow import instance_key
 from troupe_operator.spec_checks import check_workflow
-from troupe_operator.workflow import candidates, fan_out, selection, supervise
+from troupe_operator.workflow import candidates, fan_out, memo, selection, supervise
 from troupe_operator.workflow.actions import (
     Action,
     CreateTask,
@@ -39,6 +42,7 @@ from troupe_operator.workflow.actions import (
     DeleteJob,
     Event,
     EventType,
+    GrantReads,
     PrepareRun,
 )
 from troupe_operator.workflow.agent_limits import AGENT_CONCURRENCY_LIMIT, AgentSlots
@@ -272,7 +276,7 @@ class _Run:
         verdict = stop or self._verdict(started_at)
         return Decision(
             status=self._status(verdict, started_at),
-            actions=self._prepare_actions(started_at, verdict) + self.actions,
+            actions=self._prepare_actions(started_at, verdict) + self._grants() + self.actions,
             requeue_after=None if verdict.finished else self._requeue_after(),
             waiting_for_agents=self.agent_waits.named,
             waiting_for_any_agent=self.agent_waits.any_agent,
@@ -317,6 +321,11 @@ class _Run:
             partial(self._condition, unit.spec),
         )
         self.tasks[unit.key] = selection.with_job_agents(previous, outcome.status, jobs)
+        if outcome.start_attempt and previous.phase != TaskPhase.RETRYING:
+            cached = self._from_cache(unit, outcome.start_attempt, previous)
+            if cached is not None:
+                outcome = replace(outcome, status=cached, start_attempt=None, event=None)
+                self.tasks[unit.key] = cached
         if outcome.event:
             self.actions.append(outcome.event)
         if outcome.start_attempt:
@@ -480,6 +489,9 @@ class _Run:
         starts = [job.started_at or self.now for job in self.observation.jobs]
         if any(isinstance(action, CreateTask) for action in self.actions):
             starts.append(self.now)
+        starts += [
+            task.started_at for task in self.tasks.values() if task.cached and task.started_at
+        ]
         return min(starts, default=None)
 
     def _refused(self) -> bool:
@@ -581,8 +593,10 @@ class _Run:
                 continue
             running[unit.spec.name] += 1
             reads = self._reads(unit)
+            key = self._cache_key(unit, choice.spec)
+            entry = CacheTarget(name=entry_name(key), key=key) if key else None
             startable.append(
-                create_task(self.workflow, unit, attempt, choice.spec, reads, choice.name)
+                create_task(self.workflow, unit, attempt, choice.spec, reads, choice.name, entry)
             )
         tenant = self.observation.tenant
         if startable and tenant is not None and self._over_budget(tenant):
@@ -622,10 +636,61 @@ class _Run:
                 skipped.append(name)
             elif task.items is not None:
                 keys = (instance_key(name, index) for index in range(task.items))
-                fan_in[name] = [self.workflow.output_config_map(key) for key in keys]
+                fan_in[name] = [self._output_of(key) for key in keys]
             else:
-                upstream[name] = self.workflow.output_config_map(task.result_of or name)
+                upstream[name] = self._output_of(task.result_of or name)
         return Reads(upstream, fan_in, skipped)
+
+    def _output_of(self, key: str) -> str:
+        """The ConfigMap holding a unit's output: its cache entry, else the run's own."""
+        task = self.tasks.get(key)
+        if task is not None and task.cached is not None:
+            return task.cached.entry
+        return self.workflow.output_config_map(key)
+
+    def _from_cache(self, unit: Unit, attempt: int, previous: TaskStatus) -> TaskStatus | None:
+        """A memoized unit ready to start, served from a young enough cache entry instead:
+        never while the run is suspended or not admitted."""
+        cache = memo.setting(self.spec, unit.spec)
+        if cache is None or self.observation.suspended or self._refused():
+            return None
+        observed = self.observation
+        choice = selection.agent_for(
+            unit.choosing, attempt, observed.agents, observed.agent_profiles, self.now
+        )
+        key = self._cache_key(unit, choice.spec) if isinstance(choice, selection.Chosen) else None
+        entry = memo.usable(observed.cache.get(key), cache, self.now) if key else None
+        if key is None or entry is None:
+            return None
+        status = memo.served(previous, key, entry, self.now, self.context.preview_chars)
+        message = f"task '{unit.key}' {status.message}: {entry.name}"
+        self.actions.append(Event(EventType.NORMAL, memo.CACHE_HIT, brief(message)))
+        return status
+
+    def _cache_key(self, unit: Unit, agent: AgentSpec) -> str | None:
+        """The hash of the unit's cache key on ``agent``; None when it is not memoized."""
+        if memo.setting(self.spec, unit.spec) is None:
+            return None
+        digests: dict[str, str | list[str] | None] = {}
+        for name in upstream_tasks(unit.spec):
+            task = self.tasks[name]
+            if task.result_of is not None:
+                task = self.tasks.get(task.result_of, task)
+            items = None
+            if task.items is not None:
+                keys = (instance_key(name, index) for index in range(task.items))
+                items = [self.tasks[key] for key in keys]
+            digests[name] = memo.upstream_digest(task, items)
+        return memo.cache_key(self.spec, unit, agent, digests)
+
+    def _grants(self) -> list[Action]:
+        """Before Jobs start, their identity may read the run's cache entries."""
+        entries = sorted(
+            {task.cached.entry for task in self.tasks.values() if task.cached is not None}
+        )
+        if not entries or not any(isinstance(a, CreateTask) for a in self.actions):
+            return []
+        return [GrantReads(self.workflow.task_identity(), tuple(entries))]
 
     def _started(self, action: CreateTask) -> None:
         previous = self.tasks[action.task]
@@ -737,7 +802,7 @@ class _Run:
                 else None
             ),
             message=verdict.message,
-            tasks=self.tasks,
+            tasks=self.tasks if memo.in_use(self.spec) else memo.without_digests(self.tasks),
             usage=total_usage(self.tasks.values()),
             observed_generation=self.observation.generation,
             spec_hash=self.spec_hash if started_at or verdict.finished else None,
@@ -748,7 +813,24 @@ class _Run:
             retries=self.previous.retries,
             retry_request=self.previous.retry_request,
         )
-        return fit_status(status, needed=self._fields_needed(), specs=self.task_specs)
+        return fit_status(
+            status,
+            needed=self._fields_needed(),
+            specs=self.task_specs,
+            digests=self._digests_needed(),
+        )
+
+    def _digests_needed(self) -> frozenset[str]:
+        """Units whose output digest an unfinished memoized task's key will read."""
+        needed: set[str] = set()
+        for name, spec in self.task_specs.items():
+            if self.tasks[name].phase in FINISHED or memo.setting(self.spec, spec) is None:
+                continue
+            for upstream in upstream_tasks(spec):
+                task = self.tasks[upstream]
+                needed.update([upstream, *([task.result_of] if task.result_of else [])])
+                needed.update(instance_key(upstream, i) for i in range(task.items or 0))
+        return frozenset(needed)
 
     def _fields_needed(self) -> frozenset[str]:
         """Tasks whose fields a condition not yet decided will read."""

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from troupe_operator.api import AgentSpec, OutputTarget, TaskInput, TaskSpec
+from troupe_operator.api import AgentSpec, CacheTarget, OutputTarget, TaskInput, TaskSpec
 from troupe_operator.templates import references
 from troupe_operator.workflow.actions import CreateTask
 from troupe_operator.workflow.naming import WorkflowRef
@@ -55,9 +55,11 @@ def create_task(
     agent: AgentSpec,
     reads: Reads = Reads(),
     agent_name: str | None = None,
+    cache_entry: CacheTarget | None = None,
 ) -> CreateTask:
     """The action starting ``attempt`` of ``unit`` on ``agent``. ``agent_name`` is the Agent
-    chosen for the attempt (``troupe_operator.workflow.selection``), by default the task's."""
+    chosen for the attempt (``troupe_operator.workflow.selection``), by default the task's;
+    ``cache_entry`` where a memoized unit's pod caches its output."""
     task = unit.spec
     name = agent_name or task.agent
     if name is None:
@@ -90,6 +92,7 @@ def create_task(
             labels=workflow.task_labels(unit.key),
             owner_references=[workflow.owner_reference(block_owner_deletion=False)],
         ),
+        cache_entry=cache_entry,
     )
     return CreateTask(
         task=unit.key,

@@ -22,6 +22,7 @@ from troupe_operator.api import (
     WorkflowStatus,
 )
 from troupe_operator.workflow.actions import CreateTask, PrepareRun
+from troupe_operator.workflow.memo import CacheEntry
 
 
 class JobState(StrEnum):
@@ -175,6 +176,9 @@ class Observation:
     across the namespace's Workflows); an Agent missing there has no cap. Attempts beyond
     it wait with reason AgentConcurrencyLimit.
 
+    ``cache`` holds the cache entries of the namespace by key hash (``workflow.memo``):
+    a memoized unit whose key is there, young enough, succeeds from it without a Job.
+
     ``spec`` is resolved by the shell (a WorkflowTemplate's tasks, inputs from ConfigMaps);
     ``resolved_from`` says from what, and status records it once the run has started.
     """
@@ -200,3 +204,4 @@ class Observation:
     retry_request: str | None = None
     resolved_from: ResolvedFrom | None = None
     agent_slots: Mapping[str, int] = field(default_factory=dict)
+    cache: Mapping[str, CacheEntry] = field(default_factory=dict)

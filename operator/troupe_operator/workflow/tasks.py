@@ -244,6 +244,7 @@ def _succeeded(
             "counts": report.counts if report is not None else None,
             "scores": report.scores if report is not None else None,
             "decision": report.decision if report is not None else None,
+            "digest": report.digest if report is not None else None,
             "usage": _usage(previous, job),
             "calls": _calls(previous, job),
         }
