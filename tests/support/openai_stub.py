@@ -212,6 +212,7 @@ class OpenAIStub(BackgroundService):
         self._tool_calls = 0
         self._most: int | None = None
         self._hold = 0.0
+        self._retry_after = 0.5
         self._in_flight = 0
         self.throttled = 0
         """Requests answered 429 because ``limit_concurrency``'s bound was reached."""
@@ -229,10 +230,10 @@ class OpenAIStub(BackgroundService):
     def inject(self, *faults: Fault) -> None:
         self._faults.extend(faults)
 
-    def limit_concurrency(self, most: int, hold: float = 1.0) -> None:
-        """Answer 429 to a chat request while ``most`` are in flight; each served one takes
-        ``hold`` seconds."""
-        self._most, self._hold = most, hold
+    def limit_concurrency(self, most: int, hold: float = 1.0, retry_after: float = 0.5) -> None:
+        """Answer 429 (with ``Retry-After: retry_after``) to a chat request while ``most`` are
+        in flight; each served one takes ``hold`` seconds."""
+        self._most, self._hold, self._retry_after = most, hold, retry_after
 
     def fail_model(self, model: str, fault: Fault) -> None:
         """Answer every request for ``model`` with ``fault``, before any queued one."""
@@ -279,7 +280,7 @@ class OpenAIStub(BackgroundService):
             return await self._answer(request, body)
         if self._in_flight >= self._most:
             self.throttled += 1
-            fault = Fault.rate_limited(retry_after=0.5)
+            fault = Fault.rate_limited(retry_after=self._retry_after)
             error = {"param": None, **(fault.error or {})}
             return aiohttp.web.json_response(
                 {"error": error}, status=fault.status, headers=fault.headers
