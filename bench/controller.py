@@ -20,6 +20,9 @@ Scenarios (``--scenarios``, comma-separated; all by default):
 - ``steady``: 1000 live workflows x 10 tasks (mixed DAG) whose Jobs the instant kubelet
   finishes at a steady 50 per second (below capacity), in the order they appeared: the
   dispatch latency under a steady load, not a burst's queueing;
+- ``agent``: ``batch`` (same options) on an Agent whose ``model.maxConcurrency`` is 20
+  (``--max-concurrent-tasks``), so the Agent gate counts and shares on every decision; it
+  fails if the instant kubelet ever sees more task Jobs unfinished at once than the cap.
 - ``tenant``: ``batch`` (same options) in a namespace of a Tenant whose limits the operator
   enforces: ``maxConcurrentTasks`` 20 (``--max-concurrent-tasks``) and a ``tokenBudget``
   never reached, so the gate counts both on every decision. The Tenant is created before
@@ -36,7 +39,7 @@ marking the last of its upstream Jobs Complete to the ADDED event of its own Job
 seen in this process. Prints Markdown; ``docs/performance.md`` ("Workflow controller")
 quotes it.
 
-    .venv/bin/python bench/controller.py [--quick] [--scenarios batch,live,wide,steady,tenant]
+    .venv/bin/python bench/controller.py [--quick] [--scenarios batch,live,wide,steady,tenant,agent]
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ AGENT = "worker"
 TENANT = "bench"
 TENANT_TOKEN_BUDGET = 10**12
 """Never reached (20 tokens per task), but counted on every decision."""
-CONCURRENCY_HELD = "TenantConcurrencyLimit"
+CONCURRENCY_HELD = frozenset({"TenantConcurrencyLimit", "AgentConcurrencyLimit"})
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FINISHED_PHASES = {"Succeeded", "Failed", "Error"}
 
@@ -159,6 +162,17 @@ class Scenario:
     """Rate at which Jobs are finished; None finishes each one at once."""
     tenant_limit: int | None = None
     """The namespace's Tenant's ``limits.maxConcurrentTasks``; None: no Tenant."""
+    agent_limit: int | None = None
+    """The Agent's ``model.maxConcurrency``; None: uncapped."""
+
+    @property
+    def limit(self) -> tuple[str, int] | None:
+        """The cap on unfinished task Jobs the bench checks, and what sets it."""
+        if self.tenant_limit is not None:
+            return "the Tenant's limits.maxConcurrentTasks", self.tenant_limit
+        if self.agent_limit is not None:
+            return "the Agent's model.maxConcurrency", self.agent_limit
+        return None
 
     @property
     def dag(self) -> Dag:
@@ -248,12 +262,15 @@ def tenant_manifest(limit: int) -> dict[str, Any]:
     }
 
 
-def agent_manifest() -> dict[str, Any]:
+def agent_manifest(max_concurrency: int | None = None) -> dict[str, Any]:
+    model: dict[str, Any] = {"name": "bench-model"}
+    if max_concurrency is not None:
+        model["maxConcurrency"] = max_concurrency
     return {
         "apiVersion": API_VERSION,
         "kind": "Agent",
         "metadata": {"name": AGENT, "namespace": NAMESPACE},
-        "spec": {"role": "executor", "model": {"name": "bench-model"}},
+        "spec": {"role": "executor", "model": model},
     }
 
 
@@ -307,7 +324,7 @@ class Progress:
         name = obj["metadata"]["name"]
         status = obj.get("status") or {}
         self.phases[name] = status.get("phase") or ""
-        if any(c.get("reason") == CONCURRENCY_HELD for c in status.get("conditions") or ()):
+        if any(c.get("reason") in CONCURRENCY_HELD for c in status.get("conditions") or ()):
             self.held_back.add(name)
         self.statuses[name] = status
         if self.phases[name] in FINISHED_PHASES:
@@ -442,11 +459,12 @@ async def drive(
         async with limit, api.post(collection, data=body, headers=_JSON) as response:
             await check(response)
 
-    def check_tenant_limit() -> None:
-        if scenario.tenant_limit is not None and kubelet.peak_unfinished > scenario.tenant_limit:
+    def check_limit() -> None:
+        if scenario.limit is not None and kubelet.peak_unfinished > scenario.limit[1]:
+            what, most = scenario.limit
             raise RuntimeError(
                 f"scenario {scenario.name}: {kubelet.peak_unfinished} task Jobs were unfinished "
-                f"at once, over the Tenant's limits.maxConcurrentTasks {scenario.tenant_limit}"
+                f"at once, over {what} {most}"
             )
 
     before = cluster.counts()
@@ -459,7 +477,7 @@ async def drive(
             operator.check_alive()
             if kubelet.errors:
                 raise RuntimeError(f"instant kubelet failed: {kubelet.errors[:3]}")
-            check_tenant_limit()
+            check_limit()
             await asyncio.wait([asyncio.ensure_future(progress.done.wait())], timeout=1.0)
         finished = progress.done.is_set()
         wall = (progress.finished_at if finished else time.monotonic()) - started
@@ -471,7 +489,7 @@ async def drive(
         await asyncio.gather(watcher, return_exceptions=True)
         await kubelet.stop()
         await api.close()
-    check_tenant_limit()
+    check_limit()
     phases = Counter(progress.phases.get(m["metadata"]["name"], "") or "(none)" for m in manifests)
     if not finished or set(phases) != {"Succeeded"}:
         raise RuntimeError(
@@ -512,7 +530,7 @@ def run_scenario(scenario: Scenario, workdir: Path, args: argparse.Namespace) ->
         if tenant_limit is not None:  # first: a Tenant adopts no namespace with Agents in it
             cluster.create(tenant_manifest(tenant_limit))
         else:
-            cluster.create(agent_manifest())
+            cluster.create(agent_manifest(scenario.agent_limit))
         kubeconfig = cluster.write_kubeconfig(workdir / f"{scenario.name}.kubeconfig", NAMESPACE)
         log = workdir / f"{scenario.name}-operator.log"
         untenanted = "Allow" if tenant_limit is None else "Refuse"
@@ -521,7 +539,7 @@ def run_scenario(scenario: Scenario, workdir: Path, args: argparse.Namespace) ->
             wait_until_watching(cluster, operator)
             if tenant_limit is not None:
                 wait_until_tenanted(cluster, operator)
-                cluster.create(agent_manifest())
+                cluster.create(agent_manifest(scenario.agent_limit))
                 wait_until_agent_seen(cluster, operator)
             measured = asyncio.run(drive(cluster, operator, scenario))
         finally:
@@ -545,17 +563,17 @@ def _is_event_write(key: RequestKey) -> bool:
     return key.is_write and key.resource == "events"
 
 
-def tenant_notes(results: Sequence[Measured]) -> list[str]:
-    """For each scenario under a Tenant: its limit, the peak it kept to, who waited for it."""
+def limit_notes(results: Sequence[Measured]) -> list[str]:
+    """For each scenario under a cap: the cap, the peak it kept to, who waited for it."""
     lines = []
     for m in results:
-        if m.scenario.tenant_limit is not None:
+        if m.scenario.limit is not None:
+            what, most = m.scenario.limit
             lines += [
                 "",
-                f"{m.scenario.name}: Tenant limits.maxConcurrentTasks {m.scenario.tenant_limit}; "
-                f"at most {m.peak_unfinished_jobs} task Jobs unfinished at once; {m.held_back} "
-                f"of {m.scenario.workflows} Workflows waited for a slot ({CONCURRENCY_HELD}) "
-                "at some point.",
+                f"{m.scenario.name}: {what} {most}; at most {m.peak_unfinished_jobs} task Jobs "
+                f"unfinished at once; {m.held_back} of {m.scenario.workflows} Workflows waited "
+                "for a slot (Tenant- or AgentConcurrencyLimit) at some point.",
             ]
     return lines
 
@@ -588,7 +606,7 @@ def report(results: Sequence[Measured]) -> str:
         f"≤ {TARGET_CPU_MS_PER_TASK} ms/task; ≤ {TARGET_WRITES_PER_TASK} API writes/task "
         f"without Events and ≤ {TARGET_EVENTS_PER_TASK:.0f} Event/task; ≤ {TARGET_RSS_MIB:.0f} "
         f"MiB RSS at 1000 live workflows; 1000-task status ≤ {TARGET_STATUS_BYTES // 1024} KiB.",
-        *tenant_notes(results),
+        *limit_notes(results),
         "",
         "Operator requests per task, by client, verb and resource:",
         "",
@@ -630,6 +648,14 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             args.timeout or 300,
             tenant_limit=args.max_concurrent_tasks,
         ),
+        "agent": Scenario(
+            "agent",
+            10 if quick else args.workflows,
+            args.tasks,
+            args.shape,
+            args.timeout or 300,
+            agent_limit=args.max_concurrent_tasks,
+        ),
         "live": Scenario("live", 100 if quick else 1000, 10, "mixed", args.timeout or 600),
         "wide": Scenario("wide", 1, 100 if quick else 1000, "wide", args.timeout or 300),
         "steady": Scenario(
@@ -660,7 +686,7 @@ def main() -> int:
         "--max-concurrent-tasks",
         type=int,
         default=20,
-        help="tenant: the Tenant's limits.maxConcurrentTasks",
+        help="tenant: the Tenant's limits.maxConcurrentTasks; agent: the Agent's maxConcurrency",
     )
     parser.add_argument("--timeout", type=float, default=0, help="seconds per scenario")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a sanity run")

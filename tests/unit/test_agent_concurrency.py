@@ -18,7 +18,6 @@ from troupe_operator.controller.agent_concurrency import ADJUSTED, Concurrency
 from troupe_operator.controller.agent_limits import AgentGate
 from troupe_operator.workflow import (
     Decision,
-    EventType,
     JobState,
     Observation,
     ObservedJob,
@@ -127,14 +126,14 @@ def test_an_agent_without_free_slots_holds_its_attempts_back_with_a_reason_and_o
         "ready tasks wait for a slot of their Agent (agent at most 2 task attempts at once "
         "across the namespace's Workflows; model.maxConcurrency)"
     )
-    [event] = cluster.events_of("AgentConcurrencyLimit")
-    assert event.type == EventType.NORMAL
+    # No Event, as for a Tenant's cap: a run under contention is held and released once per
+    # slot it gets (bench/controller.py's agent scenario: 0.9 Events a task more with one).
+    assert cluster.events_of("AgentConcurrencyLimit") == []
     t1 = cluster.status.tasks["t1"]
     assert (t1.phase, t1.waiting and t1.waiting.reason) == ("Pending", "AgentConcurrencyLimit")
 
     cluster.agent_slots = {"agent": 0}  # t0 runs on the Agent's other slot
-    assert created_tasks(cluster.step()) == []  # still held: no second Event
-    assert len(cluster.events_of("AgentConcurrencyLimit")) == 1
+    assert created_tasks(cluster.step()) == []  # still held
 
     cluster.agent_slots = {"agent": 3}
     decision = cluster.step()

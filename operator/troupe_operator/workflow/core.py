@@ -893,8 +893,6 @@ class _Run:
         was = previous_ready.reason if previous_ready else None
         if verdict.blocked and was != verdict.reason:
             self.actions.append(Event(EventType.WARNING, verdict.reason, verdict.message))
-        if verdict.reason == AGENT_CONCURRENCY_LIMIT and was != verdict.reason:
-            self.actions.append(Event(EventType.NORMAL, verdict.reason, verdict.message))
         if verdict.reason == SUSPENDED and was != SUSPENDED:
             self.actions.append(Event(EventType.NORMAL, SUSPENDED, verdict.message))
         elif was == SUSPENDED and verdict.reason != SUSPENDED and not verdict.finished:
