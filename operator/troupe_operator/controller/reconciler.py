@@ -466,7 +466,7 @@ class WorkflowReconciler:
                     if problem is not None:
                         return [Refusal(action, problem)]
                 case GrantReads():
-                    await self._grant_reads(run, action)
+                    await self._grant_reads(run, memory, action)
                 case CreateTask():
                     concurrent.append(self._create_task(run, memory, action, refused, started))
                 case DeleteJob():
@@ -503,9 +503,12 @@ class WorkflowReconciler:
             raise Redecide()
         return None
 
-    async def _grant_reads(self, run: WorkflowRef, action: GrantReads) -> None:
+    async def _grant_reads(self, run: WorkflowRef, memory: RunMemory, action: GrantReads) -> None:
         """Let the run's pods get the cache entries its tasks were served from (before any
-        Job that reads one starts). A stale Role is a 409, retried with the reconcile."""
+        Job that reads one starts). A stale Role is a 409, retried with the reconcile. The
+        Role is read only when an entry is not yet known to be granted."""
+        if memory.granted.issuperset(action.config_maps):
+            return
         async with self._calls:
             role = await self.kube.read_role(run.namespace, action.service_account)
             if role is None:
@@ -513,6 +516,7 @@ class WorkflowReconciler:
             granting = children.with_cache_reads(role, action.config_maps)
             if granting is not None:
                 await self.kube.replace_role(run.namespace, granting)
+        memory.granted = memory.granted.union(action.config_maps)
 
     async def _create(self, run: WorkflowRef, create: Create, body: Body) -> bool:
         """Create a child; whether it is new (False: it existed). _Refused if refused for good."""

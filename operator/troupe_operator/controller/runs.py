@@ -79,6 +79,8 @@ class RunMemory:
     """Ready tasks the last decision held back: since when (monotonic) and by what."""
     recorded: WorkflowSpec | None = None
     """The spec the run was prepared with, once this process prepared it or read it back."""
+    granted: frozenset[str] = frozenset()
+    """Cache entries this process saw the run's Role grant (so it is read only for new ones)."""
     parsed_spec: tuple[int, WorkflowSpec | InvalidSpec] | None = None
     """The spec parsed, with the generation it was parsed at."""
     parsed_status: tuple[str | None, WorkflowStatus] | None = None
